@@ -4,6 +4,7 @@ Every ``gwcore/**/_*.pyx`` becomes one extension module. A ``.pyx`` names the C 
 libraries it links in its own header (``# distutils: sources = src_c/http1.c``), so adding a
 module never means editing this file.
 
+``GWCORE_EXT=gwcore/jwt/_jws.pyx`` (a glob) builds only the matching modules.
 ``GWCORE_DEBUG=1`` builds with ``-O1 -g -fsanitize=address,undefined`` instead of ``-O3``
 (run Python with ``LD_PRELOAD=$(gcc -print-file-name=libasan.so)`` to load such a build).
 """
@@ -23,7 +24,8 @@ LDFLAGS = SANITIZE if DEBUG else []
 
 def extensions() -> list[Extension]:
     exts = []
-    for pyx in sorted(glob("gwcore/**/_*.pyx", recursive=True)):
+    only = os.environ.get("GWCORE_EXT", "gwcore/**/_*.pyx")
+    for pyx in sorted(glob(only, recursive=True)):
         name = pyx[:-4].replace(os.sep, ".")
         exts.append(
             Extension(
