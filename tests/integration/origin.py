@@ -1,0 +1,345 @@
+"""Origin HTTP/1.1 server for the integration tests: the oracle behind the gateway.
+
+Run as its own process: ``python tests/integration/origin.py --port N`` (``--port 0`` picks a
+free port). It prints ``READY <port>`` on stdout once listening and exits on SIGTERM/SIGINT.
+
+Requests are parsed with h11, an implementation independent of gwcore's parser, so whatever
+the gateway forwards is checked by a strict third party: a request h11 rejects is answered with
+400 and counted in ``/stats`` as a protocol error. Large bodies are written as 1 MiB slices of
+a pre-built pattern so that a 1 GiB stream is cheap for the origin.
+
+Endpoints (method-agnostic unless noted; HEAD gets the GET head without a body):
+  /hello                         small JSON
+  /headers                       JSON: method, target, http_version, fields as received
+                                 (raw names, in order), body_length
+  /echo, /expect                 the request body back with Content-Length; answers
+                                 ``100 Continue`` when the request asked for it
+  /discard                       reads and counts the body; JSON {"received": N}
+  /chunked?n=K&size=S            chunked response: chunk i is S bytes of chunk_byte(i)
+  /big?size=N                    N bytes of pattern() with Content-Length, streamed
+  /slow?delay=S[&head=1]         waits S seconds, then answers; with head=1 the head is sent
+                                 first and only the 4-byte body waits
+  /abort?size=N&sent=M[&rst=1]   Content-Length N, then M < N bytes of pattern(), then close
+                                 (with rst=1: an abortive close, RST)
+  /close-delimited?size=N        no Content-Length nor Transfer-Encoding: body then close
+  /status/CODE                   that status; body "status CODE" when allowed; 304 carries
+                                 "Content-Length: 5" as RFC 9110 §8.6 allows, with no body
+  /stats                         JSON counters (connections whose first request is /stats are
+                                 control connections and are not counted)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import socket
+import struct
+import sys
+from collections import deque
+from http import HTTPStatus
+from urllib.parse import parse_qs, urlsplit
+
+import h11
+
+BLOCK = 1 << 20
+READ_SIZE = 256 * 1024
+_PATTERN = bytes(range(256)) * (BLOCK // 256)
+
+
+def pattern(offset: int, length: int) -> bytes:
+    """Bytes ``offset .. offset+length`` of the infinite pattern 00 01 .. ff 00 01 .."""
+    out = bytearray()
+    while length > 0:
+        start = offset % BLOCK
+        piece = _PATTERN[start : start + length]
+        out += piece
+        offset += len(piece)
+        length -= len(piece)
+    return bytes(out)
+
+
+def chunk_byte(index: int) -> bytes:
+    """The byte that fills chunk ``index`` of /chunked."""
+    return bytes([97 + index % 26])
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.control = 0
+        self.requests = 0
+        self.protocol_errors = 0
+        self.targets: deque[str] = deque(maxlen=2000)
+
+    def as_dict(self, with_targets: bool) -> dict:
+        out = {
+            "connections": self.accepted - self.control,
+            "requests": self.requests,
+            "protocol_errors": self.protocol_errors,
+        }
+        if with_targets:
+            out["targets"] = list(self.targets)
+        return out
+
+
+STATS = Stats()
+
+
+class ClientGone(Exception):
+    """The peer closed the connection; stop serving it."""
+
+
+class Exchange:
+    """One server-side HTTP/1.1 connection driven by h11."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
+        self.request: h11.Request | None = None
+
+    async def next_event(self) -> object:
+        while True:
+            event = self.conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            data = await self.reader.read(READ_SIZE)
+            self.conn.receive_data(data)
+
+    async def send(self, event: object) -> None:
+        if type(event) in (h11.Response, h11.InformationalResponse) and not event.reason:
+            event = type(event)(
+                status_code=event.status_code, headers=event.headers, reason=_reason(event)
+            )
+        for piece in self.conn.send_with_data_passthrough(event):
+            self.writer.write(piece)
+        await self.writer.drain()
+
+    async def body_chunks(self):
+        """Yield the request body as it arrives (after ``100 Continue`` if it was asked)."""
+        if self.conn.they_are_waiting_for_100_continue:
+            await self.send(h11.InformationalResponse(status_code=100, headers=[]))
+        while True:
+            event = await self.next_event()
+            if type(event) is h11.Data:
+                yield event.data
+            elif type(event) is h11.EndOfMessage:
+                return
+            elif type(event) is h11.ConnectionClosed:
+                raise ClientGone
+
+    async def read_body(self) -> bytes:
+        parts = [chunk async for chunk in self.body_chunks()]
+        return b"".join(parts)
+
+    async def respond(
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: bytes = b"application/json",
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+        headers += extra or []
+        await self.send(h11.Response(status_code=status, headers=headers))
+        if body and self.request is not None and self.request.method != b"HEAD":
+            await self.send(h11.Data(data=body))
+        await self.send(h11.EndOfMessage())
+
+    async def stream_pattern(self, size: int) -> None:
+        sent = 0
+        while sent < size:
+            n = min(BLOCK, size - sent)
+            await self.send(h11.Data(data=_PATTERN if n == BLOCK else _PATTERN[:n]))
+            sent += n
+
+
+def _reason(event: h11.Response | h11.InformationalResponse) -> bytes:
+    try:
+        return HTTPStatus(event.status_code).phrase.encode()
+    except ValueError:
+        return b"Unknown"
+
+
+def _query(target: str) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(urlsplit(target).query).items()}
+
+
+def _json(obj: object) -> bytes:
+    return json.dumps(obj).encode()
+
+
+async def handle_request(ex: Exchange, req: h11.Request) -> bool:
+    """Answer one request. Returns False when the connection must be closed afterwards."""
+    target = req.target.decode("latin-1")
+    path = urlsplit(target).path
+    q = _query(target)
+    is_head = req.method == b"HEAD"
+
+    if path == "/hello":
+        await ex.respond(200, _json({"hello": "world"}))
+    elif path == "/headers":
+        body = await ex.read_body()
+        info = {
+            "method": req.method.decode("latin-1"),
+            "target": target,
+            "http_version": req.http_version.decode("latin-1"),
+            "headers": [
+                [name.decode("latin-1"), value.decode("latin-1")]
+                for name, value in req.headers.raw_items()
+            ],
+            "body_length": len(body),
+        }
+        await ex.respond(200, _json(info))
+    elif path in ("/echo", "/expect"):
+        saw_expect = b"100-continue" in [v.lower() for k, v in req.headers if k == b"expect"]
+        body = await ex.read_body()
+        extra = [(b"x-saw-expect", b"1" if saw_expect else b"0")]
+        await ex.respond(200, body, b"application/octet-stream", extra)
+    elif path == "/discard":
+        received = 0
+        async for chunk in ex.body_chunks():
+            received += len(chunk)
+        await ex.respond(200, _json({"received": received}))
+    elif path == "/chunked":
+        n, size = int(q.get("n", "3")), int(q.get("size", "10"))
+        await ex.send(
+            h11.Response(
+                status_code=200,
+                headers=[(b"content-type", b"text/plain"), (b"transfer-encoding", b"chunked")],
+            )
+        )
+        if not is_head:
+            for i in range(n):
+                await ex.send(h11.Data(data=chunk_byte(i) * size))
+        await ex.send(h11.EndOfMessage())
+    elif path == "/big":
+        size = int(q.get("size", str(BLOCK)))
+        headers = [(b"content-type", b"application/octet-stream"),
+                   (b"content-length", str(size).encode())]
+        await ex.send(h11.Response(status_code=200, headers=headers))
+        if not is_head:
+            await ex.stream_pattern(size)
+        await ex.send(h11.EndOfMessage())
+    elif path == "/slow":
+        delay = float(q.get("delay", "1"))
+        if q.get("head") == "1":
+            headers = [(b"content-type", b"text/plain"), (b"content-length", b"4")]
+            await ex.send(h11.Response(status_code=200, headers=headers))
+            await asyncio.sleep(delay)
+            await ex.send(h11.Data(data=b"slow"))
+            await ex.send(h11.EndOfMessage())
+        else:
+            await asyncio.sleep(delay)
+            await ex.respond(200, b"slow", b"text/plain")
+    elif path == "/abort":
+        size, sent = int(q.get("size", "100000")), int(q.get("sent", "50000"))
+        headers = [(b"content-type", b"application/octet-stream"),
+                   (b"content-length", str(size).encode())]
+        await ex.send(h11.Response(status_code=200, headers=headers))
+        await ex.stream_pattern(min(sent, size - 1))
+        if q.get("rst") == "1":
+            sock = ex.writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return False
+    elif path == "/close-delimited":
+        size = int(q.get("size", "100000"))
+        # Bypasses h11 on purpose: h11 would add chunked framing for an HTTP/1.1 peer.
+        ex.writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n")
+        sent = 0
+        while sent < size and not is_head:
+            n = min(BLOCK, size - sent)
+            ex.writer.write(_PATTERN[:n])
+            await ex.writer.drain()
+            sent += n
+        await ex.writer.drain()
+        return False
+    elif path.startswith("/status/"):
+        code = int(path.rsplit("/", 1)[1])
+        if code in (204, 304):
+            extra = [(b"etag", b'"v1"')]
+            if code == 304:
+                extra.append((b"content-length", b"5"))
+            await ex.send(h11.Response(status_code=code, headers=extra))
+            await ex.send(h11.EndOfMessage())
+        else:
+            await ex.respond(code, f"status {code}".encode(), b"text/plain")
+    else:
+        await ex.respond(404, b"origin: no such endpoint", b"text/plain")
+    return True
+
+
+async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    STATS.accepted += 1
+    ex = Exchange(reader, writer)
+    first = True
+    try:
+        while True:
+            event = await ex.next_event()
+            if type(event) is h11.ConnectionClosed or event is h11.PAUSED:
+                break
+            if type(event) is not h11.Request:
+                break
+            ex.request = event
+            target = event.target.decode("latin-1")
+            if urlsplit(target).path == "/stats":
+                if first:
+                    STATS.control += 1
+                await ex.read_body()
+                await ex.respond(200, _json(STATS.as_dict("targets=1" in target)))
+            else:
+                STATS.requests += 1
+                STATS.targets.append(target)
+                if not await handle_request(ex, event):
+                    break
+            first = False
+            # Drain any body the handler did not read so the next cycle can start.
+            while ex.conn.their_state is h11.SEND_BODY:
+                async for _ in ex.body_chunks():
+                    pass
+            if ex.conn.our_state is h11.MUST_CLOSE or ex.conn.their_state is h11.MUST_CLOSE:
+                break
+            ex.conn.start_next_cycle()
+    except h11.RemoteProtocolError as exc:
+        STATS.protocol_errors += 1
+        print(f"origin: protocol error: {exc}", file=sys.stderr, flush=True)
+        if ex.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            try:
+                await ex.respond(400, f"origin: {exc}".encode(), b"text/plain")
+            except (h11.LocalProtocolError, ConnectionError):
+                pass
+    except (ClientGone, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def main(host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = await asyncio.start_server(serve_connection, host, port, backlog=1024)
+    bound = server.sockets[0].getsockname()[1]
+    print(f"READY {bound}", flush=True)
+    await stop.wait()
+    server.close()
+
+
+def run() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main(args.host, args.port))
+    else:
+        uvloop.run(main(args.host, args.port))
+
+
+if __name__ == "__main__":
+    run()
