@@ -1,0 +1,252 @@
+"""Configuration: one YAML file parsed into typed, validated objects (DESIGN.md §5).
+
+Every problem is reported as ``ConfigError("<file>: <key path>: <what is wrong>")``, e.g.
+``gateway.yaml: routes[2].cluster: unknown cluster 'vidoe'``. Durations are written ``250ms``,
+``10s``, ``5m``, ``1h`` (or a number of seconds) and held as ``float`` seconds; sizes are written
+``16KiB``, ``10MiB``, ``1GiB`` (or a number of bytes) and held as ``int`` bytes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from typing import Any, Literal, Union
+
+import msgspec
+import yaml
+
+__all__ = [
+    "ConfigError", "Duration", "Size", "Limits", "ListenerTimeouts", "Listener",
+    "ClusterTimeouts", "Pool", "Cluster", "Match", "Route", "Config", "load", "parse",
+]
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file, the key path and the problem."""
+
+
+class Duration(float):
+    """Seconds (float), written in YAML as ``250ms``, ``10s``, ``5m``, ``1h`` or a number."""
+
+
+class Size(int):
+    """Bytes (int), written in YAML as ``512``, ``16KiB``, ``10MiB``, ``1GiB``."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
+_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30,
+               "KB": 1000, "MB": 1000**2, "GB": 1000**3}
+
+
+def _dec_hook(typ: type, obj: Any) -> Any:
+    if typ is Duration:
+        if isinstance(obj, (int, float)) and not isinstance(obj, bool) and obj >= 0:
+            return Duration(obj)
+        m = _DURATION.match(obj) if isinstance(obj, str) else None
+        if not m:
+            raise ValueError(f"expected a duration like 250ms, 10s, 5m, got {obj!r}")
+        return Duration(float(m.group(1)) * _DURATION_UNITS[m.group(2)])
+    if typ is Size:
+        if isinstance(obj, int) and not isinstance(obj, bool) and obj >= 0:
+            return Size(obj)
+        m = _SIZE.match(obj) if isinstance(obj, str) else None
+        if not m:
+            raise ValueError(f"expected a size like 16KiB or 10MiB, got {obj!r}")
+        return Size(int(m.group(1)) * _SIZE_UNITS[m.group(2)])
+    raise NotImplementedError(typ)
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    """``"127.0.0.1:8080"`` / ``"[::1]:8080"`` / ``"name:80"`` → (host, port); ValueError."""
+    if address.startswith("["):
+        host, sep, port = address[1:].partition("]:")
+        ipaddress.IPv6Address(host)
+    else:
+        host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port, got {address!r}")
+    return host, int(port)
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class Limits(_Section):
+    """Per-listener request limits (bytes / counts)."""
+
+    max_head_bytes: Size = Size(16 << 10)
+    max_headers: int = 100
+    max_target_bytes: Size = Size(8 << 10)
+    max_body_bytes: Size = Size(10 << 20)
+
+    def __post_init__(self) -> None:
+        if not 64 <= self.max_head_bytes <= 1 << 20:
+            raise ValueError("max_head_bytes must be between 64 B and 1 MiB")
+        if not 1 <= self.max_headers <= 1000:
+            raise ValueError("max_headers must be between 1 and 1000")
+        if not 1 <= self.max_target_bytes <= self.max_head_bytes:
+            raise ValueError("max_target_bytes must be between 1 and max_head_bytes")
+
+
+class ListenerTimeouts(_Section):
+    """``header``: time to receive a whole request head (slowloris guard, 408).
+    ``idle``: how long a keep-alive connection may wait for its next request. Seconds."""
+
+    header: Duration = Duration(10.0)
+    idle: Duration = Duration(60.0)
+
+
+class Listener(_Section):
+    name: str
+    address: str
+    backlog: int = 1024
+    limits: Limits = msgspec.field(default_factory=Limits)
+    timeouts: ListenerTimeouts = msgspec.field(default_factory=ListenerTimeouts)
+
+    def __post_init__(self) -> None:
+        host, _ = _split_address(self.address)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"address: listener host must be an IP address, got {host!r}")
+
+    @property
+    def host(self) -> str:
+        return _split_address(self.address)[0]
+
+    @property
+    def port(self) -> int:
+        return _split_address(self.address)[1]
+
+
+class ClusterTimeouts(_Section):
+    """``connect``: TCP connect to an endpoint. ``response``: longest wait for upstream bytes
+    while a response is expected (NGINX's proxy_read_timeout). Seconds; both answer 504."""
+
+    connect: Duration = Duration(1.0)
+    response: Duration = Duration(15.0)
+
+
+class Pool(_Section):
+    """Upstream keep-alive pool, per endpoint: idle connections kept (count) and for how long."""
+
+    max_idle: int = 64
+    idle_timeout: Duration = Duration(60.0)
+
+
+class Cluster(_Section):
+    name: str
+    endpoints: list[str]
+    timeouts: ClusterTimeouts = msgspec.field(default_factory=ClusterTimeouts)
+    pool: Pool = msgspec.field(default_factory=Pool)
+
+    def __post_init__(self) -> None:
+        if not self.endpoints:
+            raise ValueError("endpoints: a cluster needs at least one endpoint")
+        for i, ep in enumerate(self.endpoints):
+            try:
+                _split_address(ep)
+            except ValueError as e:
+                raise ValueError(f"endpoints[{i}]: {e}") from None
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [_split_address(ep) for ep in self.endpoints]
+
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+class Match(_Section):
+    """Route match: all given conditions must hold. ``host`` is exact or ``*.suffix``
+    (case-insensitive, port ignored); ``path`` exact or ``path_prefix``; ``methods`` a list."""
+
+    host: Union[str, None] = None
+    path: Union[str, None] = None
+    path_prefix: Union[str, None] = None
+    methods: Union[list[str], None] = None
+
+    def __post_init__(self) -> None:
+        if self.path is not None and self.path_prefix is not None:
+            raise ValueError("give path or path_prefix, not both")
+        for p in (self.path, self.path_prefix):
+            if p is not None and not p.startswith("/"):
+                raise ValueError(f"paths start with '/', got {p!r}")
+        for m in self.methods or ():
+            if not _TOKEN.match(m):
+                raise ValueError(f"methods: {m!r} is not a method token")
+
+
+class Route(_Section):
+    match: Match = msgspec.field(default_factory=Match)
+    cluster: str
+
+
+class Config(_Section):
+    workers: Union[Literal["auto"], int] = "auto"
+    listeners: list[Listener]
+    clusters: list[Cluster]
+    routes: list[Route]
+
+
+def _check_references(cfg: Config) -> None:
+    def unique(items: list[Any], section: str) -> set[str]:
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.name in seen:
+                raise ConfigError(f"{section}[{i}].name: duplicate name {item.name!r}")
+            seen.add(item.name)
+        return seen
+
+    unique(cfg.listeners, "listeners")
+    clusters = unique(cfg.clusters, "clusters")
+    for i, route in enumerate(cfg.routes):
+        if route.cluster not in clusters:
+            raise ConfigError(f"routes[{i}].cluster: unknown cluster {route.cluster!r}")
+    if isinstance(cfg.workers, int) and not 1 <= cfg.workers <= 1024:
+        raise ConfigError("workers: must be 'auto' or between 1 and 1024")
+    if not cfg.listeners:
+        raise ConfigError("listeners: at least one listener is needed")
+
+
+def parse(text: str, source: str = "<config>") -> Config:
+    """Parse YAML text into a :class:`Config`; ``ConfigError`` names ``source`` and the key."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "YAML"
+        raise ConfigError(f"{source}: {where}: {getattr(e, 'problem', None) or e}") from None
+    try:
+        cfg = msgspec.convert(data, Config, dec_hook=_dec_hook)
+        _check_references(cfg)
+    except msgspec.ValidationError as e:
+        problem, _, path = str(e).rpartition(" - at `")
+        path = path.rstrip("`").removeprefix("$").lstrip(".") or "(top level)"
+        # errors raised in __post_init__ may carry a sub-key: "endpoints[1]: ..."
+        sub, sep, rest = problem.partition(": ")
+        if sep and re.match(r"^[a-z_]+(\[\d+\])?$", sub):
+            path, problem = f"{path}.{sub}", rest
+        unknown = re.match(r"Object contains unknown field `(.+)`$", problem)
+        if unknown:
+            path, problem = f"{path}.{unknown.group(1)}".lstrip("."), "unknown key"
+        problem = problem.replace("Object missing required field", "missing required key")
+        raise ConfigError(f"{source}: {path}: {problem}") from None
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    return cfg
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read and parse a config file. Raises ConfigError (also for an unreadable file)."""
+    name = os.fspath(path)
+    try:
+        with open(name, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"{name}: {e.strerror}") from None
+    return parse(text, name)

@@ -1,0 +1,527 @@
+# distutils: sources = src_c/http1.c
+"""Downstream connection protocol: one client connection, driven by data_received.
+
+Requests are handled one at a time in arrival order (pipelined ones wait in the buffer, so
+responses keep request order, RFC 9112 §9.3.2). Each request head is parsed in C, routed,
+rewritten for the upstream (hop-by-hop fields out, X-Forwarded-*/Via/X-Request-Id in) and
+sent on a pooled upstream connection; bodies stream both ways with back-pressure."""
+
+import os
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.stdint cimport int64_t, uint32_t
+from libc.string cimport memcpy, memset
+from posix.types cimport ssize_t
+
+from gwcore.http._chttp1 cimport (
+    GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, GW_CONN_OTHER, GW_FK_EXPECT, GW_FK_X_FORWARDED_FOR,
+    GW_FK_X_FORWARDED_HOST, GW_FK_X_FORWARDED_PROTO, GW_FK_X_REQUEST_ID, GW_M_DELETE, GW_M_GET,
+    GW_M_HEAD, GW_M_OPTIONS, GW_M_PUT, GW_M_TRACE, gw_chunked, gw_chunked_decode,
+    gw_chunked_init, gw_field, gw_head, gw_http_error_name, gw_http_error_status, gw_limits,
+    gw_parse_request,
+)
+from gwcore.http._wire cimport Clock, build_head, mark_connection_options
+from gwcore.proxy._upstream cimport (
+    BODY_CHUNKED, BODY_CLOSE, Cluster, ResponseSink, UE_CONNECT_TIMEOUT, UE_RESET, UE_TIMEOUT,
+    Upstream,
+)
+
+cdef enum DState:
+    D_HEAD = 0          # reading a request head (or idle between requests)
+    D_CONNECTING = 1    # waiting for an upstream connection
+    D_BODY = 2          # streaming the request body upstream
+    D_WAIT = 3          # request sent; waiting for the response to finish
+    D_CLOSED = 4
+
+cdef enum Out:
+    OUT_RAW = 0         # bytes as received (Content-Length or no body)
+    OUT_CHUNKED = 1     # re-framed as chunked
+    OUT_CLOSE = 2       # delimited by closing the connection (HTTP/1.0 client)
+
+# reasons the downstream read side is paused (bits)
+cdef enum Pause:
+    P_CONNECTING = 1
+    P_UPSTREAM_FULL = 2
+    P_PIPELINE_FULL = 4
+
+cdef enum:
+    MAX_FIELDS = 1000               # config bound for max_headers
+    PIPELINE_BUFFER = 64 * 1024     # buffered bytes of waiting requests before pausing reads
+
+# Request heads are parsed and rewritten synchronously: one field array per worker.
+cdef gw_field _fields[MAX_FIELDS]
+cdef unsigned char _drop[MAX_FIELDS]
+
+cdef unsigned int DROP_ALWAYS = (
+    (1u << GW_FK_EXPECT) | (1u << GW_FK_X_FORWARDED_FOR) | (1u << GW_FK_X_FORWARDED_PROTO)
+    | (1u << GW_FK_X_FORWARDED_HOST))
+cdef unsigned int DROP_REQUEST_ID = 1u << GW_FK_X_REQUEST_ID
+
+cdef bytes CRLF = b"\r\n"
+cdef bytes HTTP11 = b" HTTP/1.1\r\n"
+cdef bytes VIA = b"Via: 1.1 gwcore\r\n"
+cdef bytes TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
+cdef bytes CONN_CLOSE = b"Connection: close\r\n"
+cdef bytes CONN_KEEP_ALIVE = b"Connection: keep-alive\r\n"
+cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+cdef bytes LAST_CHUNK = b"0\r\n\r\n"
+
+_REASONS = {400: "Bad Request", 404: "Not Found", 408: "Request Timeout",
+            413: "Content Too Large", 414: "URI Too Long",
+            431: "Request Header Fields Too Large", 501: "Not Implemented",
+            502: "Bad Gateway", 504: "Gateway Timeout", 505: "HTTP Version Not Supported"}
+
+
+cdef bytes _local_response(int status, str detail, bint close):
+    """A complete response the gateway answers itself (stable status, short text body)."""
+    body = f"{status} {_REASONS[status]}: {detail}\n".encode()
+    head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: text/plain\r\n"
+            f"Content-Length: {len(body)}\r\n").encode()
+    return head + (CONN_CLOSE if close else b"") + CRLF + body
+
+
+cdef inline bint _request_id_ok(const char *p, uint32_t n) noexcept:
+    """1..128 of [A-Za-z0-9._:-]: anything else is replaced, never forwarded."""
+    cdef uint32_t i
+    cdef unsigned char c
+    if n == 0 or n > 128:
+        return False
+    for i in range(n):
+        c = <unsigned char>p[i]
+        if not (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 46 or c == 95
+                or c == 58 or c == 45):
+            return False
+    return True
+
+
+cdef class ListenerRuntime:
+    """What every connection of one listener shares: limits, timeouts (seconds), router."""
+
+    cdef gw_limits limits
+    cdef int64_t max_body
+    cdef double header_timeout, idle_timeout
+    cdef object match_route
+    cdef Clock clock
+    cdef bytes proto_line
+    cdef str id_prefix
+    cdef unsigned long long next_id
+
+    def __cinit__(self, router, Clock clock, *, int max_head_bytes, int max_headers,
+                  int max_target_bytes, int64_t max_body_bytes, double header_timeout,
+                  double idle_timeout, str scheme="http"):
+        if not 1 <= max_headers <= MAX_FIELDS:
+            raise ValueError(f"max_headers must be 1..{MAX_FIELDS}")
+        self.limits.max_head_bytes = max_head_bytes
+        self.limits.max_fields = max_headers
+        self.limits.max_target_len = max_target_bytes
+        self.max_body = max_body_bytes
+        self.header_timeout = header_timeout
+        self.idle_timeout = idle_timeout
+        self.match_route = router.match
+        self.clock = clock
+        self.proto_line = f"X-Forwarded-Proto: {scheme}\r\n".encode()
+        self.id_prefix = os.urandom(6).hex()
+        self.next_id = 0
+
+    def protocol(self):
+        """Protocol factory for loop.create_server."""
+        return Downstream(self)
+
+    cdef bytes request_id_line(self):
+        self.next_id += 1
+        return f"X-Request-Id: {self.id_prefix}-{self.next_id:x}\r\n".encode()
+
+
+cdef class Downstream(ResponseSink):
+    cdef ListenerRuntime lr
+    cdef object transport
+    cdef object _write
+    cdef bytes client_ip
+    cdef bytes buf
+    cdef Py_ssize_t pos
+    cdef int state
+    cdef unsigned int paused
+    cdef bint keep_alive, http10, head_method, idempotent, peer_eof
+    cdef bint body_chunked, response_started, retried, head_started
+    cdef int after_connect
+    cdef bytes xff_line
+    cdef int64_t body_remaining, body_seen
+    cdef gw_chunked chunked
+    cdef Upstream up
+    cdef Cluster cluster
+    cdef bytes up_head
+    cdef int out_mode
+
+    def __cinit__(self, ListenerRuntime lr):
+        self.lr = lr
+        self.state = D_HEAD
+
+    # -- asyncio protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self._write = transport.write
+        peer = transport.get_extra_info("peername")
+        self.client_ip = (peer[0] if peer else "unknown").encode()
+        self.xff_line = b"X-Forwarded-For: " + self.client_ip + CRLF
+        self.lr.clock.watch(self)
+        self.head_started = True     # the first head is timed from the accept
+        self.deadline = self.lr.clock.now + self.lr.header_timeout
+
+    def connection_lost(self, exc):
+        self.state = D_CLOSED
+        self.lr.clock.unwatch(self)
+        if self.up is not None:
+            self.up.abandon()
+            self.up = None
+
+    def eof_received(self):
+        self.peer_eof = True
+        if self.state == D_HEAD and (self.buf is None or self.pos == PyBytes_GET_SIZE(self.buf)):
+            return False
+        if self.state == D_BODY or self.state == D_HEAD or self.after_connect == D_BODY:
+            self._close(True)       # the request can no longer complete
+            return False
+        return True                 # half-close: still answer the request in flight
+
+    def pause_writing(self):
+        if self.up is not None:
+            self.up.pause_reading(True)
+
+    def resume_writing(self):
+        if self.up is not None:
+            self.up.pause_reading(False)
+
+    def data_received(self, bytes data):
+        if self.state == D_CLOSED:
+            return
+        if self.buf is None or self.pos >= PyBytes_GET_SIZE(self.buf):
+            self.buf = data
+        else:
+            self.buf = self.buf[self.pos:] + data
+        self.pos = 0
+        self._process()
+
+    # -- request side -------------------------------------------------------------------
+
+    cdef void _process(self):
+        cdef Py_ssize_t n
+        while True:
+            n = PyBytes_GET_SIZE(self.buf) - self.pos if self.buf is not None else 0
+            if self.state == D_HEAD:
+                if n == 0:
+                    self.buf = None
+                    return
+                if not self._read_head(n):
+                    return
+            elif self.state == D_BODY:
+                if n == 0 or not self._forward_body(n):
+                    return
+            else:
+                if n > PIPELINE_BUFFER:
+                    self._pause(P_PIPELINE_FULL, True)
+                return
+
+    cdef bint _read_head(self, Py_ssize_t n):
+        """Parses the head at pos; True when a request was started and work may continue."""
+        cdef gw_head h
+        cdef const char *base = PyBytes_AS_STRING(self.buf) + self.pos
+        cdef int r = gw_parse_request(base, n, &self.lr.limits, &h, _fields)
+        if r == -2:
+            if not self.head_started:
+                self.head_started = True
+                self.deadline = self.lr.clock.now + self.lr.header_timeout
+            return False
+        if r < 0:
+            self._error(gw_http_error_status(h.error), gw_http_error_name(h.error).decode(), True)
+            return False
+        self.pos += r
+        self._start(base, &h)
+        return self.state != D_CLOSED
+
+    cdef void _start(self, const char *base, gw_head *h):
+        cdef bytes method = PyBytes_FromStringAndSize(base + h.method_off, h.method_len)
+        cdef bytes target = PyBytes_FromStringAndSize(base + h.target_off, h.target_len)
+        cdef bytes host = b""
+        cdef bint has_body = h.chunked or h.content_length > 0
+        self.deadline = 0
+        self.head_started = False
+        self.after_connect = D_HEAD
+        self.http10 = h.version_minor == 0
+        self.keep_alive = ((h.connection & GW_CONN_CLOSE) == 0 if not self.http10
+                           else (h.connection & GW_CONN_KEEP_ALIVE) != 0)
+        self.head_method = h.method == GW_M_HEAD
+        self.idempotent = h.method in (GW_M_GET, GW_M_HEAD, GW_M_OPTIONS, GW_M_PUT,
+                                       GW_M_DELETE, GW_M_TRACE)
+        if h.host_index >= 0:
+            host = PyBytes_FromStringAndSize(base + _fields[h.host_index].value_off,
+                                             _fields[h.host_index].value_len)
+        route = self.lr.match_route(host, target, method)
+        if route is None:
+            self._error(404, "no route", has_body)
+            return
+        if h.content_length > self.lr.max_body:
+            self._error(413, "body over limit", True)
+            return
+        self.cluster = route.cluster
+        self.up_head = self._upstream_head(base, h, method, target, host)
+        self.body_chunked = h.chunked
+        self.body_remaining = h.content_length if h.content_length > 0 else 0
+        self.body_seen = 0
+        if h.chunked:
+            gw_chunked_init(&self.chunked)
+        if h.expect_continue and has_body and not self.http10:
+            self._write(CONTINUE)
+        self.state = D_BODY if has_body else D_WAIT
+        self.retried = False
+        self._dispatch()
+
+    cdef bytes _upstream_head(self, const char *base, gw_head *h, bytes method, bytes target,
+                              bytes host):
+        cdef uint32_t i
+        cdef unsigned int drop_kinds = DROP_ALWAYS
+        cdef int rid = -1
+        cdef list xff = None
+        cdef const gw_field *f
+        cdef unsigned char *drop = NULL
+        for i in range(h.num_fields):
+            f = &_fields[i]
+            if f.kind == GW_FK_X_REQUEST_ID:
+                rid = <int>i if rid == -1 else -2
+            elif f.kind == GW_FK_X_FORWARDED_FOR:
+                if xff is None:
+                    xff = []
+                xff.append(PyBytes_FromStringAndSize(base + f.value_off, f.value_len))
+        if xff is None:
+            extra = [self.xff_line, self.lr.proto_line]
+        else:
+            xff.append(self.client_ip)
+            extra = [b"X-Forwarded-For: " + b", ".join(xff) + CRLF, self.lr.proto_line]
+        if host:
+            extra.append(b"X-Forwarded-Host: " + host + CRLF)
+        else:
+            extra.append(b"Host: " + self.cluster.endpoints[0].authority + CRLF)
+        extra.append(VIA)
+        if rid < 0 or not _request_id_ok(base + _fields[rid].value_off, _fields[rid].value_len):
+            drop_kinds |= DROP_REQUEST_ID
+            extra.append(self.lr.request_id_line())
+        if h.chunked:
+            extra.append(TE_CHUNKED)
+        if h.connection & GW_CONN_OTHER:
+            memset(_drop, 0, h.num_fields)
+            mark_connection_options(base, _fields, h.num_fields, _drop)
+            drop = _drop
+        return build_head(base, method + b" " + target + HTTP11, _fields, h.num_fields,
+                          drop_kinds, drop, extra)
+
+    cdef void _dispatch(self):
+        """Sends the request on a pooled connection, or starts connecting (slow path,
+        reading paused; a retry after a stale pooled connection always connects afresh)."""
+        cdef Upstream up = None
+        cdef object ep = self.cluster.next_endpoint()
+        if not self.retried:
+            up = self.cluster.acquire(ep)
+        if up is not None:
+            self._use(up)
+            return
+        self._pause(P_CONNECTING, True)
+        self.after_connect = self.state
+        self.state = D_CONNECTING
+        self.cluster.connect(ep, self, min(len(self.cluster.endpoints), 3))
+
+    cdef void _use(self, Upstream up):
+        self.up = up
+        up.send(self, self.up_head, self.head_method)
+        if self.state != D_BODY:
+            self.state = D_WAIT
+            up.finish_request()
+
+    cdef void on_upstream_ready(self, Upstream up):
+        if self.state != D_CONNECTING:
+            up.release()            # the client went away while we connected
+            return
+        up.reused = False
+        self.state = self.after_connect
+        self.after_connect = D_HEAD
+        self._use(up)
+        self._pause(P_CONNECTING, False)
+        if self.state == D_BODY and self.buf is not None:
+            self._process()
+
+    cdef bint _forward_body(self, Py_ssize_t n):
+        """Sends buffered body bytes upstream; True when the body is complete."""
+        cdef Py_ssize_t take
+        cdef ssize_t used
+        cdef size_t doff, dlen
+        cdef const char *base
+        cdef list out
+        self.deadline = self.lr.clock.now + self.lr.idle_timeout
+        if not self.body_chunked:
+            take = n if n < self.body_remaining else self.body_remaining
+            if take == PyBytes_GET_SIZE(self.buf) and self.pos == 0:
+                self.up.write(self.buf)
+            else:
+                self.up.write(self.buf[self.pos:self.pos + take])
+            self.pos += take
+            self.body_remaining -= take
+            if self.body_remaining:
+                return False
+        else:
+            out = []
+            base = PyBytes_AS_STRING(self.buf)
+            while n > 0:
+                used = gw_chunked_decode(&self.chunked, base + self.pos, n, &doff, &dlen)
+                if used < 0:
+                    self._error(400, gw_http_error_name(self.chunked.error).decode(), True)
+                    return False
+                if dlen:
+                    self.body_seen += dlen
+                    if self.body_seen > self.lr.max_body:
+                        self._error(413, "body over limit", True)
+                        return False
+                    out.append(f"{dlen:x}\r\n".encode())
+                    out.append(self.buf[self.pos + doff:self.pos + doff + dlen])
+                    out.append(CRLF)
+                self.pos += used
+                n -= used
+                if self.chunked.done:
+                    out.append(LAST_CHUNK)
+                    break
+            if out:
+                self.up.writelines(out)
+            if not self.chunked.done:
+                return False
+        self.deadline = 0
+        self.state = D_WAIT
+        self.up.finish_request()
+        return True
+
+    cdef void pause_request_body(self, bint pause):
+        self._pause(P_UPSTREAM_FULL, pause)
+
+    cdef void _pause(self, unsigned int reason, bint on):
+        cdef unsigned int before = self.paused
+        if on:
+            self.paused |= reason
+        else:
+            self.paused &= ~reason
+        if self.state == D_CLOSED:
+            return
+        if before == 0 and self.paused != 0:
+            self.transport.pause_reading()
+        elif before != 0 and self.paused == 0:
+            self.transport.resume_reading()
+
+    # -- response side ------------------------------------------------------------------
+
+    cdef void on_response_head(self, Upstream up, const char *buf, const gw_field *fields):
+        cdef gw_head *h = &up.head
+        cdef list extra = []
+        cdef unsigned char *drop = NULL
+        self.response_started = True
+        self.out_mode = OUT_RAW
+        if up.body_mode == BODY_CHUNKED or up.body_mode == BODY_CLOSE:
+            if self.http10:
+                self.out_mode = OUT_CLOSE
+                self.keep_alive = False
+            else:
+                self.out_mode = OUT_CHUNKED
+                extra.append(TE_CHUNKED)
+        if self.state == D_BODY:
+            self.keep_alive = False     # answered before the whole body arrived
+        if not self.keep_alive or self.peer_eof:
+            extra.append(CONN_CLOSE)
+        elif self.http10:
+            extra.append(CONN_KEEP_ALIVE)
+        if h.connection & GW_CONN_OTHER:
+            memset(_drop, 0, h.num_fields)
+            mark_connection_options(buf, fields, h.num_fields, _drop)
+            drop = _drop
+        status_line = b"HTTP/1.1 " + PyBytes_FromStringAndSize(
+            buf + 9, h.reason_off + h.reason_len - 9) + CRLF
+        self._write(build_head(buf, status_line, fields, h.num_fields, 0, drop, extra))
+
+    cdef void on_response_data(self, object data):
+        if self.out_mode == OUT_CHUNKED:
+            self.transport.writelines([f"{len(data):x}\r\n".encode(), data, CRLF])
+        else:
+            self._write(data)
+
+    cdef void on_response_end(self):
+        self.up = None
+        self.response_started = False
+        if self.out_mode == OUT_CHUNKED:
+            self._write(LAST_CHUNK)
+        if self.state == D_CLOSED:
+            return
+        if not self.keep_alive or self.peer_eof or self.state != D_WAIT:
+            self._close(False)
+            return
+        self._next_request()
+        self._process()
+
+    cdef void _next_request(self):
+        """Back to reading heads; the caller runs _process for pipelined requests."""
+        self.state = D_HEAD
+        self.head_started = False
+        self.deadline = self.lr.clock.now + self.lr.idle_timeout
+        self._pause(P_PIPELINE_FULL, False)
+
+    cdef void on_upstream_error(self, Upstream up, int error):
+        if self.state == D_CLOSED:
+            return
+        self._pause(P_CONNECTING, False)
+        if self.response_started:
+            self._close(True)       # never let a truncated body pass as complete
+            return
+        if (error == UE_RESET and up is not None and up.reused and not up.got_bytes
+                and not self.retried and self.idempotent and self.state == D_WAIT
+                and self.body_remaining == 0 and not self.body_chunked):
+            # a pooled connection the upstream had already closed: nothing was processed
+            self.retried = True
+            self.up = None
+            self._dispatch()
+            return
+        self.up = None
+        cdef bint body_pending = self.state == D_BODY or self.after_connect == D_BODY
+        if error == UE_CONNECT_TIMEOUT or error == UE_TIMEOUT:
+            self._error(504, "upstream timed out", body_pending)
+        else:
+            self._error(502, "upstream unavailable", body_pending)
+        if self.state == D_HEAD:
+            self._process()
+
+    # -- local answers and closing ------------------------------------------------------
+
+    cdef void _error(self, int status, str detail, bint close):
+        if self.up is not None:
+            self.up.abandon()
+            self.up = None
+        close = close or not self.keep_alive or self.peer_eof
+        self._write(_local_response(status, detail, close))
+        if close:
+            self._close(False)
+        else:
+            self._next_request()
+
+    cdef void on_deadline(self):
+        if self.state == D_HEAD:
+            if self.buf is not None and self.pos < PyBytes_GET_SIZE(self.buf):
+                self._error(408, "request head not received in time", True)
+            else:
+                self._close(False)      # idle keep-alive connection
+        elif self.state == D_BODY:
+            self._error(408, "request body not received in time", True)
+
+    cdef void _close(self, bint abort):
+        if self.state == D_CLOSED:
+            return
+        self.state = D_CLOSED
+        self.buf = None
+        if self.up is not None:
+            self.up.abandon()
+            self.up = None
+        if abort:
+            self.transport.abort()
+        else:
+            self.transport.close()

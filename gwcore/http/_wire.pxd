@@ -1,0 +1,22 @@
+from gwcore.http._chttp1 cimport gw_field
+
+cdef class Timed:
+    """A connection with one deadline (monotonic seconds, 0 = none), checked by a Clock."""
+    cdef double deadline
+    cdef void on_deadline(self)
+
+cdef class Clock:
+    cdef readonly double now
+    cdef set watched
+    cdef object loop
+    cdef object handle
+    cdef double tick
+    cdef void watch(self, Timed t)
+    cdef void unwatch(self, Timed t)
+
+cdef bytes build_head(const char *buf, bytes start_line, const gw_field *fields,
+                      Py_ssize_t nfields, unsigned int drop_kinds, const unsigned char *drop,
+                      list extra)
+
+cdef void mark_connection_options(const char *buf, const gw_field *fields, Py_ssize_t nfields,
+                                  unsigned char *drop)

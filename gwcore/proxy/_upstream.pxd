@@ -1,0 +1,79 @@
+from libc.stdint cimport int64_t
+from gwcore.http._chttp1 cimport gw_head, gw_field, gw_chunked
+from gwcore.http._wire cimport Timed, Clock
+
+# why an exchange with the upstream failed (before or during the response)
+cdef enum UpstreamError:
+    UE_CONNECT_FAILED = 1      # refused / unreachable: nothing was sent, retry is safe
+    UE_CONNECT_TIMEOUT = 2
+    UE_RESET = 3               # closed or reset before a whole response head arrived
+    UE_TIMEOUT = 4             # no upstream bytes for the response timeout
+    UE_BAD_RESPONSE = 5        # malformed response head or body framing
+
+# how the response body is delimited
+cdef enum BodyMode:
+    BODY_NONE = 0
+    BODY_LENGTH = 1
+    BODY_CHUNKED = 2
+    BODY_CLOSE = 3
+
+cdef class ResponseSink(Timed):
+    """The downstream side of one exchange; the Upstream calls these in order:
+    on_upstream_ready? → on_response_head → on_response_data* → on_response_end,
+    or on_upstream_error at any point."""
+    cdef void on_upstream_ready(self, Upstream up)
+    cdef void on_upstream_error(self, Upstream up, int error)
+    cdef void on_response_head(self, Upstream up, const char *buf, const gw_field *fields)
+    cdef void on_response_data(self, object data)
+    cdef void on_response_end(self)
+    cdef void pause_request_body(self, bint pause)
+
+cdef class Endpoint:
+    cdef readonly str host
+    cdef readonly int port
+    cdef readonly bytes authority
+    cdef list idle
+    cdef Cluster cluster
+
+cdef class Cluster:
+    cdef readonly str name
+    cdef readonly list endpoints
+    cdef Py_ssize_t rr
+    cdef double connect_timeout, response_timeout, idle_timeout
+    cdef Py_ssize_t max_idle
+    cdef Clock clock
+    cdef object loop
+    cdef Endpoint next_endpoint(self)
+    cdef Upstream acquire(self, Endpoint ep)
+    cdef void connect(self, Endpoint ep, ResponseSink sink, int attempts_left)
+
+cdef class Upstream(Timed):
+    cdef object transport
+    cdef object _write
+    cdef Endpoint ep
+    cdef ResponseSink sink
+    cdef int state
+    cdef bint reused
+    cdef bint got_bytes
+    cdef bint request_done
+    cdef bint no_body
+    cdef bint keep_alive
+    cdef bint reading_paused
+    cdef bytes buf
+    cdef Py_ssize_t pos
+    cdef gw_head head
+    cdef bint head_done
+    cdef int body_mode
+    cdef int64_t remaining
+    cdef gw_chunked chunked
+    cdef void send(self, ResponseSink sink, bytes head, bint no_body)
+    cdef void write(self, object data)
+    cdef void writelines(self, list data)
+    cdef void finish_request(self)
+    cdef void pause_reading(self, bint pause)
+    cdef void abandon(self)
+    cdef void release(self)
+    cdef void _parse_head(self)
+    cdef void _body(self, object data, Py_ssize_t start)
+    cdef void _end(self)
+    cdef void _fail(self, int error)
