@@ -1,6 +1,5 @@
 # Extern declarations of src_c/http1.h for the extensions that cimport the C parser.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t, uint64_t
-from posix.types cimport ssize_t
 
 cdef extern from "http1.h" nogil:
     enum gw_http_error:

@@ -11,7 +11,6 @@ import os
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint32_t
 from libc.string cimport memcpy, memset
-from posix.types cimport ssize_t
 
 from gwcore.http._chttp1 cimport (
     GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, GW_CONN_OTHER, GW_FK_EXPECT, GW_FK_X_FORWARDED_FOR,

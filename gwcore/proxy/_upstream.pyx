@@ -7,7 +7,6 @@ from functools import partial
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t
-from posix.types cimport ssize_t
 
 from gwcore.http._chttp1 cimport (
     GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, gw_chunked_decode, gw_chunked_init, gw_field, gw_limits,
