@@ -85,11 +85,11 @@ class Limits(_Section):
 
     def __post_init__(self) -> None:
         if not 64 <= self.max_head_bytes <= 1 << 20:
-            raise ValueError("max_head_bytes must be between 64 B and 1 MiB")
+            raise ValueError("max_head_bytes: must be between 64 B and 1 MiB")
         if not 1 <= self.max_headers <= 1000:
-            raise ValueError("max_headers must be between 1 and 1000")
+            raise ValueError("max_headers: must be between 1 and 1000")
         if not 1 <= self.max_target_bytes <= self.max_head_bytes:
-            raise ValueError("max_target_bytes must be between 1 and max_head_bytes")
+            raise ValueError("max_target_bytes: must be between 1 and max_head_bytes")
 
 
 class ListenerTimeouts(_Section):
@@ -108,7 +108,10 @@ class Listener(_Section):
     timeouts: ListenerTimeouts = msgspec.field(default_factory=ListenerTimeouts)
 
     def __post_init__(self) -> None:
-        host, _ = _split_address(self.address)
+        try:
+            host, _ = _split_address(self.address)
+        except ValueError as e:
+            raise ValueError(f"address: {e}") from None
         try:
             ipaddress.ip_address(host)
         except ValueError:
@@ -172,25 +175,25 @@ class Match(_Section):
 
     def __post_init__(self) -> None:
         if self.path is not None and self.path_prefix is not None:
-            raise ValueError("give path or path_prefix, not both")
+            raise ValueError("path: give path or path_prefix, not both")
         for p in (self.path, self.path_prefix):
             if p is not None and not p.startswith("/"):
-                raise ValueError(f"paths start with '/', got {p!r}")
+                raise ValueError(f"path: paths start with '/', got {p!r}")
         for m in self.methods or ():
             if not _TOKEN.match(m):
                 raise ValueError(f"methods: {m!r} is not a method token")
 
 
 class Route(_Section):
-    match: Match = msgspec.field(default_factory=Match)
     cluster: str
+    match: Match = msgspec.field(default_factory=Match)
 
 
 class Config(_Section):
-    workers: Union[Literal["auto"], int] = "auto"
     listeners: list[Listener]
     clusters: list[Cluster]
     routes: list[Route]
+    workers: Union[Literal["auto"], int] = "auto"
 
 
 def _check_references(cfg: Config) -> None:
@@ -213,6 +216,22 @@ def _check_references(cfg: Config) -> None:
         raise ConfigError("listeners: at least one listener is needed")
 
 
+def _describe(msg: str) -> str:
+    """msgspec's "problem - at `$.a[0].b`" → "a[0].b: problem", in config words."""
+    problem, sep, path = msg.rpartition(" - at `")
+    if not sep:
+        problem, path = msg, ""
+    path = path.rstrip("`").removeprefix("$").lstrip(".")
+    sub, sep, rest = problem.partition(": ")
+    if sep and re.match(r"^[a-z_]+(\[\d+\])?$", sub):     # raised in __post_init__
+        path, problem = f"{path}.{sub}".lstrip("."), rest
+    m = re.match(r"Object (contains unknown|missing required) field `(.+)`$", problem)
+    if m:
+        path = f"{path}.{m.group(2)}".lstrip(".")
+        problem = "unknown key" if m.group(1) == "contains unknown" else "missing required key"
+    return f"{path or '(top level)'}: {problem}"
+
+
 def parse(text: str, source: str = "<config>") -> Config:
     """Parse YAML text into a :class:`Config`; ``ConfigError`` names ``source`` and the key."""
     try:
@@ -225,17 +244,7 @@ def parse(text: str, source: str = "<config>") -> Config:
         cfg = msgspec.convert(data, Config, dec_hook=_dec_hook)
         _check_references(cfg)
     except msgspec.ValidationError as e:
-        problem, _, path = str(e).rpartition(" - at `")
-        path = path.rstrip("`").removeprefix("$").lstrip(".") or "(top level)"
-        # errors raised in __post_init__ may carry a sub-key: "endpoints[1]: ..."
-        sub, sep, rest = problem.partition(": ")
-        if sep and re.match(r"^[a-z_]+(\[\d+\])?$", sub):
-            path, problem = f"{path}.{sub}", rest
-        unknown = re.match(r"Object contains unknown field `(.+)`$", problem)
-        if unknown:
-            path, problem = f"{path}.{unknown.group(1)}".lstrip("."), "unknown key"
-        problem = problem.replace("Object missing required field", "missing required key")
-        raise ConfigError(f"{source}: {path}: {problem}") from None
+        raise ConfigError(f"{source}: {_describe(str(e))}") from None
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     return cfg

@@ -1,0 +1,75 @@
+"""Config parsing: typed values, and errors that name the file, the key path and the problem."""
+
+import pytest
+
+from gwcore.config import ConfigError, load, parse
+
+BASE = """\
+listeners:
+  - name: public
+    address: 127.0.0.1:8080
+    limits: {max_head_bytes: 16KiB, max_headers: 50, max_body_bytes: 10MiB}
+    timeouts: {header: 250ms, idle: 5m}
+clusters:
+  - name: video
+    endpoints: ["127.0.0.1:9001", "[::1]:9002"]
+    timeouts: {connect: 1s, response: 15s}
+routes:
+  - match: {host: "*.example.com", path_prefix: /v1/, methods: [GET, POST]}
+    cluster: video
+"""
+
+
+def test_values_are_typed():
+    cfg = parse(BASE, "gateway.yaml")
+    lst = cfg.listeners[0]
+    assert (lst.host, lst.port) == ("127.0.0.1", 8080)
+    assert lst.limits.max_head_bytes == 16 * 1024
+    assert lst.limits.max_body_bytes == 10 * 1024 * 1024
+    assert lst.timeouts.header == pytest.approx(0.25)
+    assert lst.timeouts.idle == 300.0
+    assert cfg.clusters[0].addresses == [("127.0.0.1", 9001), ("::1", 9002)]
+    assert cfg.routes[0].match.methods == ["GET", "POST"]
+    assert cfg.workers == "auto"
+
+
+@pytest.mark.parametrize("change, message", [
+    (("cluster: video", "cluster: vidoe"), "gateway.yaml: routes[0].cluster: unknown cluster 'vidoe'"),
+    (("idle: 5m", "idle: 5 parsecs"), "gateway.yaml: listeners[0].timeouts.idle: expected a duration"),
+    (("max_headers: 50", "max_headers: 0"), "gateway.yaml: listeners[0].limits.max_headers: must be"),
+    (("max_headers: 50", "max_headers: many"), "gateway.yaml: listeners[0].limits.max_headers: Expected `int`"),
+    (("16KiB", "16 parsecs"), "gateway.yaml: listeners[0].limits.max_head_bytes: expected a size"),
+    (("timeouts: {connect", "timeout: {connect"), "gateway.yaml: clusters[0].timeout: unknown key"),
+    (('"[::1]:9002"', '"nohost"'), "gateway.yaml: clusters[0].endpoints[1]: expected host:port"),
+    (("127.0.0.1:8080", "example.com:8080"), "gateway.yaml: listeners[0].address: listener host must be an IP"),
+    (("path_prefix: /v1/", "path_prefix: v1/"), "gateway.yaml: routes[0].match.path: paths start with '/'"),
+    (("methods: [GET, POST]", "methods: [GET, 'P O']"), "gateway.yaml: routes[0].match.methods:"),
+])
+def test_errors_name_file_key_path_and_problem(change, message):
+    with pytest.raises(ConfigError) as e:
+        parse(BASE.replace(*change), "gateway.yaml")
+    assert str(e.value).startswith(message), str(e.value)
+
+
+def test_missing_and_unknown_top_level_keys():
+    with pytest.raises(ConfigError, match=r"^g.yaml: routes: missing required key$"):
+        parse(BASE.split("routes:")[0], "g.yaml")
+    with pytest.raises(ConfigError, match=r"^g.yaml: colour: unknown key$"):
+        parse(BASE + "colour: blue\n", "g.yaml")
+
+
+def test_duplicate_names_and_yaml_syntax():
+    dup = BASE.replace("routes:", "  - name: video\n    endpoints: ['127.0.0.1:1']\nroutes:")
+    with pytest.raises(ConfigError, match=r"clusters\[1\]\.name: duplicate name 'video'"):
+        parse(dup, "g.yaml")
+    with pytest.raises(ConfigError, match=r"^g.yaml: line \d+: "):
+        parse("listeners: [", "g.yaml")
+
+
+def test_load_names_the_file(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match="nope.yaml: No such file"):
+        load(missing)
+    good = tmp_path / "gateway.yaml"
+    good.write_text(BASE)
+    assert load(good).clusters[0].name == "video"
