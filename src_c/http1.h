@@ -159,7 +159,7 @@ int gw_find_field(const char *buf, const gw_field *fields, uint32_t num_fields,
                   const char *name, size_t name_len);
 
 /* Splits a comma-separated list value (RFC 9110 5.6.1) into elements, skipping empty ones
- * and OWS. Starting from *pos, finds the next element: returns 1 and sets *el_off/*el_len
+ * and OWS. Starting from *pos, finds the next element: returns 1 and sets *el_off, *el_len
  * (relative to value), or 0 when no more. */
 int gw_next_list_element(const char *value, size_t value_len, size_t *pos, size_t *el_off,
                          size_t *el_len);

@@ -1,0 +1,23 @@
+"""HTTP/1.1 for gwcore: the C head parser and chunked decoder (RFC 9112) and their Python API."""
+
+from gwcore.http._parser import (
+    ChunkedDecoder,
+    ParseError,
+    Request,
+    Response,
+    parse_request,
+    parse_response,
+    set_simd,
+    simd_level,
+)
+
+__all__ = [
+    "ChunkedDecoder",
+    "ParseError",
+    "Request",
+    "Response",
+    "parse_request",
+    "parse_response",
+    "set_simd",
+    "simd_level",
+]

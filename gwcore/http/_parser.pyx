@@ -1,0 +1,328 @@
+# distutils: sources = src_c/http1.c
+"""Python API of the C HTTP/1.1 parser (src_c/http1.h): request/response heads and chunked bodies.
+
+Zero copy: a parsed head keeps a reference to the ``bytes`` it came from and stores offsets;
+``bytes`` objects for a field are built only when asked for. Input that is not ``bytes``
+(bytearray, memoryview) may change after the call, so its head bytes are copied once.
+Single-threaded: a module-level scratch field array is reused between calls.
+"""
+cimport cython
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport (
+    PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE,
+)
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.stdint cimport uint32_t
+from libc.string cimport memcpy
+
+from gwcore.http._chttp1 cimport (
+    GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, gw_chunked, gw_chunked_decode,
+    gw_chunked_init, gw_field, gw_find_field, gw_head, gw_http1_set_simd, gw_http1_simd_level,
+    gw_http_error_name, gw_http_error_status, gw_limits, gw_parse_request, gw_parse_response,
+)
+
+cdef enum:
+    _INLINE_FIELDS = 16     # fields stored inside the object; more go to the heap
+    _SCRATCH_FIELDS = 100   # the default max_fields: larger limits allocate per call
+
+
+class ParseError(ValueError):
+    """Malformed HTTP/1.1 input.
+
+    Attributes: ``code`` (str, e.g. ``"obs_fold"``), ``status`` (int HTTP status a server
+    answers with: 400, 414, 431, 501 or 505) and ``offset`` (int index in the data passed).
+    """
+
+    def __init__(self, code: str, status: int, offset: int) -> None:
+        super().__init__(f"{code} (HTTP {status}) at byte {offset}")
+        self.code = code
+        self.status = status
+        self.offset = offset
+
+
+cdef object _parse_error(int code, Py_ssize_t offset):
+    return ParseError(gw_http_error_name(code).decode("ascii"), gw_http_error_status(code),
+                      offset)
+
+
+# Common methods as shared constants: no allocation for them.
+cdef tuple _METHODS = (None, b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH",
+                       b"CONNECT", b"TRACE")
+
+cdef gw_field _scratch[_SCRATCH_FIELDS]
+
+
+@cython.freelist(64)
+cdef class _Head:
+    """Fields shared by Request and Response; not constructed directly."""
+    cdef bytes _buf            # holds the head at _buf[_base:]
+    cdef Py_ssize_t _base
+    cdef gw_head _h
+    cdef int _length
+    cdef gw_field *_fields
+    cdef gw_field _inline[_INLINE_FIELDS]
+    cdef list _headers
+    cdef bytes _target         # Request.target, built on first access
+
+    def __dealloc__(self):
+        if self._fields != self._inline:
+            PyMem_Free(self._fields)
+
+    cdef int _fill(self, bytes buf, Py_ssize_t base, const gw_head *h, int length,
+                   const gw_field *fields) except -1:
+        self._buf = buf
+        self._base = base
+        self._h = h[0]
+        self._length = length
+        self._headers = None
+        self._target = None
+        if h.num_fields <= _INLINE_FIELDS:
+            self._fields = self._inline
+        else:
+            self._fields = <gw_field *>PyMem_Malloc(h.num_fields * sizeof(gw_field))
+            if self._fields == NULL:
+                self._fields = self._inline
+                raise MemoryError()
+        memcpy(self._fields, fields, h.num_fields * sizeof(gw_field))
+        return 0
+
+    cdef inline const char *_ptr(self):
+        return PyBytes_AS_STRING(self._buf) + self._base
+
+    @property
+    def version_minor(self) -> int:
+        return self._h.version_minor
+
+    @property
+    def head_length(self) -> int:
+        return self._length
+
+    @property
+    def content_length(self):
+        return None if self._h.content_length < 0 else self._h.content_length
+
+    @property
+    def chunked(self) -> bool:
+        return self._h.chunked != 0
+
+    @property
+    def keep_alive(self) -> bool:
+        # RFC 9112 9.3: 1.1 persists unless "close"; 1.0 only with "keep-alive".
+        if self._h.connection & GW_CONN_CLOSE:
+            return False
+        return self._h.version_minor == 1 or (self._h.connection & GW_CONN_KEEP_ALIVE) != 0
+
+    def get(self, name, default=None):
+        if not PyBytes_CheckExact(name):
+            raise TypeError("field name must be bytes")
+        cdef int i = gw_find_field(self._ptr(), self._fields, self._h.num_fields,
+                                   PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name))
+        if i < 0:
+            return default
+        return PyBytes_FromStringAndSize(self._ptr() + self._fields[i].value_off,
+                                         self._fields[i].value_len)
+
+    @property
+    def headers(self) -> list:
+        if self._headers is None:
+            self._headers = self._build_headers()
+        return self._headers
+
+    cdef list _build_headers(self):
+        cdef const char *p = self._ptr()
+        cdef uint32_t i
+        cdef list out = []
+        for i in range(self._h.num_fields):
+            f = &self._fields[i]
+            out.append((PyBytes_FromStringAndSize(p + f.name_off, f.name_len),
+                        PyBytes_FromStringAndSize(p + f.value_off, f.value_len)))
+        return out
+
+    def __len__(self) -> int:
+        return self._h.num_fields
+
+
+@cython.final
+cdef class Request(_Head):
+    """A parsed request head (RFC 9112 3). Built by parse_request."""
+
+    @property
+    def method(self) -> bytes:
+        if self._h.method:
+            return _METHODS[self._h.method]
+        return PyBytes_FromStringAndSize(self._ptr() + self._h.method_off, self._h.method_len)
+
+    @property
+    def target(self) -> bytes:
+        if self._target is None:
+            self._target = PyBytes_FromStringAndSize(self._ptr() + self._h.target_off,
+                                                     self._h.target_len)
+        return self._target
+
+    @property
+    def expect_continue(self) -> bool:
+        return self._h.expect_continue != 0
+
+    def __repr__(self) -> str:
+        return (f"<Request {self.method!r} {self.target!r} HTTP/1.{self._h.version_minor} "
+                f"fields={self._h.num_fields}>")
+
+
+@cython.final
+cdef class Response(_Head):
+    """A parsed response head (RFC 9112 4). Built by parse_response."""
+
+    @property
+    def status(self) -> int:
+        return self._h.status
+
+    @property
+    def reason(self) -> bytes:
+        return PyBytes_FromStringAndSize(self._ptr() + self._h.reason_off, self._h.reason_len)
+
+    def __repr__(self) -> str:
+        return (f"<Response HTTP/1.{self._h.version_minor} {self._h.status} "
+                f"fields={self._h.num_fields}>")
+
+
+cdef inline int _check_offset(Py_ssize_t offset, Py_ssize_t n) except -1:
+    if offset < 0 or offset > n:
+        raise ValueError(f"offset {offset} outside the data (length {n})")
+    return 0
+
+
+cdef object _parse(bint request, object data, Py_ssize_t offset, gw_limits *lim):
+    """Parses data[offset:]; returns a Request/Response, None when incomplete, or raises."""
+    cdef Py_buffer view
+    cdef const char *p
+    cdef Py_ssize_t n
+    cdef bint is_bytes = PyBytes_CheckExact(data)
+    cdef gw_field *fields = _scratch
+    cdef gw_head h
+    cdef int r
+    cdef _Head msg
+    if is_bytes:
+        p = PyBytes_AS_STRING(data)
+        n = PyBytes_GET_SIZE(data)
+    else:
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        p = <const char *>view.buf
+        n = view.len
+    try:
+        _check_offset(offset, n)
+        if lim.max_fields > _SCRATCH_FIELDS:
+            fields = <gw_field *>PyMem_Malloc(lim.max_fields * sizeof(gw_field))
+            if fields == NULL:
+                raise MemoryError()
+        if request:
+            r = gw_parse_request(p + offset, <size_t>(n - offset), lim, &h, fields)
+        else:
+            r = gw_parse_response(p + offset, <size_t>(n - offset), lim, &h, fields)
+        if r == -2:
+            return None
+        if r < 0:
+            raise _parse_error(h.error, offset + h.error_off)
+        msg = Request.__new__(Request) if request else Response.__new__(Response)
+        if is_bytes:
+            msg._fill(<bytes>data, offset, &h, r, fields)
+        else:
+            msg._fill(PyBytes_FromStringAndSize(p + offset, r), 0, &h, r, fields)
+        return msg
+    finally:
+        if fields != _scratch:
+            PyMem_Free(fields)
+        if not is_bytes:
+            PyBuffer_Release(&view)
+
+
+def parse_request(data, Py_ssize_t offset=0, *, uint32_t max_head_bytes=16384,
+                  uint32_t max_fields=100, uint32_t max_target_len=8192):
+    cdef gw_limits lim
+    lim.max_head_bytes = max_head_bytes
+    lim.max_fields = max_fields
+    lim.max_target_len = max_target_len
+    return _parse(True, data, offset, &lim)
+
+
+def parse_response(data, Py_ssize_t offset=0, *, uint32_t max_head_bytes=16384,
+                   uint32_t max_fields=100):
+    cdef gw_limits lim
+    lim.max_head_bytes = max_head_bytes
+    lim.max_fields = max_fields
+    lim.max_target_len = 0
+    return _parse(False, data, offset, &lim)
+
+
+@cython.final
+cdef class ChunkedDecoder:
+    """Streaming decoder of the chunked transfer coding (RFC 9112 7.1)."""
+    cdef gw_chunked _st
+    cdef bytes _unused
+    cdef Py_ssize_t _fed      # bytes consumed by the decoder so far
+
+    def __cinit__(self):
+        gw_chunked_init(&self._st)
+        self._unused = b""
+        self._fed = 0
+
+    def feed(self, data) -> list:
+        cdef Py_buffer view
+        cdef Py_ssize_t pos = 0
+        cdef Py_ssize_t r
+        cdef size_t off, dlen
+        cdef gw_chunked before
+        cdef list out = []
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        cdef const char *p = <const char *>view.buf
+        cdef Py_ssize_t n = view.len
+        try:
+            if self._st.done:
+                self._unused += p[:n]
+                return out
+            while pos < n and not self._st.done:
+                before = self._st
+                r = gw_chunked_decode(&self._st, p + pos, <size_t>(n - pos), &off, &dlen)
+                if r < 0:
+                    raise _parse_error(self._st.error, self._fed + pos + _error_index(
+                        &before, p + pos, <size_t>(n - pos)))
+                if dlen:
+                    out.append(PyBytes_FromStringAndSize(p + pos + off, dlen))
+                pos += r
+                if r == 0:
+                    break
+            self._fed += pos
+            if self._st.done and pos < n:
+                self._unused += p[pos:n]
+            return out
+        finally:
+            PyBuffer_Release(&view)
+
+    @property
+    def done(self) -> bool:
+        return self._st.done != 0
+
+    @property
+    def unused(self) -> bytes:
+        return self._unused
+
+
+cdef Py_ssize_t _error_index(const gw_chunked *before, const char *p, size_t n):
+    """Replays a failed decode byte by byte from its saved state to find the offending byte."""
+    cdef gw_chunked st = before[0]
+    cdef size_t i = 0, off, dlen
+    cdef Py_ssize_t r
+    while i < n:
+        r = gw_chunked_decode(&st, p + i, 1, &off, &dlen)
+        if r < 0:
+            return i
+        i += 1
+    return n
+
+
+def simd_level() -> int:
+    return gw_http1_simd_level()
+
+
+def set_simd(int level) -> int:
+    return gw_http1_set_simd(level)
+
