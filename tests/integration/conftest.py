@@ -4,7 +4,10 @@ Processes
   origin            session: one origin process (tests/integration/origin.py); tests compare
                     its /stats counters before and after, never absolute values.
   gw                the default gateway (session process, restarted if a test crashed it; a
-                    test during which it died fails with its stderr).
+                    test during which it died fails with its stderr). Limits: head 16KiB,
+                    100 fields, target 8KiB, body 2GiB; timeouts: header 10s, idle 60s,
+                    connect 1s, response 15s.
+  strict_gw         the same with body 1KiB, header 1s, idle 2s, response 1s.
   gateway_factory   function: ``gateway_factory(limits=..., timeouts=..., cluster_timeouts=...,
                     clusters=..., routes=...)`` starts a gateway with that config; stopped at
                     the end of the test.
@@ -465,9 +468,13 @@ def dead_port() -> int:
     return free_port()
 
 
-class _DefaultGateway:
-    def __init__(self, origin: Origin, dead_port: int, tmp_dir: Path) -> None:
-        self.origin, self.dead_port, self.tmp_dir = origin, dead_port, tmp_dir
+class _SharedGateway:
+    """A gateway shared by many tests; started on first use, restarted if it died."""
+
+    def __init__(self, name: str, origin: Origin, dead_port: int, tmp_dir: Path,
+                 **config_kw: object) -> None:
+        self.name, self.origin, self.dead_port, self.tmp_dir = name, origin, dead_port, tmp_dir
+        self.config_kw = config_kw
         self.gw: Gateway | None = None
         self.generation = 0
 
@@ -476,8 +483,8 @@ class _DefaultGateway:
             if self.gw is not None:
                 self.gw.proc.stop()
             self.generation += 1
-            cfg = gateway_config(free_port(), self.origin.port, self.dead_port)
-            self.gw = start_gateway(cfg, self.tmp_dir, f"gateway-default-{self.generation}")
+            cfg = gateway_config(free_port(), self.origin.port, self.dead_port, **self.config_kw)
+            self.gw = start_gateway(cfg, self.tmp_dir, f"{self.name}-{self.generation}")
         return self.gw
 
     def stop(self) -> None:
@@ -485,21 +492,46 @@ class _DefaultGateway:
             self.gw.proc.stop()
 
 
+def _use_shared(holder: _SharedGateway) -> Iterator[Gateway]:
+    g = holder.get()
+    yield g
+    if not g.proc.alive():
+        pytest.fail(f"the gateway died during the test (exit {g.proc.popen.returncode}):\n"
+                    f"{g.proc.log_tail()}")
+
+
 @pytest.fixture(scope="session")
-def _default_gateway(origin: Origin, dead_port: int, session_dir: Path) -> Iterator[_DefaultGateway]:
-    holder = _DefaultGateway(origin, dead_port, session_dir)
+def _default_gateway(origin: Origin, dead_port: int, session_dir: Path) -> Iterator[
+        _SharedGateway]:
+    holder = _SharedGateway("gateway-default", origin, dead_port, session_dir)
+    yield holder
+    holder.stop()
+
+
+@pytest.fixture(scope="session")
+def _strict_gateway(origin: Origin, dead_port: int, session_dir: Path) -> Iterator[
+        _SharedGateway]:
+    holder = _SharedGateway(
+        "gateway-strict", origin, dead_port, session_dir,
+        limits={"max_body_bytes": "1KiB"},
+        timeouts={"header": "1s", "idle": "2s"},
+        cluster_timeouts={"response": "1s"},
+    )
     yield holder
     holder.stop()
 
 
 @pytest.fixture
-def gw(_default_gateway: _DefaultGateway) -> Iterator[Gateway]:
+def gw(_default_gateway: _SharedGateway) -> Iterator[Gateway]:
     """The default gateway; the test fails if the gateway process dies during it."""
-    g = _default_gateway.get()
-    yield g
-    if not g.proc.alive():
-        pytest.fail(f"the gateway died during the test (exit {g.proc.popen.returncode}):\n"
-                    f"{g.proc.log_tail()}")
+    yield from _use_shared(_default_gateway)
+
+
+@pytest.fixture
+def strict_gw(_strict_gateway: _SharedGateway) -> Iterator[Gateway]:
+    """A shared gateway with max_body_bytes 1KiB, header timeout 1s, idle timeout 2s and
+    upstream response timeout 1s; the test fails if it dies during the test."""
+    yield from _use_shared(_strict_gateway)
 
 
 @pytest.fixture

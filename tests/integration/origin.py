@@ -24,6 +24,8 @@ Endpoints (method-agnostic unless noted; HEAD gets the GET head without a body):
   /close-delimited?size=N        no Content-Length nor Transfer-Encoding: body then close
   /status/CODE                   that status; body "status CODE" when allowed; 304 carries
                                  "Content-Length: 5" as RFC 9110 §8.6 allows, with no body
+  any endpoint ?close_idle=S      after the response, close the connection if no new request
+                                 starts within S seconds (a keep-alive peer going away)
   /stats                         JSON counters (connections whose first request is /stats are
                                  control connections and are not counted)
 """
@@ -99,6 +101,7 @@ class Exchange:
         self.writer = writer
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
         self.request: h11.Request | None = None
+        self.close_idle: float | None = None
 
     async def next_event(self) -> object:
         while True:
@@ -277,7 +280,13 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
     first = True
     try:
         while True:
-            event = await ex.next_event()
+            if ex.close_idle is None:
+                event = await ex.next_event()
+            else:
+                try:
+                    event = await asyncio.wait_for(ex.next_event(), ex.close_idle)
+                except asyncio.TimeoutError:
+                    break
             if type(event) is h11.ConnectionClosed or event is h11.PAUSED:
                 break
             if type(event) is not h11.Request:
@@ -292,6 +301,8 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             else:
                 STATS.requests += 1
                 STATS.targets.append(target)
+                close_idle = _query(target).get("close_idle")
+                ex.close_idle = float(close_idle) if close_idle else None
                 if not await handle_request(ex, event):
                     break
             first = False
