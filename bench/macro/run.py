@@ -1,0 +1,787 @@
+#!/usr/bin/env python3
+"""gwcore macro benchmark: wrk through gwcore, NGINX and HAProxy in front of one NGINX origin.
+
+Layout (one worker): the origin (NGINX, 1 worker) and wrk share CPU 0; the proxy under test
+runs alone on CPU 1. Proxies are measured in alternating rounds (A B C A B C ...), each run
+preceded by a short warm-up; the table reports the median over rounds of req/s, p50 and p99
+(milliseconds), the errors wrk saw, and gwcore's req/s ratio to each peer.
+
+    /work/venv/bin/python bench/macro/run.py                      # 3 rounds of 10 s
+    /work/venv/bin/python bench/macro/run.py --duration 3s --rounds 1
+    /work/venv/bin/python bench/macro/run.py --write-results      # update bench/RESULTS.md
+
+Every process the script starts is stopped on exit (also on Ctrl-C and SIGTERM) and its
+temporary directory removed. See bench/macro/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import http.client
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+RESULTS_FILE = REPO / "bench" / "RESULTS.md"
+
+# Body sizes served by the origin, by URL path; both bodies are checked byte for byte through
+# every proxy before it is measured.
+BODIES: dict[str, bytes] = {
+    "1k": (b"0123456789abcdef" * 64),
+    "64k": (b"0123456789abcdef" * 4096),
+}
+SIZE_TITLES = {"1k": "1 KiB body (`return 200`)", "64k": "64 KiB body (static file)"}
+PEER_NAMES = {"gwcore": "gwcore", "nginx": "NGINX", "haproxy": "HAProxy"}
+
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 10.0
+
+
+class BenchError(Exception):
+    """A fatal setup problem (missing tool, origin not starting); the message says what to do."""
+
+
+# --------------------------------------------------------------------------------------------
+# CPU layout
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which CPUs each party is pinned to (`taskset -c` lists); None means not pinned."""
+
+    workers: int
+    origin_cpus: str | None
+    proxy_cpus: str | None
+    wrk_cpus: str | None
+
+    def describe(self) -> str:
+        def where(cpus: str | None) -> str:
+            return f"CPU {cpus}" if cpus is not None else "unpinned"
+
+        return (
+            f"origin (NGINX, 1 worker) on {where(self.origin_cpus)}, "
+            f"wrk on {where(self.wrk_cpus)}, "
+            f"proxy under test ({self.workers} worker(s)) on {where(self.proxy_cpus)}"
+        )
+
+
+def layout_for(workers: int) -> Layout:
+    """The CPU layout for a worker count. Only the one-worker case exists so far; the
+    multi-worker case (issue 3 item 9: wrk unpinned) is added here."""
+    if workers == 1:
+        return Layout(workers=1, origin_cpus="0", proxy_cpus="1", wrk_cpus="0")
+    raise BenchError(f"--workers {workers}: only the one-worker case is implemented so far")
+
+
+def pinned(cpus: str | None, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", cpus, *argv] if cpus is not None else argv
+
+
+# --------------------------------------------------------------------------------------------
+# Tools
+
+
+def which(name: str) -> str | None:
+    """`shutil.which`, also looking in the sbin directories a non-root PATH may lack."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for d in ("/usr/sbin", "/sbin", "/usr/local/sbin"):
+        path = Path(d) / name
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+    return None
+
+
+def apt_install(packages: list[str]) -> None:
+    """Install Debian packages; refreshes the package lists once if a package is unknown."""
+    if os.geteuid() != 0:
+        raise BenchError(f"missing {', '.join(packages)}: run `sudo apt-get install -y "
+                         f"{' '.join(packages)}` or run this script as root")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
+    print(f"installing {' '.join(packages)} with apt-get", flush=True)
+    if subprocess.run(cmd, check=False, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=True)
+
+
+def ensure_tools(want_haproxy: bool, install: bool) -> dict[str, str | None]:
+    """Paths of taskset, wrk, nginx and (if wanted) haproxy; installs what is missing."""
+    required = {"wrk": "wrk", "nginx": "nginx"}
+    missing = [pkg for tool, pkg in required.items() if which(tool) is None]
+    if which("taskset") is None:
+        missing.append("util-linux")
+    if missing:
+        if not install:
+            raise BenchError(f"missing {', '.join(missing)} (and --no-install was given)")
+        apt_install(missing)
+    if want_haproxy and which("haproxy") is None and install:
+        try:
+            apt_install(["haproxy"])
+        except (BenchError, subprocess.CalledProcessError) as exc:
+            print(f"note: HAProxy not installed ({exc}); it is skipped", flush=True)
+    tools: dict[str, str | None] = {t: which(t) for t in ("taskset", "wrk", "nginx", "haproxy")}
+    for t in ("taskset", "wrk", "nginx"):
+        if tools[t] is None:
+            raise BenchError(f"{t} still not found after installing")
+    return tools
+
+
+def gwcore_import_problem() -> str | None:
+    """None if `python -c 'import gwcore'` works with this interpreter, else how to fix it."""
+    proc = subprocess.run([sys.executable, "-c", "import gwcore"],
+                          check=False, capture_output=True, text=True)
+    if proc.returncode == 0:
+        return None
+    last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+    return (f"`{sys.executable} -c 'import gwcore'` failed ({last}). Install it with "
+            f"`{sys.executable} -m pip install .` in {REPO} (or build in place with "
+            f"`python setup.py build_ext --inplace` and run this script from the repository root)")
+
+
+def command_output(argv: list[str]) -> str:
+    """stdout+stderr of a short command (version banners go to either), '' if it fails."""
+    try:
+        proc = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return (proc.stdout + proc.stderr).strip()
+
+
+def machine_description(tools: dict[str, str | None]) -> dict[str, str]:
+    lscpu = command_output(["lscpu"])
+
+    def lscpu_field(name: str) -> str:
+        m = re.search(rf"^{re.escape(name)}:\s*(.+)$", lscpu, re.MULTILINE)
+        return m.group(1).strip() if m else "?"
+
+    os_name = "?"
+    with_os = Path("/etc/os-release")
+    if with_os.exists():
+        m = re.search(r'^PRETTY_NAME="?([^"\n]*)"?', with_os.read_text(), re.MULTILINE)
+        os_name = m.group(1) if m else "?"
+    hypervisor = lscpu_field("Hypervisor vendor")
+    cpus = f"{os.cpu_count()} CPUs"
+    if hypervisor != "?":
+        cpus += f" ({hypervisor} guest)"
+    nginx_v = re.search(r"nginx/(\S+)", command_output([str(tools["nginx"]), "-v"]))
+    wrk_v = re.search(r"^wrk (\S+)", command_output([str(tools["wrk"]), "-v"]), re.MULTILINE)
+    haproxy_v = (re.search(r"HAProxy version (\S+)",
+                           command_output([str(tools["haproxy"]), "-v"]))
+                 if tools["haproxy"] else None)
+    commit = command_output(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]) or "?"
+    if command_output(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"]):
+        commit += " (with uncommitted changes)"
+    return {
+        "cpu": f"{lscpu_field('Model name')}, {cpus}",
+        "kernel": f"Linux {platform.release()}, {os_name}",
+        "nginx": nginx_v.group(1) if nginx_v else "?",
+        "wrk": wrk_v.group(1) if wrk_v else "?",
+        "haproxy": haproxy_v.group(1) if haproxy_v else "not installed",
+        "python": platform.python_version(),
+        "gwcore": commit,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Processes
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def render(template: str, dest: Path, values: dict[str, str]) -> Path:
+    """Write HERE/template to dest with every @NAME@ replaced; all placeholders must be known."""
+    text = (HERE / template).read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    leftover = re.search(r"@[A-Z0-9_]+@", text)
+    if leftover:
+        raise BenchError(f"{template}: no value for {leftover.group(0)}")
+    dest.write_text(text)
+    return dest
+
+
+@dataclass
+class Server:
+    """A process this script started, in its own session (so its whole group can be killed)."""
+
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+    dead: str | None = None
+
+    def exited(self) -> str | None:
+        rc = self.proc.poll()
+        return None if rc is None else f"{self.name} exited with status {rc}"
+
+    def log_tail(self) -> str:
+        return tail_file(self.log) or "    | (empty log)"
+
+
+def spawn(name: str, argv: list[str], cpus: str | None, log: Path, port: int) -> Server:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(pinned(cpus, argv), stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    return Server(name=name, port=port, proc=proc, log=log)
+
+
+def stop(server: Server) -> None:
+    """SIGTERM, wait, then SIGKILL the process group if anything of it is still there."""
+    proc = server.proc
+    if proc.poll() is None:
+        try:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            print(f"{server.name}: no exit {STOP_TIMEOUT_S:.0f} s after SIGTERM, killing",
+                  flush=True)
+    # The group id is the leader's pid (start_new_session); children that outlived the
+    # leader (workers of a pre-fork server) are still in it.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def http_check(port: int, path: str, body: bytes) -> str | None:
+    """None if GET path on port answers 200 with exactly body, else what was wrong."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        got = resp.read()
+    except (OSError, http.client.HTTPException) as exc:
+        return f"GET {path}: {type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
+    if resp.status != 200:
+        return f"GET {path}: status {resp.status}"
+    if got != body:
+        return f"GET {path}: body of {len(got)} bytes differs from the origin's {len(body)}"
+    return None
+
+
+def wait_ready(server: Server) -> str | None:
+    """None once the port accepts TCP and serves both bodies intact, else the problem."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        problem = server.exited()
+        if problem:
+            return problem
+        try:
+            socket.create_connection(("127.0.0.1", server.port), timeout=0.5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                return f"port {server.port} not accepting after {START_TIMEOUT_S:.0f} s"
+            time.sleep(0.05)
+    for path, body in BODIES.items():
+        problem = http_check(server.port, "/" + path, body)
+        if problem:
+            return problem
+    return None
+
+
+# A builder writes a proxy's config into its directory and returns the command that runs it.
+Builder = Callable[[Path, int, int, int], list[str]]
+
+
+def nginx_argv(nginx: str, prefix: Path) -> list[str]:
+    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+    return [nginx, "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf"),
+            "-e", str(prefix / "error.log")]
+
+
+def build_nginx(tools: dict[str, str | None]) -> Builder:
+    def build(d: Path, port: int, origin_port: int, workers: int) -> list[str]:
+        render("nginx_proxy.conf.tmpl", d / "nginx.conf",
+               {"PORT": str(port), "ORIGIN_PORT": str(origin_port), "WORKERS": str(workers)})
+        return nginx_argv(str(tools["nginx"]), d)
+    return build
+
+
+def build_haproxy(tools: dict[str, str | None]) -> Builder:
+    def build(d: Path, port: int, origin_port: int, workers: int) -> list[str]:
+        cfg = render("haproxy.cfg.tmpl", d / "haproxy.cfg",
+                     {"PORT": str(port), "ORIGIN_PORT": str(origin_port), "WORKERS": str(workers)})
+        return [str(tools["haproxy"]), "-db", "-f", str(cfg)]
+    return build
+
+
+def build_gwcore(d: Path, port: int, origin_port: int, workers: int) -> list[str]:
+    cfg = render("gwcore.yaml.tmpl", d / "gwcore.yaml",
+                 {"PORT": str(port), "ORIGIN_PORT": str(origin_port), "WORKERS": str(workers)})
+    return [sys.executable, "-m", "gwcore", "serve", "--config", str(cfg)]
+
+
+def build_origin(tools: dict[str, str | None]) -> Builder:
+    def build(d: Path, port: int, _origin_port: int, workers: int) -> list[str]:
+        render("nginx_origin.conf.tmpl", d / "nginx.conf",
+               {"PORT": str(port), "WORKERS": str(workers), "BODY_1K": BODIES["1k"].decode()})
+        return nginx_argv(str(tools["nginx"]), d)
+    return build
+
+
+def port_was_taken(d: Path) -> bool:
+    """Whether a server failed because its port, free a moment before, was taken since."""
+    logs = [d / "stdout.log", d / "error.log"]
+    return any("in use" in p.read_text(errors="replace") for p in logs if p.exists())
+
+
+def launch(name: str, build: Builder, d: Path, origin_port: int, workers: int,
+           cpus: str | None) -> tuple[Server | None, str]:
+    """Start a server from its config directory d on a free port and check that it serves both
+    bodies. Returns (server, "") or (None, what went wrong with its log). A start that fails
+    because the port was taken in between is retried on another port."""
+    for attempt in range(3):
+        port = free_port()
+        argv = build(d, port, origin_port, workers)
+        for log in ("stdout.log", "error.log"):
+            (d / log).unlink(missing_ok=True)
+        server = spawn(name, argv, cpus, d / "stdout.log", port)
+        problem = wait_ready(server)
+        if problem is None:
+            return server, ""
+        stop(server)
+        if not (port_was_taken(d) and attempt < 2):
+            break
+    return None, (f"{problem}\n    command: {' '.join(argv)}\n"
+                  f"{tail_file(d / 'stdout.log')}\n{tail_file(d / 'error.log')}").rstrip()
+
+
+def start_origin(tmp: Path, tools: dict[str, str | None], layout: Layout) -> Server:
+    d = tmp / "origin"
+    (d / "www").mkdir(parents=True)
+    (d / "www" / "64k").write_bytes(BODIES["64k"])
+    # NGINX workers started by root run as `nobody`: they must be able to read the files.
+    for p in (tmp, d, d / "www"):
+        p.chmod(0o755)
+    (d / "www" / "64k").chmod(0o644)
+    origin, why = launch("origin", build_origin(tools), d, 0, 1, layout.origin_cpus)
+    if origin is None:
+        raise BenchError(f"the origin NGINX did not start: {why}")
+    return origin
+
+
+def start_proxy(name: str, build: Builder, tmp: Path, origin_port: int,
+                layout: Layout) -> Server | None:
+    """Start a proxy in front of the origin; None (after saying why) if it does not work."""
+    d = tmp / name
+    d.mkdir()
+    server, why = launch(name, build, d, origin_port, layout.workers, layout.proxy_cpus)
+    if server is None:
+        print(f"SKIP {name}: did not start: {why}", flush=True)
+    else:
+        print(f"{name}: ready on 127.0.0.1:{server.port} (pid {server.proc.pid})", flush=True)
+    return server
+
+
+def tail_file(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").rstrip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join("    | " + line for line in text[-lines:])
+
+
+# --------------------------------------------------------------------------------------------
+# wrk
+
+TIME_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+BINARY_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
+
+
+@dataclass
+class WrkResult:
+    rps: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    requests: int = 0
+    read_bytes: float = 0.0
+    socket_errors: dict[str, int] = field(default_factory=dict)
+    non_2xx_3xx: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return sum(self.socket_errors.values()) + self.non_2xx_3xx
+
+    @property
+    def flagged(self) -> bool:
+        return self.errors > 0 or bool(self.problems) or self.rps is None
+
+
+def parse_duration_s(text: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"bad duration {text!r} (e.g. 10s, 500ms, 1m)")
+    return float(m.group(1)) * {"ms": 1e-3, "s": 1, "m": 60, "h": 3600}[m.group(2) or "s"]
+
+
+def wrk_duration(text: str) -> str:
+    """Validate a duration and return it in whole seconds, the unit wrk understands."""
+    seconds = parse_duration_s(text)
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(f"duration {text!r}: wrk needs at least 1s")
+    return f"{round(seconds)}s"
+
+
+def latency_ms(text: str) -> float | None:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)", text)
+    return float(m.group(1)) * TIME_UNITS_MS[m.group(2)] if m else None
+
+
+def parse_wrk(output: str, body_size: int) -> WrkResult:
+    res = WrkResult()
+    m = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    res.rps = float(m.group(1)) if m else None
+    for pct, attr in (("50", "p50_ms"), ("99", "p99_ms")):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", output, re.MULTILINE)
+        setattr(res, attr, latency_ms(m.group(1)) if m else None)
+    m = re.search(r"^\s+(\d+) requests in \S+, ([\d.]+)([KMGTP]?)B read", output, re.MULTILINE)
+    if m:
+        res.requests = int(m.group(1))
+        res.read_bytes = float(m.group(2)) * BINARY_UNITS[m.group(3)]
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    if m:
+        res.socket_errors = {k: int(v) for k, v in
+                             zip(("connect", "read", "write", "timeout"), m.groups()) if int(v)}
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    res.non_2xx_3xx = int(m.group(1)) if m else 0
+    if res.rps is None or res.p50_ms is None or res.p99_ms is None:
+        res.problems.append("could not parse wrk's output")
+    elif res.requests == 0:
+        res.problems.append("no request completed")
+    # Every response carries at least the body; fewer bytes read per response than that
+    # means short or error responses wrk did not count as errors (1 % slack: wrk rounds).
+    elif res.read_bytes / res.requests < body_size * 0.99:
+        res.problems.append(f"only {res.read_bytes / res.requests:.0f} bytes read per response "
+                            f"for a {body_size}-byte body")
+    return res
+
+
+def run_wrk(wrk: str, port: int, size: str, duration: str, args: argparse.Namespace,
+            layout: Layout) -> tuple[WrkResult, str]:
+    url = f"http://127.0.0.1:{port}/{size}"
+    argv = pinned(layout.wrk_cpus, [wrk, f"-t{args.threads}", f"-c{args.connections}",
+                                    f"-d{duration}", "--latency", url])
+    timeout = parse_duration_s(duration) + 30
+    try:
+        proc = subprocess.run(argv, check=False, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return WrkResult(problems=[f"wrk did not finish within {timeout:.0f} s"]), ""
+    out = proc.stdout + proc.stderr
+    res = parse_wrk(out, len(BODIES[size]))
+    if proc.returncode != 0:
+        res.problems.append(f"wrk exit status {proc.returncode}")
+    return res, out
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+@dataclass
+class Summary:
+    proxy: str
+    size: str
+    runs: list[WrkResult]
+
+    def median(self, attr: str) -> float | None:
+        values = [getattr(r, attr) for r in self.runs if getattr(r, attr) is not None]
+        return statistics.median(values) if values else None
+
+    @property
+    def errors(self) -> int:
+        return sum(r.errors for r in self.runs)
+
+    @property
+    def flagged_runs(self) -> int:
+        return sum(r.flagged for r in self.runs)
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def describe_run(r: WrkResult) -> str:
+    parts = [f"{fmt(r.rps, ',.0f')} req/s", f"p50 {fmt(r.p50_ms, '.2f')} ms",
+             f"p99 {fmt(r.p99_ms, '.2f')} ms"]
+    if r.socket_errors:
+        parts.append("socket errors " + ", ".join(f"{k} {v}" for k, v in r.socket_errors.items()))
+    if r.non_2xx_3xx:
+        parts.append(f"{r.non_2xx_3xx} non-2xx/3xx responses")
+    parts.extend(r.problems)
+    return ("FLAGGED: " if r.flagged else "") + "; ".join(parts)
+
+
+def size_table(size: str, summaries: list[Summary]) -> str:
+    lines = [
+        "| proxy | req/s (median) | p50 ms | p99 ms | errors | flagged runs | req/s per round |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for s in summaries:
+        per_round = ", ".join(fmt(r.rps, ".0f") for r in s.runs)
+        lines.append(
+            f"| {PEER_NAMES[s.proxy]} | {fmt(s.median('rps'), ',.0f')} "
+            f"| {fmt(s.median('p50_ms'), '.2f')} | {fmt(s.median('p99_ms'), '.2f')} "
+            f"| {s.errors} | {s.flagged_runs}/{len(s.runs)} | {per_round} |")
+    by_name = {s.proxy: s for s in summaries}
+    gw = by_name.get("gwcore")
+    ratios = []
+    for peer in ("nginx", "haproxy"):
+        other = by_name.get(peer)
+        if gw is None or other is None:
+            continue
+        a, b = gw.median("rps"), other.median("rps")
+        if a is None or b is None or b == 0:
+            continue
+        note = " (runs with errors involved: see flagged runs)" if (
+            gw.flagged_runs or other.flagged_runs) else ""
+        ratios.append(f"gwcore / {PEER_NAMES[peer]}: **{a / b:.2f}×**{note}")
+    text = f"**{SIZE_TITLES[size]}**\n\n" + "\n".join(lines) + "\n"
+    if ratios:
+        text += "\n" + "  \n".join(ratios) + "\n"
+    return text
+
+
+def report(results: dict[tuple[str, str], list[WrkResult]], proxies: list[str],
+           sizes: list[str]) -> str:
+    parts = []
+    for size in sizes:
+        summaries = [Summary(p, size, results[(p, size)]) for p in proxies
+                     if results.get((p, size))]
+        if summaries:
+            parts.append(size_table(size, summaries))
+    return "\n".join(parts)
+
+
+def results_section(args: argparse.Namespace, layout: Layout, machine: dict[str, str],
+                    tables: str, skipped: dict[str, str], loads: tuple[str, str],
+                    started: datetime.datetime) -> str:
+    cmd = "python bench/macro/run.py " + " ".join(args.argv)
+    lines = [
+        (f"## Macro benchmark, workers={layout.workers}: wrk -t{args.threads} "
+         f"-c{args.connections} -d{args.duration} (bench/macro)"),
+        "",
+        (f"- Date: {started:%Y-%m-%d %H:%M} UTC; command: `{cmd.strip()}`; "
+         f"{args.rounds} alternating round(s), {args.warmup} warm-up before each run; "
+         f"medians over rounds."),
+        f"- Machine: {machine['cpu']}; {machine['kernel']}.",
+        (f"- Versions: nginx {machine['nginx']}, wrk {machine['wrk']}, "
+         f"HAProxy {machine['haproxy']}, Python {machine['python']}, "
+         f"gwcore {machine['gwcore']}."),
+        (f"- Layout: {layout.describe()}. Origin: NGINX `return 200` (1 KiB) and a 64 KiB "
+         f"static file, keep-alive. Proxies: gwcore (`workers: {layout.workers}`), NGINX "
+         f"`proxy_pass` (upstream keepalive 64), HAProxy (`nbthread {layout.workers}`, "
+         f"http-reuse always)."),
+        f"- Load average (1/5/15 min) at start: {loads[0]}; at end: {loads[1]}.",
+    ]
+    if args.note:
+        lines.append(f"- Note: {args.note}")
+    for name, why in skipped.items():
+        lines.append(f"- {PEER_NAMES[name]} not measured: {why}")
+    return "\n".join(lines) + "\n\n" + tables
+
+
+def update_results_file(path: Path, key: str, section: str) -> None:
+    """Replace this benchmark's marked section of path (or append it); the rest is kept."""
+    begin = f"<!-- {key}: begin (written by bench/macro/run.py --write-results) -->"
+    end = f"<!-- {key}: end -->"
+    block = f"{begin}\n{section.rstrip()}\n{end}\n"
+    text = path.read_text() if path.exists() else (
+        "# gwcore benchmark results\n\nMeasured figures; each section says how, where and when "
+        "it was measured.\n")
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
+        text = head + block + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.write_text(text)
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+
+
+@contextmanager
+def terminate_on_signals() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into SystemExit so the cleanup in `finally` blocks runs."""
+    def bail(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    old = {s: signal.signal(s, bail) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    ap.add_argument("--duration", type=wrk_duration, default="10s",
+                    help="wrk duration of each measured run (default 10s)")
+    ap.add_argument("--warmup", type=wrk_duration, default="2s",
+                    help="wrk run before each measured run, not recorded (default 2s)")
+    ap.add_argument("--connections", type=int, default=64, help="wrk -c (default 64)")
+    ap.add_argument("--threads", type=int, default=1, help="wrk -t (default 1)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="workers of each proxy (only 1 is implemented so far)")
+    ap.add_argument("--proxies", default="gwcore,nginx,haproxy",
+                    help="comma-separated subset of gwcore,nginx,haproxy (default: all)")
+    ap.add_argument("--sizes", default="1k,64k", help="comma-separated subset of 1k,64k")
+    ap.add_argument("--write-results", action="store_true",
+                    help=f"write the table into {RESULTS_FILE.relative_to(REPO)}")
+    ap.add_argument("--results-file", type=Path, default=RESULTS_FILE, help=argparse.SUPPRESS)
+    ap.add_argument("--note", default="", help="a remark for RESULTS.md (e.g. machine shared)")
+    ap.add_argument("--no-install", action="store_true", help="never call apt-get")
+    ap.add_argument("--keep-temp", action="store_true",
+                    help="keep the temporary directory (configs, logs) and print its path")
+    args = ap.parse_args(argv)
+    args.argv = argv
+    args.proxy_list = [p.strip() for p in args.proxies.split(",") if p.strip()]
+    args.size_list = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    for p in args.proxy_list:
+        if p not in PEER_NAMES:
+            ap.error(f"--proxies: unknown proxy {p!r} (gwcore, nginx, haproxy)")
+    for s in args.size_list:
+        if s not in BODIES:
+            ap.error(f"--sizes: unknown size {s!r} (1k, 64k)")
+    if args.rounds < 1 or args.connections < 1 or args.threads < 1:
+        ap.error("--rounds, --connections and --threads must be at least 1")
+    return args
+
+
+def benchmark(args: argparse.Namespace) -> int:
+    layout = layout_for(args.workers)
+    tools = ensure_tools("haproxy" in args.proxy_list, install=not args.no_install)
+    machine = machine_description(tools)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    load_start = load_average()
+
+    builders: dict[str, Builder] = {"gwcore": build_gwcore, "nginx": build_nginx(tools)}
+    skipped: dict[str, str] = {}
+    if tools["haproxy"]:
+        builders["haproxy"] = build_haproxy(tools)
+    elif "haproxy" in args.proxy_list:
+        skipped["haproxy"] = "haproxy is not installed"
+    if "gwcore" in args.proxy_list:
+        problem = gwcore_import_problem()
+        if problem:
+            skipped["gwcore"] = "gwcore is not importable"
+            print(f"SKIP gwcore: {problem}", flush=True)
+
+    tmp = Path(tempfile.mkdtemp(prefix="gwcore-macro-"))
+    servers: list[Server] = []
+    results: dict[tuple[str, str], list[WrkResult]] = {}
+    try:
+        origin = start_origin(tmp, tools, layout)
+        servers.append(origin)
+        print(f"origin: ready on 127.0.0.1:{origin.port} (pid {origin.proc.pid})", flush=True)
+        proxies: dict[str, Server] = {}
+        for name in args.proxy_list:
+            if name in skipped:
+                continue
+            server = start_proxy(name, builders[name], tmp, origin.port, layout)
+            if server is None:
+                skipped[name] = f"{name} did not start (see the script's output)"
+                continue
+            servers.append(server)
+            proxies[name] = server
+        if not proxies:
+            raise BenchError("no proxy could be started")
+
+        per_run = parse_duration_s(args.duration) + parse_duration_s(args.warmup)
+        total = per_run * args.rounds * len(args.size_list) * len(proxies)
+        print(f"layout: {layout.describe()}\nmeasuring {', '.join(proxies)} x "
+              f"{', '.join(args.size_list)} x {args.rounds} round(s): about {total:.0f} s",
+              flush=True)
+        for rnd in range(1, args.rounds + 1):
+            for size in args.size_list:
+                for name, server in proxies.items():
+                    if server.dead:
+                        continue
+                    run_wrk(str(tools["wrk"]), server.port, size, args.warmup, args, layout)
+                    res, out = run_wrk(str(tools["wrk"]), server.port, size, args.duration,
+                                       args, layout)
+                    for s in (origin, server):
+                        died = s.exited()
+                        if died:
+                            res.problems.append(died)
+                    results.setdefault((name, size), []).append(res)
+                    print(f"round {rnd} {size:>3} {name:<8} {describe_run(res)}", flush=True)
+                    if res.rps is None and out:
+                        print("\n".join("    | " + line for line in out.splitlines()))
+                    if origin.exited():
+                        raise BenchError(f"{origin.exited()}\n{origin.log_tail()}")
+                    if server.exited():
+                        server.dead = server.exited()
+                        skipped[name] = f"{server.dead} during round {rnd}"
+                        print(f"{name}: {server.dead}; not measured further\n"
+                              f"{server.log_tail()}", flush=True)
+    finally:
+        for server in reversed(servers):
+            stop(server)
+        if args.keep_temp:
+            print(f"temporary directory kept: {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    tables = report(results, args.proxy_list, args.size_list)
+    print("\n" + tables)
+    for name, why in skipped.items():
+        print(f"not measured: {name}: {why}")
+    if args.write_results:
+        section = results_section(args, layout, machine, tables, skipped,
+                                  (load_start, load_average()), started)
+        update_results_file(args.results_file, f"bench/macro workers={layout.workers}", section)
+        print(f"wrote {args.results_file}")
+    flagged = any(r.flagged for runs in results.values() for r in runs)
+    return 1 if flagged or skipped else 0
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    try:
+        with terminate_on_signals():
+            return benchmark(args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; every process started was stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
