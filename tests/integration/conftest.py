@@ -172,20 +172,20 @@ class RssSampler(threading.Thread):
         self.baseline = rss_bytes(pid)
         self.peak = self.baseline
         self.samples = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.peak = max(self.peak, rss_bytes(self.pid))
             self.samples += 1
-            self._stop.wait(self.period)
+            self._halt.wait(self.period)
 
     def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join()
 
     @property
@@ -220,10 +220,10 @@ def start_origin(tmp_dir: Path, name: str = "origin") -> Origin:
     deadline = time.monotonic() + 15
     while not line.endswith(b"\n") and time.monotonic() < deadline:
         if sel.select(timeout=0.2):
-            byte = proc.popen.stdout.read(1)
-            if not byte:
+            data = os.read(proc.popen.stdout.fileno(), 256)
+            if not data:
                 break
-            line += byte
+            line += data
     sel.close()
     if not line.startswith(b"READY "):
         proc.stop()

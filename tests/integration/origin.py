@@ -26,8 +26,10 @@ Endpoints (method-agnostic unless noted; HEAD gets the GET head without a body):
                                  "Content-Length: 5" as RFC 9110 §8.6 allows, with no body
   any endpoint ?close_idle=S      after the response, close the connection if no new request
                                  starts within S seconds (a keep-alive peer going away)
-  /stats                         JSON counters (connections whose first request is /stats are
-                                 control connections and are not counted)
+  /stats[?targets=1]             JSON: connections, requests, protocol_errors (requests h11
+                                 rejected), aborted (peer closed mid-message), targets (the
+                                 last 2000 request-targets). Connections whose first request is
+                                 /stats are control connections and are not counted.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class Stats:
         self.control = 0
         self.requests = 0
         self.protocol_errors = 0
+        self.aborted = 0
         self.targets: deque[str] = deque(maxlen=2000)
 
     def as_dict(self, with_targets: bool) -> dict:
@@ -80,6 +83,7 @@ class Stats:
             "connections": self.accepted - self.control,
             "requests": self.requests,
             "protocol_errors": self.protocol_errors,
+            "aborted": self.aborted,
         }
         if with_targets:
             out["targets"] = list(self.targets)
@@ -102,6 +106,7 @@ class Exchange:
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
         self.request: h11.Request | None = None
         self.close_idle: float | None = None
+        self.eof = False
 
     async def next_event(self) -> object:
         while True:
@@ -109,6 +114,7 @@ class Exchange:
             if event is not h11.NEED_DATA:
                 return event
             data = await self.reader.read(READ_SIZE)
+            self.eof = not data
             self.conn.receive_data(data)
 
     async def send(self, event: object) -> None:
@@ -314,6 +320,9 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                 break
             ex.conn.start_next_cycle()
     except h11.RemoteProtocolError as exc:
+        if ex.eof:  # the peer went away mid-message: an abort, not a malformed message
+            STATS.aborted += 1
+            return
         STATS.protocol_errors += 1
         print(f"origin: protocol error: {exc}", file=sys.stderr, flush=True)
         if ex.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
