@@ -144,6 +144,7 @@ cdef class Downstream(ResponseSink):
     cdef bint body_chunked, response_started, retried, head_started
     cdef int after_connect
     cdef bytes xff_line
+    cdef bytes pending_head     # response head held back to go out with the first body bytes
     cdef int64_t body_remaining, body_seen
     cdef gw_chunked chunked
     cdef Upstream up
@@ -438,19 +439,38 @@ cdef class Downstream(ResponseSink):
             drop = _drop
         status_line = b"HTTP/1.1 " + PyBytes_FromStringAndSize(
             buf + 9, h.reason_off + h.reason_len - 9) + CRLF
-        self._write(build_head(buf, status_line, fields, h.num_fields, 0, drop, extra))
+        self.pending_head = build_head(buf, status_line, fields, h.num_fields, 0, drop, extra)
+
+    cdef void flush_head(self):
+        if self.pending_head is not None:
+            self._write(self.pending_head)
+            self.pending_head = None
 
     cdef void on_response_data(self, object data):
+        # one writev per upstream read: head (first time), chunk framing, data
+        cdef list out
         if self.out_mode == OUT_CHUNKED:
-            self.transport.writelines([f"{len(data):x}\r\n".encode(), data, CRLF])
-        else:
+            out = [f"{len(data):x}\r\n".encode(), data, CRLF]
+        elif self.pending_head is None:
             self._write(data)
+            return
+        else:
+            out = [data]
+        if self.pending_head is not None:
+            out.insert(0, self.pending_head)
+            self.pending_head = None
+        self.transport.writelines(out)
 
     cdef void on_response_end(self):
         self.up = None
         self.response_started = False
         if self.out_mode == OUT_CHUNKED:
-            self._write(LAST_CHUNK)
+            if self.pending_head is not None:
+                self.transport.writelines([self.pending_head, LAST_CHUNK])
+                self.pending_head = None
+            else:
+                self._write(LAST_CHUNK)
+        self.flush_head()
         if self.state == D_CLOSED:
             return
         if not self.keep_alive or self.peer_eof or self.state != D_WAIT:
@@ -515,6 +535,8 @@ cdef class Downstream(ResponseSink):
     cdef void _close(self, bint abort):
         if self.state == D_CLOSED:
             return
+        if not abort:
+            self.flush_head()
         self.state = D_CLOSED
         self.buf = None
         if self.up is not None:

@@ -25,6 +25,7 @@ cdef class ResponseSink(Timed):
     cdef void on_upstream_error(self, Upstream up, int error)
     cdef void on_response_head(self, Upstream up, const char *buf, const gw_field *fields)
     cdef void on_response_data(self, object data)
+    cdef void flush_head(self)
     cdef void on_response_end(self)
     cdef void pause_request_body(self, bint pause)
 

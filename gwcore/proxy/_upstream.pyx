@@ -43,6 +43,9 @@ cdef class ResponseSink(Timed):
     cdef void on_response_data(self, object data):
         pass
 
+    cdef void flush_head(self):
+        pass
+
     cdef void on_response_end(self):
         pass
 
@@ -291,6 +294,8 @@ cdef class Upstream(Timed):
             self._end()
         else:
             self._body(self.buf, self.pos)
+            if self.sink is not None:
+                self.sink.flush_head()     # no body bytes in this read: don't hold the head
         self.buf = None
 
     cdef void _body(self, object data, Py_ssize_t start):
