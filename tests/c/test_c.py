@@ -1,0 +1,46 @@
+"""Builds and runs every tests/c/test_<name>.c against src_c/<name>.c under ASan and UBSan.
+
+Each test program must exit 0. Build output goes to a temporary directory, never the repo.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTS = sorted((ROOT / "tests" / "c").glob("test_*.c"))
+CFLAGS = [
+    "-std=c11",
+    "-D_GNU_SOURCE",
+    "-O1",
+    "-g",
+    "-Wall",
+    "-fno-omit-frame-pointer",
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=all",
+]
+
+
+@pytest.mark.parametrize("test_c", TESTS, ids=[p.stem for p in TESTS])
+def test_c_program(test_c: Path, tmp_path: Path) -> None:
+    source = ROOT / "src_c" / (test_c.stem.removeprefix("test_") + ".c")
+    assert source.exists(), f"{test_c.name} has no matching {source.relative_to(ROOT)}"
+    exe = tmp_path / test_c.stem
+    build = subprocess.run(
+        ["gcc", *CFLAGS, f"-I{ROOT / 'src_c'}", str(test_c), str(source), "-o", str(exe),
+         "-lcrypto"],
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run(
+        [str(exe)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"},
+    )
+    assert run.returncode == 0, f"exit {run.returncode}\n{run.stdout[-4000:]}\n{run.stderr[-8000:]}"
