@@ -12,12 +12,16 @@ Processes
                     clusters=..., routes=...)`` starts a gateway with that config; stopped at
                     the end of the test.
 Every process runs in its own session so that teardown can signal its whole group by id; it is
-sent SIGTERM, then SIGKILL after a grace period. The stderr tail of every process alive when a
-test fails is appended to the failure report.
+sent SIGTERM, then SIGKILL after a grace period. When a test fails, the log tail of every
+process it used (session ones included) is appended to the failure report.
 
 Clients
   raw               ``raw(port)`` opens a RawConn: a blocking socket with an h11 response
                     parser (an independent oracle for what the gateway sends).
+  req               ``req(method, target, headers, body, version)`` -> request bytes.
+  pattern, chunk_byte   the origin's body generators, to check bytes received.
+  rss_sampler       ``with rss_sampler(pid) as rss:`` samples VmRSS of pid and its
+                    descendants every 50 ms; rss.baseline, rss.peak, rss.growth in bytes.
   Default routing: Host ``dead.test`` -> a cluster whose only endpoint has nothing listening;
   Host ``mixed.test`` -> [dead endpoint, origin]; anything else -> origin.
 """
@@ -80,7 +84,7 @@ class Proc:
             )
         self.pid = self.popen.pid
         self.returncode: int | None = None
-        _LIVE.append(self)
+        _WATCHED.append(self)
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -93,9 +97,10 @@ class Proc:
         return data[-limit:].decode("utf-8", "replace")
 
     def stop(self, grace: float = 5.0) -> int | None:
-        """SIGTERM, wait ``grace`` seconds, then SIGKILL the process group. Returns exit code."""
-        if self in _LIVE:
-            _LIVE.remove(self)
+        """SIGTERM, wait ``grace`` seconds, then SIGKILL the process group. Returns exit code.
+
+        The process stays in the report list until ``forget()``, so that a test that stopped
+        it still shows its log if it fails."""
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
             try:
@@ -114,8 +119,12 @@ class Proc:
             self.popen.stdout.close()
         return self.returncode
 
+    def forget(self) -> None:
+        if self in _WATCHED:
+            _WATCHED.remove(self)
 
-_LIVE: list[Proc] = []
+
+_WATCHED: list[Proc] = []
 
 
 def wait_for_port(port: int, proc: Proc, timeout: float = 20.0) -> None:
@@ -227,6 +236,7 @@ def start_origin(tmp_dir: Path, name: str = "origin") -> Origin:
     sel.close()
     if not line.startswith(b"READY "):
         proc.stop()
+        proc.forget()
         raise RuntimeError(f"origin did not start (got {line!r}):\n{proc.log_tail()}")
     return Origin(proc, int(line.split()[1]))
 
@@ -312,6 +322,7 @@ def start_gateway(config: dict, tmp_dir: Path, name: str = "gateway") -> Gateway
         wait_for_port(port, proc)
     except BaseException:
         proc.stop()
+        proc.forget()
         raise
     return Gateway(proc, port, config, path)
 
@@ -445,7 +456,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     outcome = yield
     report = outcome.get_result()
     if report.failed:
-        for proc in _LIVE:
+        for proc in _WATCHED:
             state = "alive" if proc.alive() else f"exited {proc.popen.returncode}"
             report.sections.append((f"{proc.name} log ({state}, pid {proc.pid})",
                                     proc.log_tail()))
@@ -461,6 +472,7 @@ def origin(session_dir: Path) -> Iterator[Origin]:
     o = start_origin(session_dir)
     yield o
     o.proc.stop()
+    o.proc.forget()
 
 
 @pytest.fixture(scope="session")
@@ -482,6 +494,7 @@ class _SharedGateway:
         if self.gw is None or not self.gw.proc.alive():
             if self.gw is not None:
                 self.gw.proc.stop()
+                self.gw.proc.forget()
             self.generation += 1
             cfg = gateway_config(free_port(), self.origin.port, self.dead_port, **self.config_kw)
             self.gw = start_gateway(cfg, self.tmp_dir, f"{self.name}-{self.generation}")
@@ -490,6 +503,7 @@ class _SharedGateway:
     def stop(self) -> None:
         if self.gw is not None:
             self.gw.proc.stop()
+            self.gw.proc.forget()
 
 
 def _use_shared(holder: _SharedGateway) -> Iterator[Gateway]:
@@ -548,6 +562,7 @@ def gateway_factory(origin: Origin, dead_port: int, tmp_path: Path) -> Iterator[
     yield make
     for g in started:
         g.proc.stop()
+        g.proc.forget()
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,8 @@ Endpoints (method-agnostic unless noted; HEAD gets the GET head without a body):
                                  (raw names, in order), body_length
   /echo, /expect                 the request body back with Content-Length; answers
                                  ``100 Continue`` when the request asked for it
-  /discard                       reads and counts the body; JSON {"received": N}
+  /discard[?pause=S]             reads and counts the body (after waiting S seconds before
+                                 reading any of it); JSON {"received": N}
   /chunked?n=K&size=S            chunked response: chunk i is S bytes of chunk_byte(i)
   /big?size=N                    N bytes of pattern() with Content-Length, streamed
   /slow?delay=S[&head=1]         waits S seconds, then answers; with head=1 the head is sent
@@ -24,11 +25,15 @@ Endpoints (method-agnostic unless noted; HEAD gets the GET head without a body):
   /close-delimited?size=N        no Content-Length nor Transfer-Encoding: body then close
   /status/CODE                   that status; body "status CODE" when allowed; 304 carries
                                  "Content-Length: 5" as RFC 9110 §8.6 allows, with no body
+  /hop                           200 whose Connection field names X-Hop, with X-Hop and
+                                 Keep-Alive fields (all hop-by-hop, RFC 9110 §7.6.1)
+  /bad-response?kind=K           an invalid response, then close: K = garbage | double-cl
+  /reset                         reads the request, then closes with RST and no response
   any endpoint ?close_idle=S      after the response, close the connection if no new request
                                  starts within S seconds (a keep-alive peer going away)
-  /stats[?targets=1]             JSON: connections, requests, protocol_errors (requests h11
-                                 rejected), aborted (peer closed mid-message), targets (the
-                                 last 2000 request-targets). Connections whose first request is
+  /stats[?targets=1]             JSON: connections (accepted), open (open now), requests,
+                                 protocol_errors (requests h11 rejected), aborted (peer closed
+                                 mid-message), targets (the last 2000 request-targets). Connections whose first request is
                                  /stats are control connections and are not counted.
 """
 
@@ -76,11 +81,13 @@ class Stats:
         self.requests = 0
         self.protocol_errors = 0
         self.aborted = 0
+        self.open: set[Exchange] = set()
         self.targets: deque[str] = deque(maxlen=2000)
 
     def as_dict(self, with_targets: bool) -> dict:
         out = {
             "connections": self.accepted - self.control,
+            "open": sum(1 for ex in self.open if not ex.control),
             "requests": self.requests,
             "protocol_errors": self.protocol_errors,
             "aborted": self.aborted,
@@ -107,6 +114,7 @@ class Exchange:
         self.request: h11.Request | None = None
         self.close_idle: float | None = None
         self.eof = False
+        self.control = False
 
     async def next_event(self) -> object:
         while True:
@@ -153,7 +161,7 @@ class Exchange:
         headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
         headers += extra or []
         await self.send(h11.Response(status_code=status, headers=headers))
-        if body and self.request is not None and self.request.method != b"HEAD":
+        if body and not (self.request is not None and self.request.method == b"HEAD"):
             await self.send(h11.Data(data=body))
         await self.send(h11.EndOfMessage())
 
@@ -208,6 +216,7 @@ async def handle_request(ex: Exchange, req: h11.Request) -> bool:
         extra = [(b"x-saw-expect", b"1" if saw_expect else b"0")]
         await ex.respond(200, body, b"application/octet-stream", extra)
     elif path == "/discard":
+        await asyncio.sleep(float(q.get("pause", "0")))
         received = 0
         async for chunk in ex.body_chunks():
             received += len(chunk)
@@ -265,6 +274,22 @@ async def handle_request(ex: Exchange, req: h11.Request) -> bool:
             sent += n
         await ex.writer.drain()
         return False
+    elif path == "/hop":
+        extra = [(b"connection", b"X-Hop"), (b"x-hop", b"secret"), (b"keep-alive", b"timeout=1")]
+        await ex.respond(200, b"hop", b"text/plain", extra)
+    elif path == "/bad-response":
+        await ex.read_body()
+        ex.writer.write({
+            "garbage": b"HTTP/1.1 2x0 Bad\r\nContent-Length: 2\r\n\r\nhi",
+            "double-cl": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nhi!",
+        }[q.get("kind", "garbage")])
+        await ex.writer.drain()
+        return False
+    elif path == "/reset":
+        await ex.read_body()
+        sock = ex.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return False
     elif path.startswith("/status/"):
         code = int(path.rsplit("/", 1)[1])
         if code in (204, 304):
@@ -283,6 +308,7 @@ async def handle_request(ex: Exchange, req: h11.Request) -> bool:
 async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     STATS.accepted += 1
     ex = Exchange(reader, writer)
+    STATS.open.add(ex)
     first = True
     try:
         while True:
@@ -302,6 +328,7 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             if urlsplit(target).path == "/stats":
                 if first:
                     STATS.control += 1
+                    ex.control = True
                 await ex.read_body()
                 await ex.respond(200, _json(STATS.as_dict("targets=1" in target)))
             else:
@@ -319,6 +346,7 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             if ex.conn.our_state is h11.MUST_CLOSE or ex.conn.their_state is h11.MUST_CLOSE:
                 break
             ex.conn.start_next_cycle()
+            ex.request = None
     except h11.RemoteProtocolError as exc:
         if ex.eof:  # the peer went away mid-message: an abort, not a malformed message
             STATS.aborted += 1
@@ -333,6 +361,7 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
     except (ClientGone, ConnectionError):
         pass
     finally:
+        STATS.open.discard(ex)
         writer.close()
 
 

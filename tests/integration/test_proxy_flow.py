@@ -1,0 +1,179 @@
+"""Flow control and connection lifetimes: back-pressure both ways, peers going away mid-stream,
+concurrency, the upstream pool's bounds, hop-by-hop response fields, invalid upstream answers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.timeout(60)
+
+MiB = 1 << 20
+
+
+def wait_for(predicate, timeout: float = 5.0, period: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(period)
+    return predicate()
+
+
+@pytest.mark.timeout(90)
+def test_slow_client_pauses_the_upstream(gw, rss_sampler) -> None:
+    """The client stops reading for 3 s: the gateway must stop reading the origin, not buffer."""
+    size = 512 * MiB
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.connect(("127.0.0.1", gw.port))
+    buf = memoryview(bytearray(MiB))
+    with sock, rss_sampler(gw.pid) as rss:
+        sock.sendall(f"GET /big?size={size} HTTP/1.1\r\nHost: gw.test\r\n\r\n".encode())
+        sock.settimeout(30)
+        time.sleep(3)
+        stalled_peak = rss.peak
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(4096)
+        head, _, first = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        count = len(first)
+        while count < size:
+            n = sock.recv_into(buf, min(MiB, size - count))
+            assert n, f"EOF after {count} bytes"
+            count += n
+    assert stalled_peak - rss.baseline < 64 * MiB, (
+        f"RSS grew by {(stalled_peak - rss.baseline) / MiB:.1f} MiB while the client stalled")
+    assert rss.growth < 64 * MiB, f"RSS grew by {rss.growth / MiB:.1f} MiB"
+
+
+@pytest.mark.timeout(90)
+def test_slow_origin_pauses_the_client(gw, rss_sampler) -> None:
+    """The origin reads nothing for 3 s: the gateway must stop reading the client."""
+    size = 512 * MiB
+    block = memoryview(bytes(MiB))
+    sock = socket.create_connection(("127.0.0.1", gw.port))
+    sent = [0]
+
+    def upload() -> None:
+        sock.sendall(f"POST /discard?pause=3 HTTP/1.1\r\nHost: gw.test\r\n"
+                     f"Content-Length: {size}\r\n\r\n".encode())
+        for _ in range(size // MiB):
+            sock.sendall(block)
+            sent[0] += MiB
+
+    with sock, rss_sampler(gw.pid) as rss:
+        sender = threading.Thread(target=upload, daemon=True)
+        sender.start()
+        time.sleep(2)
+        sent_while_paused = sent[0]
+        stalled_peak = rss.peak
+        sender.join(60)
+        assert not sender.is_alive()
+        sock.settimeout(30)
+        data = b""
+        while not data.endswith(b"}"):
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+    assert data.endswith(b'{"received": %d}' % size), data
+    assert sent_while_paused < 128 * MiB, f"{sent_while_paused / MiB:.0f} MiB accepted meanwhile"
+    assert stalled_peak - rss.baseline < 64 * MiB
+    assert rss.growth < 64 * MiB, f"RSS grew by {rss.growth / MiB:.1f} MiB"
+
+
+def test_client_gone_mid_download(gw, origin) -> None:
+    before = origin.stats()["open"]
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+            sock.sendall(b"GET /big?size=1073741824 HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+            got = 0
+            while got < 2 * MiB:
+                got += len(sock.recv(MiB))
+    # The origin's stream is cut too (its connections are closed, not left streaming).
+    assert wait_for(lambda: origin.stats()["open"] <= before, timeout=5), (before, origin.stats())
+    assert httpx.get(gw.url + "/hello", timeout=10).json() == {"hello": "world"}
+
+
+def test_client_gone_mid_upload(gw, origin) -> None:
+    before = origin.stats()["aborted"]
+    with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+        sock.sendall(b"POST /discard HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 10485760\r\n\r\n")
+        sock.sendall(b"u" * MiB)
+        time.sleep(0.3)
+    # The upstream request cannot be completed: the gateway must abort that connection.
+    assert wait_for(lambda: origin.stats()["aborted"] > before), origin.stats()
+    assert httpx.get(gw.url + "/hello", timeout=10).json() == {"hello": "world"}
+
+
+def test_many_concurrent_clients(gw) -> None:
+    async def client(i: int) -> int:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        ok = 0
+        for j in range(5):
+            writer.write(f"GET /headers?c={i}&r={j} HTTP/1.1\r\nHost: gw.test\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            body = await reader.readexactly(length)
+            ok += head.startswith(b"HTTP/1.1 200") and f"c={i}&r={j}".encode() in body
+        writer.close()
+        return ok
+
+    async def run() -> list[int]:
+        return await asyncio.wait_for(asyncio.gather(*(client(i) for i in range(200))), 30)
+
+    assert asyncio.run(run()) == [5] * 200
+
+
+def test_pool_keeps_at_most_max_idle(gateway_factory, origin) -> None:
+    gw = gateway_factory(pool={"max_idle": 2, "idle_timeout": "60s"})
+    base = origin.stats()["open"]
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(base_url=gw.url, timeout=10,
+                                     limits=httpx.Limits(max_connections=20)) as client:
+            rs = await asyncio.gather(*(client.get("/slow?delay=0.3") for _ in range(12)))
+            return [r.status_code for r in rs]
+
+    assert asyncio.run(burst()) == [200] * 12
+    assert wait_for(lambda: origin.stats()["open"] - base <= 2, timeout=3), origin.stats()
+
+
+def test_pool_idle_timeout(gateway_factory, origin) -> None:
+    gw = gateway_factory(pool={"max_idle": 64, "idle_timeout": "1s"})
+    base = origin.stats()["open"]
+    assert httpx.get(gw.url + "/hello", timeout=10).status_code == 200
+    assert origin.stats()["open"] - base == 1  # pooled, open
+    assert wait_for(lambda: origin.stats()["open"] == base, timeout=4), origin.stats()
+
+
+def test_hop_by_hop_response_fields_removed(gw, raw, req) -> None:
+    with raw(gw.port) as c:
+        for _ in range(2):  # the downstream connection stays usable
+            c.send(req("GET", "/hop"))
+            r = c.read_response()
+            assert r.status == 200 and r.body == b"hop"
+            assert r.header("x-hop") is None, r.headers
+            assert "x-hop" not in (r.header("connection") or "").lower(), r.headers
+
+
+@pytest.mark.parametrize("kind", ["garbage", "double-cl"])
+def test_invalid_upstream_response_is_502(gw, kind: str) -> None:
+    r = httpx.get(f"{gw.url}/bad-response?kind={kind}", timeout=10)
+    assert r.status_code == 502, (r.status_code, r.content)
+
+
+def test_upstream_reset_after_request_is_502_not_retried(gw, origin) -> None:
+    before = origin.stats(targets=True)
+    r = httpx.post(gw.url + "/reset", content=b"not idempotent", timeout=10)
+    after = origin.stats(targets=True)
+    assert r.status_code == 502
+    # The request reached the origin once; it was not replayed.
+    assert after["requests"] - before["requests"] == 1
