@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import os
+import signal
 import sys
+from collections.abc import Callable
 
 from gwcore import __version__
 from gwcore.config import ConfigError, load
+from gwcore.process.worker import setup_logging
 
 
 def _serve(args: argparse.Namespace) -> int:
     from gwcore import demo
-    from gwcore.process.worker import serve
+    from gwcore.process import master
 
     if args.config is None:
         return demo.run()
-    try:
-        cfg = load(args.config)
-    except ConfigError as e:
-        print(f"gwcore: {e}", file=sys.stderr)
-        return 1
-    return serve(cfg)
+    return master.run(args.config, args.workers, args.pid_file)
+
+
+def _signal(sig: signal.Signals) -> Callable[[argparse.Namespace], int]:
+    def send(args: argparse.Namespace) -> int:
+        try:
+            with open(args.pid_file) as f:
+                pid = int(f.read().strip())
+            os.kill(pid, sig)
+        except (OSError, ValueError) as e:
+            print(f"gwcore: cannot signal the master in {args.pid_file}: {e}", file=sys.stderr)
+            return 1
+        return 0
+    return send
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -51,7 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="serve a config (no config: the embedded demo)")
     p.add_argument("--config", "-c", help="YAML config file")
+    p.add_argument("--workers", type=int, help="worker processes (overrides the config)")
+    p.add_argument("--pid-file", help="write the master's pid here")
+    p.add_argument("--log-file", help="log here instead of stderr (reopened on SIGUSR1)")
     p.set_defaults(func=_serve)
+    for name, sig, what in (("reload", signal.SIGHUP, "reload the config (SIGHUP)"),
+                            ("stop", signal.SIGTERM, "drain and stop (SIGTERM)")):
+        p = sub.add_parser(name, help=f"{what} of the master in --pid-file")
+        p.add_argument("--pid-file", required=True)
+        p.set_defaults(func=_signal(sig))
     p = sub.add_parser("check", help="validate a config file and exit 0 (ok) or 1")
     p.add_argument("file")
     p.set_defaults(func=_check)
@@ -59,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         func=_demo)
     sub.add_parser("version", help="print the version").set_defaults(func=_version)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s gwcore[%(process)d] %(levelname)s %(message)s")
+    setup_logging(getattr(args, "log_file", None))
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -11,14 +11,26 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import msgspec
 import yaml
 
 __all__ = [
-    "ConfigError", "Duration", "Size", "Limits", "ListenerTimeouts", "Listener",
-    "ClusterTimeouts", "Pool", "Cluster", "Match", "Route", "Config", "load", "parse",
+    "Cluster",
+    "ClusterTimeouts",
+    "Config",
+    "ConfigError",
+    "Duration",
+    "Limits",
+    "Listener",
+    "ListenerTimeouts",
+    "Match",
+    "Pool",
+    "Route",
+    "Size",
+    "load",
+    "parse",
 ]
 
 
@@ -168,10 +180,10 @@ class Match(_Section):
     """Route match: all given conditions must hold. ``host`` is exact or ``*.suffix``
     (case-insensitive, port ignored); ``path`` exact or ``path_prefix``; ``methods`` a list."""
 
-    host: Union[str, None] = None
-    path: Union[str, None] = None
-    path_prefix: Union[str, None] = None
-    methods: Union[list[str], None] = None
+    host: str | None = None
+    path: str | None = None
+    path_prefix: str | None = None
+    methods: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.path is not None and self.path_prefix is not None:
@@ -193,7 +205,14 @@ class Config(_Section):
     listeners: list[Listener]
     clusters: list[Cluster]
     routes: list[Route]
-    workers: Union[Literal["auto"], int] = "auto"
+    workers: Literal["auto"] | int = "auto"
+    pin_cpus: bool = True
+    heartbeat_timeout: Duration = Duration(10.0)
+    drain_timeout: Duration = Duration(30.0)
+
+    def worker_count(self) -> int:
+        """``workers: auto`` → CPUs in this process's affinity mask."""
+        return len(os.sched_getaffinity(0)) if self.workers == "auto" else self.workers
 
 
 def _check_references(cfg: Config) -> None:

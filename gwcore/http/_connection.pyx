@@ -104,6 +104,8 @@ cdef class ListenerRuntime:
     cdef bytes proto_line
     cdef str id_prefix
     cdef unsigned long long next_id
+    cdef set conns
+    cdef readonly bint draining
 
     def __cinit__(self, router, Clock clock, *, int max_head_bytes, int max_headers,
                   int max_target_bytes, int64_t max_body_bytes, double header_timeout,
@@ -121,10 +123,26 @@ cdef class ListenerRuntime:
         self.proto_line = f"X-Forwarded-Proto: {scheme}\r\n".encode()
         self.id_prefix = os.urandom(6).hex()
         self.next_id = 0
+        self.conns = set()
 
     def protocol(self):
         """Protocol factory for loop.create_server."""
         return Downstream(self)
+
+    @property
+    def open_connections(self) -> int:
+        """Downstream connections currently open on this listener (in this worker)."""
+        return len(self.conns)
+
+    def start_drain(self, double grace=1.0):
+        """Graceful shutdown of this listener's connections: every response from now on
+        carries ``Connection: close`` and ends its connection; a connection with no request
+        under way is closed once idle for ``grace`` seconds (not at once: a request may
+        already be on the wire). Stopping accepts is the caller's job (server.close())."""
+        cdef Downstream c
+        self.draining = True
+        for c in list(self.conns):
+            c.drain(grace)
 
     cdef bytes request_id_line(self):
         self.next_id += 1
@@ -165,15 +183,25 @@ cdef class Downstream(ResponseSink):
         self.client_ip = (peer[0] if peer else "unknown").encode()
         self.xff_line = b"X-Forwarded-For: " + self.client_ip + CRLF
         self.lr.clock.watch(self)
+        self.lr.conns.add(self)
         self.head_started = True     # the first head is timed from the accept
         self.deadline = self.lr.clock.now + self.lr.header_timeout
+        if self.lr.draining:
+            self.drain(1.0)
 
     def connection_lost(self, exc):
         self.state = D_CLOSED
         self.lr.clock.unwatch(self)
+        self.lr.conns.discard(self)
         if self.up is not None:
             self.up.abandon()
             self.up = None
+
+    cdef void drain(self, double grace):
+        cdef double at = self.lr.clock.now + grace
+        if self.state == D_HEAD and (self.buf is None or self.pos == PyBytes_GET_SIZE(self.buf)):
+            if self.deadline == 0 or self.deadline > at:
+                self.deadline = at
 
     def eof_received(self):
         self.peer_eof = True
@@ -427,8 +455,8 @@ cdef class Downstream(ResponseSink):
             else:
                 self.out_mode = OUT_CHUNKED
                 extra.append(TE_CHUNKED)
-        if self.state == D_BODY:
-            self.keep_alive = False     # answered before the whole body arrived
+        if self.state == D_BODY or self.lr.draining:
+            self.keep_alive = False     # answered before the whole body arrived, or draining
         if not self.keep_alive or self.peer_eof:
             extra.append(CONN_CLOSE)
         elif self.http10:
@@ -516,7 +544,7 @@ cdef class Downstream(ResponseSink):
         if self.up is not None:
             self.up.abandon()
             self.up = None
-        close = close or not self.keep_alive or self.peer_eof
+        close = close or not self.keep_alive or self.peer_eof or self.lr.draining
         self._write(_local_response(status, detail, close))
         if close:
             self._close(False)

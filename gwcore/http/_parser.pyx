@@ -53,8 +53,9 @@ cdef gw_field _scratch[_SCRATCH_FIELDS]
 
 
 @cython.freelist(64)
+@cython.no_gc  # holds only bytes and a list of bytes tuples: no reference cycles
 cdef class _Head:
-    """Fields shared by Request and Response; not constructed directly."""
+    """Fields shared by Request and Response; only the parse functions create them."""
     cdef bytes _buf            # holds the head at _buf[_base:]
     cdef Py_ssize_t _base
     cdef gw_head _h
@@ -63,6 +64,9 @@ cdef class _Head:
     cdef gw_field _inline[_INLINE_FIELDS]
     cdef list _headers
     cdef bytes _target         # Request.target, built on first access
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError(f"{type(self).__name__} objects are created by the parse functions")
 
     def __dealloc__(self):
         if self._fields != self._inline:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
+import sys
 
 import uvloop
 
@@ -21,12 +23,16 @@ from gwcore.proxy.router import Router
 log = logging.getLogger("gwcore")
 
 
-def bind(listener: Listener) -> socket.socket:
-    """A listening, non-blocking TCP socket for the listener (IPv4 or IPv6). OSError."""
+def bind(listener: Listener, reuseport: bool = False) -> socket.socket:
+    """A listening, non-blocking TCP socket for the listener (IPv4 or IPv6). OSError.
+    ``reuseport``: SO_REUSEPORT, so several sockets (one per worker slot) share the address
+    and the kernel spreads connections across them."""
     host, port = listener.host, listener.port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuseport:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     if family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     sock.bind((host, port))
@@ -57,29 +63,102 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock
     ]
 
 
-def serve(cfg: Config, sockets: list[socket.socket] | None = None) -> int:
-    """Serve cfg until SIGTERM or SIGINT; returns the exit status (0).
-    ``sockets``: already-bound listening sockets in listener order (bound here if None)."""
+HEARTBEAT_INTERVAL = 1.0     # seconds between heartbeats to the master
+IDLE_GRACE = 1.0             # a draining connection with no request is closed after this
+
+
+def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
+          control: int | None = None) -> int:
+    """Serve cfg on this process until told to stop; returns the exit status (0).
+
+    ``sockets``: per listener (in config order), the already-bound listening sockets this
+    worker accepts on (bound here if None).
+    ``control``: write end of the pipe to the master; ``b"R"`` is written once serving and
+    ``b"H"`` every second as a heartbeat. SIGTERM drains (stop accepting, finish in-flight
+    requests, ``Connection: close``, exit by ``drain_timeout``); SIGINT does the same when
+    there is no master (under a master, the master handles Ctrl-C); SIGQUIT exits at once.
+    """
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     clock = Clock(loop)
     stop = loop.create_future()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda s=sig: stop.done() or stop.set_result(s))
-    socks = sockets if sockets is not None else [bind(lst) for lst in cfg.listeners]
+
+    def request_stop(sig: int) -> None:
+        if not stop.done():
+            stop.set_result(sig)
+
+    loop.add_signal_handler(signal.SIGTERM, request_stop, signal.SIGTERM)
+    if control is None:
+        loop.add_signal_handler(signal.SIGINT, request_stop, signal.SIGINT)
+    else:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    loop.add_signal_handler(signal.SIGQUIT, os._exit, 0)
+    loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
+    socks = sockets if sockets is not None else [[bind(lst)] for lst in cfg.listeners]
     servers = []
+    runtimes = build_runtime(cfg, loop, clock)
     try:
-        for sock, (lst, runtime) in zip(socks, build_runtime(cfg, loop, clock)):
-            server = loop.run_until_complete(
-                loop.create_server(runtime.protocol, sock=sock, backlog=lst.backlog))
-            servers.append(server)
-            log.info("listener %s on %s", lst.name, lst.address)
+        for group, (lst, runtime) in zip(socks, runtimes):
+            for sock in group:
+                servers.append(loop.run_until_complete(
+                    loop.create_server(runtime.protocol, sock=sock, backlog=lst.backlog)))
+            if control is None:
+                log.info("listener %s on %s", lst.name, lst.address)
+        if control is not None:
+            _heartbeat(loop, control, b"R")
         sig = loop.run_until_complete(stop)
-        log.info("received %s, stopping", signal.Signals(sig).name)
+        log.info("received %s: draining", signal.Signals(sig).name)
         for server in servers:
             server.close()
-        loop.run_until_complete(asyncio.sleep(0))
+        loop.run_until_complete(_drain([rt for _, rt in runtimes], cfg.drain_timeout))
     finally:
         clock.close()
         loop.close()
     return 0
+
+
+async def _drain(runtimes: list[ListenerRuntime], timeout: float) -> None:
+    for rt in runtimes:
+        rt.start_drain(IDLE_GRACE)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while sum(rt.open_connections for rt in runtimes):
+        if asyncio.get_running_loop().time() >= deadline:
+            log.warning("drain timeout: closing %d connections",
+                        sum(rt.open_connections for rt in runtimes))
+            return
+        await asyncio.sleep(0.05)
+
+
+def _heartbeat(loop: asyncio.AbstractEventLoop, fd: int, beat: bytes) -> None:
+    try:
+        os.write(fd, beat)
+    except BlockingIOError:
+        pass                    # the master is behind; the next beat will do
+    except OSError:
+        os._exit(0)             # the master is gone: nothing supervises us any more
+    loop.call_later(HEARTBEAT_INTERVAL, _heartbeat, loop, fd, b"H")
+
+
+_log_file: str | None = None
+
+
+def setup_logging(path: str | None) -> None:
+    """Log lines to stderr, or to ``path`` (reopened by reopen_log_files on SIGUSR1)."""
+    global _log_file
+    _log_file = path
+    handler: logging.Handler = (logging.FileHandler(path) if path
+                                else logging.StreamHandler(sys.stderr))
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s gwcore[%(process)d] %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def reopen_log_files() -> None:
+    """logrotate support: reopen the log file (a no-op when logging to stderr)."""
+    if _log_file:
+        setup_logging(_log_file)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from gwcore.config import Route as RouteConfig
 
@@ -17,7 +18,7 @@ class Route:
 
 
 class _Matcher:
-    __slots__ = ("route", "host", "host_suffix", "path", "prefix", "methods")
+    __slots__ = ("host", "host_suffix", "methods", "path", "prefix", "route")
 
     def __init__(self, route: Route) -> None:
         m = route.config.match
@@ -71,7 +72,7 @@ def _host_only(host: bytes) -> bytes:
 
 def _split_absolute(target: bytes, host: bytes) -> tuple[bytes, bytes]:
     """absolute-form → (path and query, authority); the authority replaces Host (§3.2.2)."""
-    scheme, sep, rest = target.partition(b"://")
+    _scheme, sep, rest = target.partition(b"://")
     if not sep:
         return target, host     # asterisk-form or authority-form: routed by Host only
     authority, slash, path = rest.partition(b"/")

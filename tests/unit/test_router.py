@@ -17,7 +17,7 @@ def test_order_host_path_method():
         ({"host": "*.example.com", "path_prefix": "/v1/", "methods": ["GET"]}, "b"),
         ({"path_prefix": "/"}, "c"),
     )
-    pick = lambda h, t, m=b"GET": r.match(h, t, m).cluster  # noqa: E731
+    pick = lambda h, t, m=b"GET": r.match(h, t, m).cluster
     assert pick(b"api.example.com", b"/exact") == "cluster-a"
     assert pick(b"API.Example.com:8443", b"/exact?x=1") == "cluster-a"
     assert pick(b"api.example.com", b"/exact/more") == "cluster-c"

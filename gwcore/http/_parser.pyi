@@ -1,0 +1,149 @@
+"""Python API of the C HTTP/1.1 parser (src_c/http1.c), written from RFC 9112 and RFC 9110.
+
+Heads are parsed without copying: a Request/Response keeps a reference to the ``bytes`` it was
+parsed from and stores offsets; ``bytes`` for a field are built only when asked for. Input
+that is not ``bytes`` (bytearray, memoryview) may change later, so its head is copied once.
+Not thread-safe: a module-level scratch field array is reused between calls.
+"""
+
+from typing import Final, TypeAlias
+
+Buffer: TypeAlias = bytes | bytearray | memoryview
+
+class ParseError(ValueError):
+    """Malformed or unsupported HTTP/1.1 input; the message is rejected.
+
+    ``code``: stable machine-readable name, e.g. ``"obs_fold"``, ``"content_length_repeated"``
+    (see ``gw_http_error_name`` in src_c/http1.c). ``status``: the HTTP status a server answers
+    with: 400, 414 (target too long), 431 (head too large, too many fields), 501 (transfer
+    coding other than chunked) or 505 (HTTP version). ``offset``: index of the offending byte in
+    the data passed to the parser (for ChunkedDecoder: in the whole stream fed so far).
+    """
+
+    code: Final[str]
+    status: Final[int]
+    offset: Final[int]
+    def __init__(self, code: str, status: int, offset: int) -> None: ...
+
+class _Head:
+    @property
+    def version_minor(self) -> int:
+        """0 for HTTP/1.0, 1 for HTTP/1.1."""
+    @property
+    def head_length(self) -> int:
+        """Bytes of the head from the offset given to the parser, through the empty line
+        (including any empty lines skipped before a request-line)."""
+    @property
+    def content_length(self) -> int | None:
+        """Content-Length in bytes, or None when the field is absent."""
+    @property
+    def chunked(self) -> bool:
+        """Transfer-Encoding: chunked (the only transfer coding accepted)."""
+    @property
+    def keep_alive(self) -> bool:
+        """Connection persists after this message (RFC 9112 9.3): HTTP/1.1 unless
+        ``Connection: close``; HTTP/1.0 only with ``Connection: keep-alive``."""
+    def get(self, name: bytes, default: bytes | None = None) -> bytes | None:
+        """Value of the first field called ``name`` (ASCII case-insensitive), OWS trimmed; the
+        default when absent. Builds no object for other fields. TypeError if name is not bytes."""
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """All field lines in order as (name, value) bytes, names as received; built on first
+        access and cached."""
+    def __len__(self) -> int:
+        """Number of field lines."""
+
+class Request(_Head):
+    """A parsed request head (RFC 9112 3). Only parse_request creates them."""
+
+    @property
+    def method(self) -> bytes:
+        """Method token, case preserved (e.g. b"GET")."""
+    @property
+    def target(self) -> bytes:
+        """request-target as received (origin, absolute, authority or asterisk form)."""
+    @property
+    def expect_continue(self) -> bool:
+        """``Expect: 100-continue`` was sent (case-insensitive)."""
+
+class Response(_Head):
+    """A parsed response head (RFC 9112 4). Only parse_response creates them. Whether a body
+    follows (1xx, 204, 304, responses to HEAD) is the caller's decision."""
+
+    @property
+    def status(self) -> int:
+        """Status code, 100..599."""
+    @property
+    def reason(self) -> bytes:
+        """reason-phrase (may be empty)."""
+
+def parse_request(
+    data: Buffer,
+    offset: int = 0,
+    *,
+    max_head_bytes: int = 16384,
+    max_fields: int = 100,
+    max_target_len: int = 8192,
+) -> Request | None:
+    """Parses the request head at data[offset:].
+
+    Returns None while the head is incomplete (call again with more data from the same offset),
+    else a Request whose ``head_length`` says where the body or the next request starts. Any
+    split of the input gives the same outcome. An empty line (CRLF) before the request-line is
+    skipped (RFC 9112 2.2).
+
+    Limits: ``max_head_bytes`` (bytes, whole head incl. the empty line; over it -> 431
+    "head_too_large" as soon as more bytes than that arrived without a complete head),
+    ``max_fields`` (field lines; 431 "too_many_fields"), ``max_target_len`` (bytes of the
+    request-target; 414 "target_too_long", reported as soon as it is exceeded).
+
+    Raises ParseError for malformed input (RFC 9112 3, 5, 6; RFC 9110 5, 8.6), including:
+    invalid method or field-name token, CTL/space/non-ASCII in the target, CTL (other than
+    HTAB) in a value, bare CR or LF, whitespace before a colon, obs-fold, bad or repeated
+    Content-Length, Transfer-Encoding other than a single final "chunked" (501 when another
+    coding precedes it), Transfer-Encoding with Content-Length or in HTTP/1.0, missing Host
+    in HTTP/1.1 or several Host fields or an invalid Host value, HTTP versions other than 1.0
+    and 1.1 (505). ValueError if offset is outside data.
+    """
+
+def parse_response(
+    data: Buffer,
+    offset: int = 0,
+    *,
+    max_head_bytes: int = 16384,
+    max_fields: int = 100,
+) -> Response | None:
+    """Parses the response head (status-line and fields, RFC 9112 4) at data[offset:].
+
+    Same conventions as parse_request. A missing SP before an empty reason-phrase is
+    tolerated. ParseError "status" for a status-code that is not 3 digits in 100..599.
+    """
+
+class ChunkedDecoder:
+    """Streaming decoder of the chunked transfer coding (RFC 9112 7.1).
+
+    Chunk extensions are validated and dropped; trailer fields are validated and dropped.
+    Limits: 4 KiB per chunk-size line, 16 KiB of trailer section.
+    """
+
+    def __init__(self) -> None: ...
+    def feed(self, data: Buffer) -> list[bytes]:
+        """Decodes the next bytes of the body; returns the data runs found (possibly empty).
+
+        After the last chunk and trailer section, ``done`` is True and further bytes go to
+        ``unused``. Raises ParseError (codes "chunk_size", "chunk_size_overflow", "chunk_ext",
+        "chunk_data_crlf", "trailer", "bare_cr", "bare_lf"); the decoder then stays failed.
+        """
+    @property
+    def done(self) -> bool:
+        """The terminating last-chunk and trailer section were consumed."""
+    @property
+    def unused(self) -> bytes:
+        """Bytes fed after the end of the chunked body (e.g. the next pipelined message)."""
+
+def simd_level() -> int:
+    """Scanning level in use: 0 scalar, 1 SSE4.2, 2 AVX2 (detected at first use)."""
+
+def set_simd(level: int) -> int:
+    """Forces a scanning level (clamped to what the CPU supports); returns the level now in
+    force. Process-wide; meant for tests and benchmarks."""

@@ -1,0 +1,337 @@
+"""Pre-fork master (DESIGN.md §4): binds every listener once, forks one pinned worker per CPU,
+supervises them, reloads on SIGHUP without closing a listening socket, drains on SIGTERM.
+
+The master never serves traffic and never creates an event loop: it is a small selector loop
+over the workers' control pipes (``R`` ready, ``H`` heartbeat) and a signal wake-up pipe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from gwcore.config import Config, ConfigError, load
+from gwcore.process import worker
+
+log = logging.getLogger("gwcore")
+
+RESPAWN_BASE = 0.25          # seconds; doubles with each quick crash of a slot
+RESPAWN_CAP = 30.0
+STABLE_AFTER = 10.0          # a worker that lived this long resets its slot's back-off
+KILL_GRACE = 5.0             # after drain_timeout, stragglers are killed
+
+
+def set_title(title: str) -> None:
+    """Process title shown by ps/top (``gwcore: worker 0 [gen 3]``)."""
+    try:
+        import setproctitle
+    except ImportError:
+        return
+    setproctitle.setproctitle(title)
+
+
+def sd_notify(state: str) -> None:
+    """systemd Type=notify readiness protocol (sd_notify(3)); no-op outside systemd."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        try:
+            s.sendto(state.encode(), addr)
+        except OSError as e:
+            log.warning("sd_notify failed: %s", e)
+
+
+@dataclass
+class Worker:
+    slot: int
+    gen: int
+    pid: int
+    ctrl: int                  # read end of the control pipe
+    started: float
+    last_beat: float
+    ready: bool = False
+    retiring: bool = False     # told to drain (older generation or shutdown)
+
+
+@dataclass
+class Slot:
+    failures: int = 0          # quick crashes in a row
+    respawn_at: float = 0.0
+
+
+@dataclass
+class Master:
+    config_path: str
+    cfg: Config
+    workers_override: int | None = None
+    pid_file: str | None = None
+    gen: int = 0
+    workers: dict[int, Worker] = field(default_factory=dict)          # pid → worker
+    slots: dict[int, Slot] = field(default_factory=dict)
+    # address → one SO_REUSEPORT socket per worker slot; never shrinks, so no socket with
+    # queued connections is ever closed by a reload
+    sockets: dict[str, list[socket.socket]] = field(default_factory=dict)
+    signals: deque[int] = field(default_factory=deque)
+    stopping: float = 0.0      # time the drain started (0: running)
+    pending_reload: list[Worker] = field(default_factory=list)
+    sel: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
+    wake: tuple[int, int] = (-1, -1)
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def worker_count(self, cfg: Config) -> int:
+        return self.workers_override or cfg.worker_count()
+
+    def bind_all(self, cfg: Config) -> dict[str, list[socket.socket]]:
+        """Sockets for cfg's listeners: the ones already bound (same address) plus new ones
+        up to one per worker slot. Accept balance: a shared socket spread wrk -c64 as
+        unevenly as 11/53 over 2 workers here; per-slot SO_REUSEPORT sockets hash evenly."""
+        socks = {}
+        n = self.worker_count(cfg)
+        for lst in cfg.listeners:
+            group = list(self.sockets.get(lst.address, []))
+            while len(group) < n:
+                group.append(worker.bind(lst, reuseport=True))
+            if lst.address not in self.sockets:
+                log.info("bound listener %s on %s (backlog %d, %d sockets)", lst.name,
+                         lst.address, lst.backlog, len(group))
+            socks[lst.address] = group
+        return socks
+
+    def run(self) -> int:
+        """Run until stopped; returns the exit status."""
+        set_title("gwcore: master")
+        self.sockets = self.bind_all(self.cfg)
+        if self.pid_file:
+            with open(self.pid_file, "w") as f:
+                f.write(f"{os.getpid()}\n")
+        wake_r, wake_w = self.wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.sel.register(wake_r, selectors.EVENT_READ)
+        signal.set_wakeup_fd(wake_w)
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT,
+                    signal.SIGUSR1, signal.SIGCHLD):
+            signal.signal(sig, lambda s, _f: self.signals.append(s))
+        self.start_generation(self.cfg)
+        try:
+            return self.loop(wake_r)
+        finally:
+            signal.set_wakeup_fd(-1)
+            if self.pid_file:
+                try:
+                    os.unlink(self.pid_file)
+                except OSError:
+                    pass
+
+    # -- workers -------------------------------------------------------------------------
+
+    def start_generation(self, cfg: Config) -> list[Worker]:
+        self.gen += 1
+        n = self.worker_count(cfg)
+        log.info("starting generation %d: %d workers", self.gen, n)
+        return [self.spawn(cfg, slot) for slot in range(n)]
+
+    def spawn(self, cfg: Config, slot: int) -> Worker:
+        r, w = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(r, False)
+        n = self.worker_count(cfg)
+        socks = [[sock for i, sock in enumerate(self.sockets[lst.address]) if i % n == slot]
+                 for lst in cfg.listeners]
+        pid = os.fork()
+        if pid == 0:
+            os._exit(self.worker_main(cfg, slot, socks, r, w))
+        os.close(w)
+        now = time.monotonic()
+        wk = Worker(slot, self.gen, pid, r, now, now)
+        self.workers[pid] = wk
+        self.sel.register(r, selectors.EVENT_READ, wk)
+        log.info("worker %d [gen %d] started, pid %d", slot, self.gen, pid)
+        return wk
+
+    def worker_main(self, cfg: Config, slot: int, socks: list[list[socket.socket]], r: int,
+                    w: int) -> int:
+        """Runs in the child after fork; never returns into the master's loop."""
+        try:
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1,
+                        signal.SIGCHLD):
+                signal.signal(sig, signal.SIG_DFL)
+            self.sel.close()
+            for fd in (r, *self.wake, *(wk.ctrl for wk in self.workers.values())):
+                os.close(fd)
+            set_title(f"gwcore: worker {slot} [gen {self.gen}]")
+            if cfg.pin_cpus:
+                cpus = sorted(os.sched_getaffinity(0))
+                os.sched_setaffinity(0, {cpus[slot % len(cpus)]})
+            os.set_blocking(w, False)
+            return worker.serve(cfg, socks, control=w)
+        except BaseException:
+            log.exception("worker %d failed", slot)
+            return 1
+
+    def read_control(self, wk: Worker) -> None:
+        try:
+            data = os.read(wk.ctrl, 4096)
+        except BlockingIOError:
+            return
+        if not data:
+            return
+        wk.last_beat = time.monotonic()
+        if b"R" in data and not wk.ready:
+            wk.ready = True
+            log.info("worker %d [gen %d] pid %d serving", wk.slot, wk.gen, wk.pid)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            wk = self.workers.pop(pid, None)
+            if wk is None:
+                continue
+            self.sel.unregister(wk.ctrl)
+            os.close(wk.ctrl)
+            how = (f"signal {signal.Signals(-code).name}" if (code := os.waitstatus_to_exitcode(
+                status)) < 0 else f"status {code}")
+            if wk.retiring:
+                log.info("worker %d [gen %d] pid %d exited (%s)", wk.slot, wk.gen, pid, how)
+                continue
+            slot = self.slots.setdefault(wk.slot, Slot())
+            lived = time.monotonic() - wk.started
+            slot.failures = 0 if lived >= STABLE_AFTER else slot.failures + 1
+            delay = 0.0 if slot.failures == 0 else min(
+                RESPAWN_BASE * 2 ** (slot.failures - 1), RESPAWN_CAP)
+            slot.respawn_at = time.monotonic() + delay
+            log.error("worker %d [gen %d] pid %d exited unexpectedly (%s) after %.1fs; "
+                      "respawning in %.2fs%s", wk.slot, wk.gen, pid, how, lived, delay,
+                      " (crash loop)" if slot.failures >= 3 else "")
+
+    def supervise(self) -> None:
+        """Respawn dead slots when their back-off is over; kill hung workers."""
+        now = time.monotonic()
+        for wk in list(self.workers.values()):
+            if not wk.retiring and now - wk.last_beat > self.cfg.heartbeat_timeout:
+                log.error("worker %d [gen %d] pid %d hung (no heartbeat for %.1fs): killing",
+                          wk.slot, wk.gen, wk.pid, now - wk.last_beat)
+                wk.last_beat = now
+                os.kill(wk.pid, signal.SIGKILL)
+        if self.stopping:
+            return
+        live = {wk.slot for wk in self.workers.values() if wk.gen == self.gen}
+        for slot_no in range(self.worker_count(self.cfg)):
+            slot = self.slots.setdefault(slot_no, Slot())
+            if slot_no not in live and now >= slot.respawn_at:
+                self.spawn(self.cfg, slot_no)
+
+    def retire(self, workers: list[Worker], sig: int = signal.SIGTERM) -> None:
+        for wk in workers:
+            wk.retiring = True
+            try:
+                os.kill(wk.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    # -- signals -------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        sd_notify("RELOADING=1")
+        try:
+            cfg = load(self.config_path)
+            socks = self.bind_all(cfg)
+        except (ConfigError, OSError) as e:
+            log.error("reload rejected, keeping the running config: %s", e)
+            sd_notify("READY=1")
+            return
+        old = [wk for wk in self.workers.values() if not wk.retiring]
+        for addr, group in self.sockets.items():
+            if addr not in socks:
+                for sock in group:
+                    sock.close()    # removed listener: old workers keep their own copies
+        self.sockets = socks
+        self.cfg = cfg
+        self.slots.clear()
+        self.pending_reload = old + self.pending_reload
+        log.info("reload accepted: generation %d replaces %d workers", self.gen + 1, len(old))
+        self.start_generation(cfg)
+
+    def finish_reload(self) -> None:
+        """Once every worker of the new generation serves, the old ones drain."""
+        if not self.pending_reload:
+            return
+        new = [wk for wk in self.workers.values() if wk.gen == self.gen]
+        if new and all(wk.ready for wk in new):
+            log.info("generation %d serving; draining %d old workers", self.gen,
+                     len(self.pending_reload))
+            self.retire(self.pending_reload)
+            self.pending_reload = []
+            sd_notify("READY=1")
+
+    def shutdown(self, sig: int) -> None:
+        if not self.stopping:
+            log.info("received %s: draining %d workers", signal.Signals(sig).name,
+                     len(self.workers))
+            sd_notify("STOPPING=1")
+            self.stopping = time.monotonic()
+            self.retire(list(self.workers.values()))
+
+    def loop(self, wake_r: int) -> int:
+        first_ready = False
+        while True:
+            for key, _ in self.sel.select(timeout=0.2):
+                if key.data is None:
+                    try:
+                        os.read(wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                else:
+                    self.read_control(key.data)
+            while self.signals:
+                sig = self.signals.popleft()
+                if sig == signal.SIGCHLD:
+                    continue
+                if sig == signal.SIGHUP and not self.stopping:
+                    self.reload()
+                elif sig == signal.SIGTERM or (sig == signal.SIGINT and not self.stopping):
+                    self.shutdown(sig)
+                elif sig in (signal.SIGINT, signal.SIGQUIT):
+                    log.warning("received %s: exiting at once", signal.Signals(sig).name)
+                    self.retire(list(self.workers.values()), signal.SIGKILL)
+                    return 1 if sig == signal.SIGINT else 0
+                elif sig == signal.SIGUSR1:
+                    worker.reopen_log_files()
+                    for wk in self.workers.values():
+                        os.kill(wk.pid, signal.SIGUSR1)
+            self.reap()
+            self.supervise()
+            self.finish_reload()
+            if not first_ready and self.workers and all(w.ready for w in self.workers.values()):
+                first_ready = True
+                sd_notify("READY=1")
+            if self.stopping:
+                if not self.workers:
+                    log.info("all workers exited; master exits")
+                    return 0
+                if time.monotonic() - self.stopping > self.cfg.drain_timeout + KILL_GRACE:
+                    self.retire(list(self.workers.values()), signal.SIGKILL)
+
+
+def run(config_path: str, workers: int | None = None, pid_file: str | None = None) -> int:
+    """``gwcore serve``: load the config and run the master. Exit status 1 on a bad config."""
+    try:
+        cfg = load(config_path)
+    except ConfigError as e:
+        print(f"gwcore: {e}", file=sys.stderr)
+        return 1
+    return Master(config_path, cfg, workers, pid_file).run()
