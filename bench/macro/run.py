@@ -22,6 +22,7 @@ import http.client
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -582,12 +583,21 @@ def report(results: dict[tuple[str, str], list[WrkResult]], proxies: list[str],
 def results_section(args: argparse.Namespace, layout: Layout, machine: dict[str, str],
                     tables: str, skipped: dict[str, str], loads: tuple[str, str],
                     started: datetime.datetime) -> str:
-    cmd = "python bench/macro/run.py " + " ".join(args.argv)
+    shown: list[str] = []
+    skip_next = False
+    for arg in args.argv:  # the note is shown on its own line, not inside the command
+        if skip_next or arg.startswith("--note="):
+            skip_next = False
+            continue
+        skip_next = arg == "--note"
+        if not skip_next:
+            shown.append(arg)
+    cmd = shlex.join(["python", "bench/macro/run.py", *shown])
     lines = [
         (f"## Macro benchmark, workers={layout.workers}: wrk -t{args.threads} "
          f"-c{args.connections} -d{args.duration} (bench/macro)"),
         "",
-        (f"- Date: {started:%Y-%m-%d %H:%M} UTC; command: `{cmd.strip()}`; "
+        (f"- Date: {started:%Y-%m-%d %H:%M} UTC; command: `{cmd}`; "
          f"{args.rounds} alternating round(s), {args.warmup} warm-up before each run; "
          f"medians over rounds."),
         f"- Machine: {machine['cpu']}; {machine['kernel']}.",
