@@ -1,0 +1,257 @@
+"""The pre-fork master (issue 3) as a real process tree on loopback: workers, pinning,
+respawn, hung-worker replacement, SIGHUP reloads under load with zero failed requests,
+graceful SIGTERM, and `gwcore reload` / `gwcore stop` through the pid file."""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import HOST, PYTHON, Proc, RawConn, free_port, gateway_config, wait_for_port
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class Load:
+    """Keep-alive GET load from ``conns`` threads (http.client) until stopped. Every
+    response status and every connection error is counted; a failure is anything but 200."""
+
+    def __init__(self, port: int, path: str = "/hello", conns: int = 8) -> None:
+        self.port, self.path = port, path
+        self.statuses: collections.Counter[int] = collections.Counter()
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(conns)]
+
+    def _run(self) -> None:
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
+        while not self._stop.is_set():
+            try:
+                conn.request("GET", self.path)
+                resp = conn.getresponse()
+                resp.read()
+                with self._lock:
+                    self.statuses[resp.status] += 1
+            except (OSError, http.client.HTTPException) as e:
+                with self._lock:
+                    self.errors.append(f"{type(e).__name__}: {e}")
+                conn.close()
+                conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
+        conn.close()
+
+    @property
+    def total(self) -> int:
+        return sum(self.statuses.values()) + len(self.errors)
+
+    @property
+    def failures(self) -> int:
+        return self.total - self.statuses[200]
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)
+
+
+def children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
+
+
+def title(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode().strip()
+
+
+def wait_until(cond, timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+class Master:
+    def __init__(self, tmp: Path, origin_port: int, workers: int = 2, **extra) -> None:
+        self.port = free_port()
+        self.tmp = tmp
+        self.origin_port = origin_port
+        self.path = tmp / "gateway.yaml"
+        self.pid_file = tmp / "gwcore.pid"
+        self.write(workers=workers, **extra)
+        self.proc = Proc("master", [PYTHON, "-m", "gwcore", "serve", "--config", str(self.path),
+                                    "--pid-file", str(self.pid_file)], tmp / "master.log")
+        wait_for_port(self.port, self.proc)
+        wait_until(lambda: len(self.workers()) == workers and self.log().count("serving")
+                   >= workers, what="workers serving")
+
+    def write(self, extra_routes: list[dict] | None = None, **top) -> None:
+        cfg = gateway_config(self.port, self.origin_port, free_port())
+        cfg["routes"] = (extra_routes or []) + cfg["routes"]
+        cfg.update(top)
+        self.path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    def workers(self) -> list[int]:
+        return [p for p in children(self.proc.pid) if "gwcore: worker" in title(p)]
+
+    def log(self) -> str:
+        return self.proc.log_path.read_text()
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.proc.pid, sig)
+
+
+@pytest.fixture
+def master_factory(tmp_path: Path, origin):
+    made: list[Master] = []
+
+    def make(**kw) -> Master:
+        m = Master(tmp_path, origin.port, **kw)
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        m.proc.stop(grace=10)
+        m.proc.forget()
+
+
+def test_titles_and_cpu_affinity(master_factory) -> None:
+    m = master_factory(workers=2)
+    assert title(m.proc.pid) == "gwcore: master"
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = {}
+    for pid in m.workers():
+        t = title(pid)
+        assert t.startswith("gwcore: worker ") and t.endswith("[gen 1]"), t
+        pinned[int(t.split()[2])] = os.sched_getaffinity(pid)
+    assert pinned == {i: {cpus[i % len(cpus)]} for i in range(2)}
+    assert get(m.port, "/hello")[0] == 200
+
+
+def test_pin_cpus_false_keeps_the_full_mask(master_factory) -> None:
+    m = master_factory(workers=2, pin_cpus=False)
+    for pid in m.workers():
+        assert os.sched_getaffinity(pid) == os.sched_getaffinity(0)
+
+
+def test_killed_worker_is_respawned_under_load(master_factory) -> None:
+    m = master_factory(workers=2)
+    with Load(m.port, conns=8) as load:
+        time.sleep(1.0)
+        victim = m.workers()[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: len(m.workers()) == 2 and victim not in m.workers(),
+                   what="respawn")
+        time.sleep(1.0)
+    assert "exited unexpectedly (signal SIGKILL)" in m.log()
+    # only requests in flight on the killed worker may fail: at most one per connection
+    assert load.failures <= 8, (load.statuses, load.errors[:5])
+    assert load.statuses[200] > 100
+    # new connections are served (by both workers, including the new one)
+    assert all(get(m.port, "/hello")[0] == 200 for _ in range(20))
+
+
+def test_hung_worker_is_killed_and_replaced(master_factory) -> None:
+    m = master_factory(workers=1, heartbeat_timeout="1s")
+    [hung] = m.workers()
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        wait_until(lambda: m.workers() and hung not in m.workers(), timeout=15,
+                   what="hung worker replaced")
+    finally:
+        try:
+            os.kill(hung, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    assert "hung (no heartbeat" in m.log()
+    wait_until(lambda: get(m.port, "/hello")[0] == 200, what="service after replacement")
+
+
+def test_reload_with_broken_config_keeps_serving(master_factory) -> None:
+    m = master_factory(workers=1)
+    before = m.workers()
+    good = m.path.read_text()
+    m.path.write_text(good.replace("cluster: origin", "cluster: orgin", 1))
+    m.signal(signal.SIGHUP)
+    wait_until(lambda: "reload rejected" in m.log(), what="rejection logged")
+    assert "unknown cluster 'orgin'" in m.log() and str(m.path) in m.log()
+    assert m.workers() == before
+    assert get(m.port, "/hello")[0] == 200
+
+
+def test_ten_reloads_under_load_fail_no_request(master_factory) -> None:
+    m = master_factory(workers=2)
+    start = time.monotonic()
+    with Load(m.port, conns=8) as load:
+        for gen in range(2, 12):
+            # generation N routes /vN/ to the cluster with nothing listening (502); any
+            # other path falls through to the origin
+            m.write(workers=2, extra_routes=[
+                {"match": {"path_prefix": f"/v{gen}/"}, "cluster": "dead"}])
+            m.signal(signal.SIGHUP)
+            wait_until(lambda: f"generation {gen} serving" in m.log(), what=f"gen {gen}")
+            assert get(m.port, f"/v{gen}/x")[0] == 502
+            assert get(m.port, f"/v{gen - 1}/x") == (404, b"origin: no such endpoint")
+            time.sleep(0.3)
+        while time.monotonic() - start < 5.0:
+            time.sleep(0.1)
+    elapsed = time.monotonic() - start
+    assert elapsed >= 5.0
+    assert load.total > 500, load.statuses
+    assert load.failures == 0, (load.statuses, load.errors[:5])
+    assert m.log().count("exited (status 0)") >= 20   # 10 old generations of 2 drained
+
+
+def test_sigterm_lets_a_slow_request_finish(master_factory) -> None:
+    m = master_factory(workers=1)
+    with RawConn(m.port, timeout=15) as conn:
+        conn.send(b"GET /slow?delay=1.5 HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.3)
+        m.signal(signal.SIGTERM)
+        resp = conn.read_response(timeout=10)
+    assert resp.status == 200
+    assert resp.header("connection") == "close"
+    assert m.proc.popen.wait(15) == 0
+    assert "all workers exited; master exits" in m.log()
+
+
+def test_cli_reload_and_stop_through_pid_file(master_factory) -> None:
+    m = master_factory(workers=1)
+    run = lambda *a: subprocess.run([PYTHON, "-m", "gwcore", *a],  # noqa: E731
+                                    capture_output=True, text=True, timeout=30)
+    assert int(m.pid_file.read_text()) == m.proc.pid
+    assert run("reload", "--pid-file", str(m.pid_file)).returncode == 0
+    wait_until(lambda: "generation 2 serving" in m.log(), what="reload via CLI")
+    assert run("stop", "--pid-file", str(m.pid_file)).returncode == 0
+    assert m.proc.popen.wait(15) == 0
+    assert not m.pid_file.exists()
+    bad = run("stop", "--pid-file", str(m.pid_file))
+    assert bad.returncode == 1 and "cannot signal the master" in bad.stderr
