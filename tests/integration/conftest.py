@@ -84,6 +84,7 @@ class Proc:
             )
         self.pid = self.popen.pid
         self.returncode: int | None = None
+        self.stopped_at: float | None = None  # time.time() of stop(), for failure reports
         _WATCHED.append(self)
 
     def alive(self) -> bool:
@@ -97,10 +98,8 @@ class Proc:
         return data[-limit:].decode("utf-8", "replace")
 
     def stop(self, grace: float = 5.0) -> int | None:
-        """SIGTERM, wait ``grace`` seconds, then SIGKILL the process group. Returns exit code.
-
-        The process stays in the report list until ``forget()``, so that a test that stopped
-        it still shows its log if it fails."""
+        """SIGTERM, wait ``grace`` seconds, then SIGKILL the process group. Returns exit code."""
+        self.stopped_at = time.time()
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
             try:
@@ -118,10 +117,6 @@ class Proc:
         if self.popen.stdout:
             self.popen.stdout.close()
         return self.returncode
-
-    def forget(self) -> None:
-        if self in _WATCHED:
-            _WATCHED.remove(self)
 
 
 _WATCHED: list[Proc] = []
@@ -236,7 +231,6 @@ def start_origin(tmp_dir: Path, name: str = "origin") -> Origin:
     sel.close()
     if not line.startswith(b"READY "):
         proc.stop()
-        proc.forget()
         raise RuntimeError(f"origin did not start (got {line!r}):\n{proc.log_tail()}")
     return Origin(proc, int(line.split()[1]))
 
@@ -322,7 +316,6 @@ def start_gateway(config: dict, tmp_dir: Path, name: str = "gateway") -> Gateway
         wait_for_port(port, proc)
     except BaseException:
         proc.stop()
-        proc.forget()
         raise
     return Gateway(proc, port, config, path)
 
@@ -457,6 +450,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     report = outcome.get_result()
     if report.failed:
         for proc in _WATCHED:
+            if proc.stopped_at is not None and proc.stopped_at < call.start:
+                continue  # stopped before this phase began: not part of this failure
             state = "alive" if proc.alive() else f"exited {proc.popen.returncode}"
             report.sections.append((f"{proc.name} log ({state}, pid {proc.pid})",
                                     proc.log_tail()))
@@ -472,7 +467,6 @@ def origin(session_dir: Path) -> Iterator[Origin]:
     o = start_origin(session_dir)
     yield o
     o.proc.stop()
-    o.proc.forget()
 
 
 @pytest.fixture(scope="session")
@@ -494,7 +488,6 @@ class _SharedGateway:
         if self.gw is None or not self.gw.proc.alive():
             if self.gw is not None:
                 self.gw.proc.stop()
-                self.gw.proc.forget()
             self.generation += 1
             cfg = gateway_config(free_port(), self.origin.port, self.dead_port, **self.config_kw)
             self.gw = start_gateway(cfg, self.tmp_dir, f"{self.name}-{self.generation}")
@@ -503,7 +496,6 @@ class _SharedGateway:
     def stop(self) -> None:
         if self.gw is not None:
             self.gw.proc.stop()
-            self.gw.proc.forget()
 
 
 def _use_shared(holder: _SharedGateway) -> Iterator[Gateway]:
@@ -562,7 +554,6 @@ def gateway_factory(origin: Origin, dead_port: int, tmp_path: Path) -> Iterator[
     yield make
     for g in started:
         g.proc.stop()
-        g.proc.forget()
 
 
 @pytest.fixture(scope="session")
