@@ -74,6 +74,8 @@ def _parse_nodes(nodes, weights) -> tuple:
         weights = nodes
     elif weights is None:
         weights = {}
+    elif not isinstance(weights, Mapping):
+        raise TypeError("weights must be a mapping of node name -> int weight")
     names = list(nodes)
     if len(set(names)) != len(names):
         raise ValueError("node names must be distinct")

@@ -344,6 +344,8 @@ static void test_range(void)
                             : gw_ketama_range(k, key, len, out, N + 2);
             CHECK(got == N);
             int first = which ? gw_maglev_lookup(g, key, len) : gw_ketama_lookup(k, key, len);
+            CHECK(first == (which ? gw_maglev_lookup_hash(g, gw_xxh64(key, len, 0))
+                                  : gw_ketama_lookup_hash(k, gw_ketama_hash(k, key, len))));
             CHECK((int)out[0] == first);
             unsigned mask = 0;
             for (int j = 0; j < got; j++)

@@ -54,6 +54,7 @@ def test_nodes_as_list_dict_or_with_weights(cls):
         (["a"], {"a": 1.5}, TypeError),
         (["a"], {"b": 1}, ValueError),  # weight for an unknown node
         ({"a": 1}, {"a": 1}, TypeError),  # weights twice
+        (["a", "b"], [1, 2], TypeError),  # weights must be a mapping
         (["\udc80"], None, UnicodeEncodeError),  # lone surrogate has no UTF-8
     ],
 )
