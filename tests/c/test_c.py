@@ -30,8 +30,16 @@ def test_c_program(test_c: Path, tmp_path: Path) -> None:
     assert source.exists(), f"{test_c.name} has no matching {source.relative_to(ROOT)}"
     exe = tmp_path / test_c.stem
     build = subprocess.run(
-        ["gcc", *CFLAGS, f"-I{ROOT / 'src_c'}", str(test_c), str(source), "-o", str(exe),
-         "-lcrypto"],
+        [
+            "gcc",
+            *CFLAGS,
+            f"-I{ROOT / 'src_c'}",
+            str(test_c),
+            str(source),
+            "-o",
+            str(exe),
+            "-lcrypto",
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -43,6 +51,9 @@ def test_c_program(test_c: Path, tmp_path: Path) -> None:
         text=True,
         check=False,
         timeout=240,
-        env={"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"},
+        env={
+            "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
+            "UBSAN_OPTIONS": "print_stacktrace=1",
+        },
     )
     assert run.returncode == 0, f"exit {run.returncode}\n{run.stdout[-4000:]}\n{run.stderr[-8000:]}"

@@ -57,7 +57,7 @@ class Case:
     limits: dict[str, int] = field(default_factory=dict)
 
 
-def R(id: str, data: bytes, want: Ok | Err, **limits: int) -> Case:  # noqa: N802
+def R(id: str, data: bytes, want: Ok | Err, **limits: int) -> Case:
     return Case(id, data, want, limits)
 
 

@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-import gwcore.http as http
+from gwcore import http
 from gwcore.http import (
     ChunkedDecoder,
     ParseError,
