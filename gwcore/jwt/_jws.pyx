@@ -63,6 +63,8 @@ cdef extern from "jws.h" nogil:
         int error
         int alg
         uint32_t signing_input_len
+        uint32_t payload_off
+        uint32_t payload_len
         uint32_t header_len
         uint32_t sig_len
         uint32_t json_len
@@ -467,6 +469,24 @@ cdef double _number(object v, object exc, str message) except? -1.0:
             return d
     raise exc(message)
 
+cdef object _token_buffer(object token, const char **buf, Py_ssize_t *n):
+    """The object holding the token's bytes (keep it alive while *buf is used)."""
+    if type(token) is bytes:
+        buf[0] = PyBytes_AS_STRING(token)
+        n[0] = PyBytes_GET_SIZE(token)
+        return token
+    if type(token) is str:
+        if len(<str>token) > GW_JWS_MAX_TOKEN:
+            raise _error(GW_JWS_E_TOO_LONG)
+        buf[0] = PyUnicode_AsUTF8AndSize(token, n)
+        return token
+    if isinstance(token, (bytes, bytearray, memoryview)):
+        token = bytes(token)
+        buf[0] = PyBytes_AS_STRING(token)
+        n[0] = PyBytes_GET_SIZE(token)
+        return token
+    raise DecodeError("Invalid token type. Token must be bytes or str", "segments")
+
 
 cdef class Verifier:
     """Verifies tokens against fixed keys and a fixed policy, prepared once.
@@ -601,30 +621,44 @@ cdef class Verifier:
             raise UnknownKeyIdError("No key with the token's kid")
         return self._set._wild
 
+    def verify_jws(self, token):
+        """Verify the signature of a compact JWS (bytes or str) and return its payload bytes.
+
+        No claim is checked and the payload need not be JSON (RFC 7515 5.2). Raises as verify().
+        """
+        cdef gw_jws t
+        cdef const char *buf
+        cdef Py_ssize_t n
+        token = _token_buffer(token, &buf, &n)
+        self._check_signature(&t, buf, n)
+        cdef bytes out = PyBytes_FromStringAndSize(NULL, gw_b64url_decoded_len(t.payload_len))
+        if gw_b64url_decode(buf + t.payload_off, t.payload_len,
+                            <uint8_t *>PyBytes_AS_STRING(out)) < 0:
+            raise _error(GW_JWS_E_PAYLOAD_B64)
+        return out
+
     cdef dict _verify(self, object token, double now):
         cdef gw_jws t
         cdef const char *buf
         cdef Py_ssize_t n
+        token = _token_buffer(token, &buf, &n)
+        self._check_signature(&t, buf, n)
+        if gw_jws_payload(&t, buf) < 0:
+            raise _error(t.error)
+        try:
+            claims = _json_decode(PyBytes_FromStringAndSize(<const char *>t.json, t.json_len))
+        except _MsgspecError as e:
+            raise DecodeError(f"Invalid payload string: {e}", "payload") from None
+        self._check_claims(<dict>claims, now)
+        return <dict>claims
+
+    cdef int _check_signature(self, gw_jws *t, const char *buf, Py_ssize_t n) except -1:
+        """Parse the token into t and verify its signature with a candidate key."""
         cdef int alg, rc, err = 0, sig_err = 0, other_err = 0
         cdef Key k
         cdef unsigned vflags = GW_JWS_F_ENFORCE_MIN_KEY if self._flags & F_MIN_KEY else 0
-
-        if type(token) is bytes:
-            buf = PyBytes_AS_STRING(token)
-            n = PyBytes_GET_SIZE(token)
-        elif type(token) is str:
-            if len(<str>token) > GW_JWS_MAX_TOKEN:
-                raise _error(GW_JWS_E_TOO_LONG)
-            buf = PyUnicode_AsUTF8AndSize(token, &n)
-        elif isinstance(token, (bytes, bytearray, memoryview)):
-            token = bytes(token)
-            buf = PyBytes_AS_STRING(token)
-            n = PyBytes_GET_SIZE(token)
-        else:
-            raise DecodeError("Invalid token type. Token must be bytes or str", "segments")
-        if gw_jws_parse(&t, buf, n) < 0:
+        if gw_jws_parse(t, buf, n) < 0:
             raise _error(t.error)
-
         alg = t.alg
         if alg >= GW_JWS_ALG__COUNT:
             if alg == GW_JWS_ALG_MISSING:
@@ -635,7 +669,7 @@ cdef class Verifier:
         if not (self._algs & (1u << alg)):
             raise InvalidAlgorithmError("The specified alg value is not allowed")
 
-        for obj in self._candidates(&t):
+        for obj in self._candidates(t):
             k = <Key>obj
             if not (k._algs & (1u << alg)):
                 continue
@@ -647,26 +681,16 @@ cdef class Verifier:
                     rc = gw_jws_verify(k._k, alg, <const uint8_t *>buf, t.signing_input_len,
                                        t.sig, t.sig_len, vflags, &err)
             if rc == 0:
-                break
+                return 0
             if err == GW_JWS_E_SIGNATURE or err == GW_JWS_E_SIG_LENGTH:
                 sig_err = err
             else:
                 other_err = err
-        else:
-            if sig_err:
-                raise _error(sig_err)
-            if other_err:
-                raise _error(other_err)
-            raise InvalidAlgorithmError("No key for the token's algorithm")
-
-        if gw_jws_payload(&t, buf) < 0:
-            raise _error(t.error)
-        try:
-            claims = _json_decode(PyBytes_FromStringAndSize(<const char *>t.json, t.json_len))
-        except _MsgspecError as e:
-            raise DecodeError(f"Invalid payload string: {e}", "payload") from None
-        self._check_claims(<dict>claims, now)
-        return <dict>claims
+        if sig_err:
+            raise _error(sig_err)
+        if other_err:
+            raise _error(other_err)
+        raise InvalidAlgorithmError("No key for the token's algorithm")
 
     cdef int _check_claims(self, dict claims, double now) except -1:
         # PyJWT's order, so the same token fails with the same exception
@@ -785,13 +809,9 @@ def get_unverified_header(token):
     InvalidTokenError.
     """
     cdef gw_jws t
-    cdef bytes raw
-    if isinstance(token, str) and len(<str>token) > GW_JWS_MAX_TOKEN:
-        raise _error(GW_JWS_E_TOO_LONG)
-    try:
-        raw = _as_bytes(token, "token")
-    except TypeError:
-        raise DecodeError("Invalid token type. Token must be bytes or str", "segments") from None
-    if gw_jws_parse(&t, PyBytes_AS_STRING(raw), len(raw)) < 0:
+    cdef const char *buf
+    cdef Py_ssize_t n
+    token = _token_buffer(token, &buf, &n)
+    if gw_jws_parse(&t, buf, n) < 0:
         raise _error(t.error)
     return _json_decode(PyBytes_FromStringAndSize(<const char *>t.json, t.header_len))
