@@ -6,14 +6,18 @@ responses keep request order, RFC 9112 §9.3.2). Each request head is parsed in 
 rewritten for the upstream (hop-by-hop fields out, X-Forwarded-*/Via/X-Request-Id in) and
 sent on a pooled upstream connection; bodies stream both ways with back-pressure."""
 
+import logging
 import os
+
+from gwcore.filters.base import Exchange, LocalResponse, run_request_filters
+from gwcore.http._parser import parse_request
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint32_t
 from libc.string cimport memcpy, memset
 
 from gwcore.http._chttp1 cimport (
-    GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, GW_CONN_OTHER, GW_FK_EXPECT, GW_FK_X_FORWARDED_FOR,
+    GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, GW_CONN_OTHER, GW_FK_EXPECT, GW_FK_HOST, GW_FK_X_FORWARDED_FOR,
     GW_FK_X_FORWARDED_HOST, GW_FK_X_FORWARDED_PROTO, GW_FK_X_REQUEST_ID, GW_M_DELETE, GW_M_GET,
     GW_M_HEAD, GW_M_OPTIONS, GW_M_PUT, GW_M_TRACE, gw_chunked, gw_chunked_decode,
     gw_chunked_init, gw_field, gw_head, gw_http_error_name, gw_http_error_status, gw_limits,
@@ -31,6 +35,7 @@ cdef enum DState:
     D_BODY = 2          # streaming the request body upstream
     D_WAIT = 3          # request sent; waiting for the response to finish
     D_CLOSED = 4
+    D_FILTERING = 5     # a request filter is waiting (slow path)
 
 cdef enum Out:
     OUT_RAW = 0         # bytes as received (Content-Length or no body)
@@ -42,6 +47,7 @@ cdef enum Pause:
     P_CONNECTING = 1
     P_UPSTREAM_FULL = 2
     P_PIPELINE_FULL = 4
+    P_FILTERING = 8
 
 cdef enum:
     MAX_FIELDS = 1000               # config bound for max_headers
@@ -55,6 +61,8 @@ cdef unsigned int DROP_ALWAYS = (
     (1u << GW_FK_EXPECT) | (1u << GW_FK_X_FORWARDED_FOR) | (1u << GW_FK_X_FORWARDED_PROTO)
     | (1u << GW_FK_X_FORWARDED_HOST))
 cdef unsigned int DROP_REQUEST_ID = 1u << GW_FK_X_REQUEST_ID
+
+log = logging.getLogger("gwcore")
 
 cdef bytes CRLF = b"\r\n"
 cdef bytes HTTP11 = b" HTTP/1.1\r\n"
@@ -163,6 +171,7 @@ cdef class Downstream(ResponseSink):
     cdef int after_connect
     cdef bytes xff_line
     cdef bytes pending_head     # response head held back to go out with the first body bytes
+    cdef object exchange        # filters' Exchange while a filter is waiting
     cdef int64_t body_remaining, body_seen
     cdef gw_chunked chunked
     cdef Upstream up
@@ -285,6 +294,12 @@ cdef class Downstream(ResponseSink):
             host = PyBytes_FromStringAndSize(base + _fields[h.host_index].value_off,
                                              _fields[h.host_index].value_len)
         route = self.lr.match_route(host, target, method)
+        if target[0] != 47 and b"://" in target:     # absolute-form (RFC 9112 §3.2.2)
+            authority, _, path = target.partition(b"://")[2].partition(b"/")
+            target = b"/" + path
+            if authority != host:
+                host = authority
+                h.host_index = -2       # replace the received Host with the target's
         if route is None:
             self._error(404, "no route", has_body)
             return
@@ -292,7 +307,73 @@ cdef class Downstream(ResponseSink):
             self._error(413, "body over limit", True)
             return
         self.cluster = route.cluster
-        self.up_head = self._upstream_head(base, h, method, target, host)
+        if route.filters:
+            self._filter(base, h, route, method, target, host)
+        else:
+            self._proceed(base, h, method, target, host, None)
+
+    cdef void _filter(self, const char *base, gw_head *h, route, bytes method, bytes target,
+                      bytes host):
+        """Runs the route's request filters; on the slow path the head is kept as bytes and
+        parsed again when the filters are done."""
+        cdef bytes head = PyBytes_FromStringAndSize(base, self.pos - (base - PyBytes_AS_STRING(
+            self.buf)))
+        ex = Exchange(parse_request(head, max_head_bytes=len(head) + 1,
+                                    max_fields=self.lr.limits.max_fields,
+                                    max_target_len=self.lr.limits.max_target_len),
+                      route, self.client_ip.decode())
+        try:
+            result = run_request_filters(ex, route.filters)
+        except Exception:
+            log.exception("request filter failed")
+            self._error(500, "filter error", True)
+            return
+        if result is None:
+            self._proceed(base, h, method, target, host, ex)
+        elif isinstance(result, LocalResponse):
+            self._local(result, h.chunked or h.content_length > 0)
+        else:
+            self.exchange = (ex, head, method, target, host)
+            self.state = D_FILTERING
+            self._pause(P_FILTERING, True)
+            result.add_done_callback(self._filtered)
+
+    def _filtered(self, fut):
+        cdef gw_head h
+        cdef bytes head
+        if self.state != D_FILTERING:
+            return              # the client went away meanwhile
+        ex, head, method, target, host = self.exchange
+        self.exchange = None
+        self.state = D_HEAD
+        self._pause(P_FILTERING, False)
+        if fut.cancelled() or fut.exception() is not None:
+            if not fut.cancelled():
+                log.error("request filter failed", exc_info=fut.exception())
+            self._error(500, "filter error", True)
+        elif fut.result() is not None:
+            gw_parse_request(PyBytes_AS_STRING(head), len(head), &self.lr.limits, &h, _fields)
+            self._local(fut.result(), h.chunked or h.content_length > 0)
+            self._process()
+        else:
+            gw_parse_request(PyBytes_AS_STRING(head), len(head), &self.lr.limits, &h, _fields)
+            self._proceed(PyBytes_AS_STRING(head), &h, method, target, host, ex)
+            self._process()
+
+    cdef void _local(self, response, bint body_pending):
+        """Answers a filter's LocalResponse; closes when the request body was not read."""
+        cdef bint close = body_pending or not self.keep_alive or self.peer_eof \
+            or self.lr.draining
+        self._write(response.encode(close))
+        if close:
+            self._close(False)
+        else:
+            self._next_request()
+
+    cdef void _proceed(self, const char *base, gw_head *h, bytes method, bytes target,
+                       bytes host, ex):
+        cdef bint has_body = h.chunked or h.content_length > 0
+        self.up_head = self._upstream_head(base, h, method, target, host, ex)
         self.body_chunked = h.chunked
         self.body_remaining = h.content_length if h.content_length > 0 else 0
         self.body_seen = 0
@@ -305,9 +386,10 @@ cdef class Downstream(ResponseSink):
         self._dispatch()
 
     cdef bytes _upstream_head(self, const char *base, gw_head *h, bytes method, bytes target,
-                              bytes host):
+                              bytes host, ex):
         cdef uint32_t i
-        cdef unsigned int drop_kinds = DROP_ALWAYS
+        cdef unsigned int drop_kinds = DROP_ALWAYS | (
+            (1u << GW_FK_HOST) if h.host_index == -2 else 0)
         cdef int rid = -1
         cdef list xff = None
         cdef const gw_field *f
@@ -325,6 +407,8 @@ cdef class Downstream(ResponseSink):
         else:
             xff.append(self.client_ip)
             extra = [b"X-Forwarded-For: " + b", ".join(xff) + CRLF, self.lr.proto_line]
+        if h.host_index == -2:
+            extra.append(b"Host: " + host + CRLF)
         if host:
             extra.append(b"X-Forwarded-Host: " + host + CRLF)
         else:
@@ -335,12 +419,26 @@ cdef class Downstream(ResponseSink):
             extra.append(self.lr.request_id_line())
         if h.chunked:
             extra.append(TE_CHUNKED)
-        if h.connection & GW_CONN_OTHER:
+        if h.connection & GW_CONN_OTHER or ex is not None:
             memset(_drop, 0, h.num_fields)
             mark_connection_options(base, _fields, h.num_fields, _drop)
             drop = _drop
+            if ex is not None:
+                self._apply_exchange(base, h, ex, extra)
         return build_head(base, method + b" " + target + HTTP11, _fields, h.num_fields,
                           drop_kinds, drop, extra)
+
+    cdef void _apply_exchange(self, const char *base, gw_head *h, ex, list extra):
+        """The fields filters set or removed (Exchange.set_upstream_field and friends)."""
+        cdef uint32_t i
+        removed = ex.removed_fields
+        if removed:
+            for i in range(h.num_fields):
+                if PyBytes_FromStringAndSize(base + _fields[i].name_off,
+                                             _fields[i].name_len).lower() in removed:
+                    _drop[i] = 1
+        for name, value in ex.upstream_fields:
+            extra.append(name + b": " + value + CRLF)
 
     cdef void _dispatch(self):
         """Sends the request on a pooled connection, or starts connecting (slow path,

@@ -11,10 +11,12 @@ from gwcore.config import Route as RouteConfig
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """A matched route: its config and the runtime cluster its requests go to."""
+    """A matched route: its config, the runtime cluster its requests go to, and its request
+    filters in order (gwcore.filters.Filter; empty for the fast path)."""
 
     config: RouteConfig
     cluster: Any  # gwcore.proxy._upstream.Cluster
+    filters: tuple[Any, ...] = ()
 
 
 class _Matcher:
@@ -35,8 +37,10 @@ class Router:
     """Matches requests against routes in order. ``host`` matches exactly or as ``*.suffix``
     (one or more labels before the suffix), case-insensitively and without the port."""
 
-    def __init__(self, routes: Sequence[RouteConfig], clusters: dict[str, Any]) -> None:
-        self._matchers = [_Matcher(Route(r, clusters[r.cluster])) for r in routes]
+    def __init__(self, routes: Sequence[RouteConfig], clusters: dict[str, Any],
+                 filters: Callable[[RouteConfig], tuple[Any, ...]] = lambda r: ()) -> None:
+        """``filters(route_config)`` gives each route's request filters."""
+        self._matchers = [_Matcher(Route(r, clusters[r.cluster], filters(r))) for r in routes]
 
     def match(self, host: bytes, target: bytes, method: bytes) -> Route | None:
         """host: the Host field value (b"" if none); target: the request-target as received

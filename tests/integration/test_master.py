@@ -140,7 +140,6 @@ def master_factory(tmp_path: Path, origin):
     yield make
     for m in made:
         m.proc.stop(grace=10)
-        m.proc.forget()
 
 
 def test_titles_and_cpu_affinity(master_factory) -> None:
