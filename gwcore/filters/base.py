@@ -15,7 +15,7 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 from gwcore.http import Request
 
@@ -74,7 +74,7 @@ class Exchange:
         self.removed_fields.add(name.lower())
 
 
-FilterResult = Union[None, LocalResponse, Awaitable[Union[None, LocalResponse]]]
+FilterResult = None | LocalResponse | Awaitable[None | LocalResponse]
 
 
 class Filter(Protocol):
@@ -82,7 +82,7 @@ class Filter(Protocol):
 
 
 def run_request_filters(exchange: Exchange, filters: Sequence[Filter]
-                        ) -> Union[None, LocalResponse, asyncio.Future[Any]]:
+                        ) -> None | LocalResponse | asyncio.Future[Any]:
     """Run the filters in order. Returns None (go upstream), a LocalResponse, or a Future
     resolving to one of those when a filter had to wait (the rest then run after it)."""
     for i, f in enumerate(filters):

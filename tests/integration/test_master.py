@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import HOST, PYTHON, Proc, RawConn, free_port, gateway_config, wait_for_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -57,7 +56,7 @@ class Load:
     def failures(self) -> int:
         return self.total - self.statuses[200]
 
-    def __enter__(self) -> Load:
+    def __enter__(self) -> Load:  # noqa: PYI034
         for t in self._threads:
             t.start()
         return self
@@ -216,7 +215,8 @@ def test_ten_reloads_under_load_fail_no_request(master_factory) -> None:
             m.write(workers=2, extra_routes=[
                 {"match": {"path_prefix": f"/v{gen}/"}, "cluster": "dead"}])
             m.signal(signal.SIGHUP)
-            wait_until(lambda: f"generation {gen} serving" in m.log(), what=f"gen {gen}")
+            serving = f"generation {gen} serving"
+            wait_until(lambda s=serving: s in m.log(), what=serving)
             assert get(m.port, f"/v{gen}/x")[0] == 502
             assert get(m.port, f"/v{gen - 1}/x") == (404, b"origin: no such endpoint")
             time.sleep(0.3)
@@ -244,8 +244,8 @@ def test_sigterm_lets_a_slow_request_finish(master_factory) -> None:
 
 def test_cli_reload_and_stop_through_pid_file(master_factory) -> None:
     m = master_factory(workers=1)
-    run = lambda *a: subprocess.run([PYTHON, "-m", "gwcore", *a],  # noqa: E731
-                                    capture_output=True, text=True, timeout=30)
+    run = lambda *a: subprocess.run([PYTHON, "-m", "gwcore", *a],
+                                    capture_output=True, text=True, timeout=30, check=False)
     assert int(m.pid_file.read_text()) == m.proc.pid
     assert run("reload", "--pid-file", str(m.pid_file)).returncode == 0
     wait_until(lambda: "generation 2 serving" in m.log(), what="reload via CLI")
