@@ -29,6 +29,9 @@ Endpoints (method-agnostic unless noted; HEAD gets the GET head without a body):
                                  Keep-Alive fields (all hop-by-hop, RFC 9110 §7.6.1)
   /bad-response?kind=K           an invalid response, then close: K = garbage | double-cl
   /reset                         reads the request, then closes with RST and no response
+  /early-hints                   103 Early Hints, then 200 "hints"
+  any endpoint ?pad=N            adds an X-Pad response field of N bytes
+  any endpoint ?conn_close=1     answers with "Connection: close" and closes afterwards
   any endpoint ?close_idle=S      after the response, close the connection if no new request
                                  starts within S seconds (a keep-alive peer going away)
   /stats[?targets=1]             JSON: connections (accepted), open (open now), requests,
@@ -126,6 +129,15 @@ class Exchange:
             self.conn.receive_data(data)
 
     async def send(self, event: object) -> None:
+        if type(event) is h11.Response and self.request is not None:
+            q = _query(self.request.target.decode("latin-1"))
+            headers = list(event.headers)
+            if "pad" in q:
+                headers.append((b"x-pad", b"p" * int(q["pad"])))
+            if q.get("conn_close") == "1":
+                headers.append((b"connection", b"close"))
+            event = h11.Response(status_code=event.status_code, headers=headers,
+                                 reason=event.reason)
         if type(event) in (h11.Response, h11.InformationalResponse) and not event.reason:
             event = type(event)(
                 status_code=event.status_code, headers=event.headers, reason=_reason(event)
@@ -274,6 +286,10 @@ async def handle_request(ex: Exchange, req: h11.Request) -> bool:
             sent += n
         await ex.writer.drain()
         return False
+    elif path == "/early-hints":
+        hint = [(b"link", b"</style.css>; rel=preload; as=style")]
+        await ex.send(h11.InformationalResponse(status_code=103, headers=hint))
+        await ex.respond(200, b"hints", b"text/plain")
     elif path == "/hop":
         extra = [(b"connection", b"X-Hop"), (b"x-hop", b"secret"), (b"keep-alive", b"timeout=1")]
         await ex.respond(200, b"hop", b"text/plain", extra)

@@ -177,3 +177,59 @@ def test_upstream_reset_after_request_is_502_not_retried(gw, origin) -> None:
     assert r.status_code == 502
     # The request reached the origin once; it was not replayed.
     assert after["requests"] - before["requests"] == 1
+
+
+def test_upstream_connection_close_is_not_reused(gateway_factory, origin, raw, req) -> None:
+    gw = gateway_factory()  # an empty pool: each request needs a new upstream connection
+    before = origin.stats()["connections"]
+    with raw(gw.port) as c:
+        for i in range(10):  # POST: a reuse of a closed connection could not be retried
+            c.send(req("POST", f"/echo?conn_close=1&i={i}", body=b"body %d" % i))
+            r = c.read_response()
+            assert r.status == 200 and r.body == b"body %d" % i, (i, r.status, r.body)
+            # The origin's Connection: close concerns the upstream hop only.
+            assert "close" not in (r.header("connection") or "").lower()
+    assert origin.stats()["connections"] - before == 10
+
+
+def test_early_hints_then_final_response(gw, raw, req) -> None:
+    with raw(gw.port) as c:
+        c.send(req("GET", "/early-hints") + req("GET", "/hello"))
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"hints"
+        assert r.informational in ([], [103])
+        assert c.read_response().json() == {"hello": "world"}
+
+
+def test_large_response_head_passes(gw) -> None:
+    r = httpx.get(gw.url + "/hello?pad=12000", timeout=10)
+    assert r.status_code == 200 and r.headers["x-pad"] == "p" * 12000
+
+
+def test_half_closed_client_still_gets_its_response(gw, raw, req) -> None:
+    with raw(gw.port) as c:
+        c.send(req("GET", "/slow?delay=0.3"))
+        c.sock.shutdown(socket.SHUT_WR)  # like `nc -q` or `curl` piping a request
+        data, closed = c.read_until_close(timeout=5)
+    assert closed
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\nslow"), data
+
+
+def test_early_response_while_the_client_uploads(gw, raw) -> None:
+    """The origin answers without reading the body (503); the client, still sending, must get
+    that response (a lingering close, not a reset that discards it)."""
+    with raw(gw.port) as c:
+        c.send(b"POST /status/503 HTTP/1.1\r\nHost: gw.test\r\n"
+               b"Content-Length: 104857600\r\n\r\n")
+        c.send(b"e" * MiB)
+        r = c.read_response(timeout=10)
+    assert r.status == 503 and r.body == b"status 503"
+
+
+def test_many_pipelined_requests(gw, raw, req) -> None:
+    n = 500
+    with raw(gw.port) as c:
+        c.send(b"".join(req("GET", f"/headers?i={i}") for i in range(n)))
+        for i in range(n):
+            r = c.read_response()
+            assert r.status == 200 and r.json()["target"] == f"/headers?i={i}", i
