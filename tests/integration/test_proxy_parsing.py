@@ -63,7 +63,7 @@ def test_field_values_forwarded_verbatim(gw, raw) -> None:
 
 
 def test_limits_are_not_too_tight(gw, raw) -> None:
-    target = "/headers?pad=" + "p" * 8000  # under max_target_bytes 8KiB
+    target = "/headers?fill=" + "f" * 8000  # under max_target_bytes 8KiB
     fields = "".join(f"X-F{i}: v\r\n" for i in range(90))  # under max_headers 100
     with raw(gw.port) as c:
         c.send(f"GET {target} HTTP/1.1\r\nHost: gw.test\r\n{fields}\r\n".encode())
@@ -100,3 +100,13 @@ def test_absolute_form_authority_overrides_host(gw, raw) -> None:
         c.send(b"GET http://dead.test/hello HTTP/1.1\r\nHost: gw.test\r\n\r\n")
         r = c.read_response()
     assert r.status == 502, (r.status, r.body[:200])  # routed by authority to the dead cluster
+
+
+def test_http10_without_host_gets_one_upstream(gw, raw) -> None:
+    """Host is optional in HTTP/1.0; the upstream request is HTTP/1.1 and needs one."""
+    with raw(gw.port) as c:
+        c.send(b"GET /headers HTTP/1.0\r\n\r\n")
+        r = c.read_response()
+    assert r.status == 200, r.body[:200]
+    hosts = [v for k, v in r.json()["headers"] if k.lower() == "host"]
+    assert len(hosts) == 1 and hosts[0], r.json()["headers"]
