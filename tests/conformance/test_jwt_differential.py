@@ -1,0 +1,208 @@
+"""Differential tests: gwcore.jwt against PyJWT on tokens PyJWT makes (hypothesis, bounded).
+
+For every algorithm, random claims and policies: a valid token must give the same claims or
+the same exception class in both; a tampered token (a changed character, a truncated, extended
+or swapped signature, a changed header) must be refused by gwcore exactly when PyJWT refuses it,
+and always with an InvalidTokenError. Time claims are whole seconds far from the present, so
+the two clocks (read a few microseconds apart) cannot disagree.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jwt as pyjwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gwcore import jwt
+
+ALGS = [
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+    "ES256", "ES384", "ES512", "EdDSA",
+]  # fmt: skip
+B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+NOW = int(time.time())
+SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.fixture(scope="module")
+def keys() -> dict[str, tuple[object, bytes]]:
+    """alg -> (signing key for PyJWT, verification key for both: secret or public PEM)."""
+
+    def pair(private: object) -> tuple[object, bytes]:
+        public = private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return private, public
+
+    secret = bytes(range(64))
+    rsa_pair = pair(rsa.generate_private_key(65537, 2048))
+    out: dict[str, tuple[object, bytes]] = {}
+    for alg in ALGS[:3]:
+        out[alg] = (secret, secret)
+    for alg in ALGS[3:9]:
+        out[alg] = rsa_pair
+    out["ES256"] = pair(ec.generate_private_key(ec.SECP256R1()))
+    out["ES384"] = pair(ec.generate_private_key(ec.SECP384R1()))
+    out["ES512"] = pair(ec.generate_private_key(ec.SECP521R1()))
+    out["EdDSA"] = pair(ed25519.Ed25519PrivateKey.generate())
+    out["Ed448"] = pair(ed448.Ed448PrivateKey.generate())
+    return out
+
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+times = st.integers(min_value=NOW - 10**6, max_value=NOW + 10**6).filter(
+    lambda t: abs(t - NOW) > 120
+)
+audiences = st.sampled_from(["api", "web", "admin"])
+
+
+REGISTERED = ("exp", "nbf", "iat", "iss", "aud", "sub", "jti")
+
+
+@st.composite
+def claim_sets(draw: st.DrawFn) -> dict:
+    """Random private claims, plus registered claims of the types RFC 7519 gives them (where
+    PyJWT is laxer, e.g. exp "123" or true, gwcore deliberately differs)."""
+    names = st.text(max_size=10).filter(lambda name: name not in REGISTERED)
+    claims = draw(st.dictionaries(names, json_values, max_size=6))
+    registered = {
+        "exp": times,
+        "nbf": times,
+        "iat": times,
+        "iss": st.sampled_from(["https://a.example/", "https://b.example/"]),
+        "aud": audiences | st.lists(audiences, max_size=3),
+        "sub": st.text(max_size=12),
+        "jti": st.text(max_size=12),
+    }
+    for name, strategy in registered.items():
+        if draw(st.booleans()):
+            claims[name] = draw(strategy)
+    return claims
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> dict:
+    policy: dict = {}
+    if draw(st.booleans()):
+        policy["audience"] = draw(audiences | st.lists(audiences, min_size=1, max_size=2))
+    if draw(st.booleans()):
+        policy["issuer"] = draw(st.sampled_from(["https://a.example/", "https://b.example/"]))
+    if draw(st.booleans()):
+        policy["leeway"] = draw(st.integers(min_value=0, max_value=60))
+    options = {}
+    for name in ("verify_exp", "verify_nbf", "verify_iat", "verify_aud"):
+        if draw(st.integers(0, 4)) == 0:
+            options[name] = False
+    if draw(st.integers(0, 3)) == 0:
+        options["require"] = draw(st.lists(st.sampled_from(["exp", "iss", "sub"]), max_size=2))
+    if options:
+        policy["options"] = options
+    return policy
+
+
+def outcome(decode: object, token: str, key: object, alg: str, policy: dict) -> object:
+    """The claims, or the name of the exception class raised."""
+    try:
+        return decode(token, key, algorithms=[alg], **policy)
+    except pyjwt.PyJWTError as e:
+        return type(e).__name__
+    except jwt.PyJWTError as e:
+        assert isinstance(e, jwt.InvalidTokenError), repr(e)
+        return type(e).__name__
+
+
+@SETTINGS
+@given(alg=st.sampled_from([*ALGS, "Ed448"]), claims=claim_sets(), policy=policies(),
+       kid=st.none() | st.text(max_size=8))  # fmt: skip
+def test_valid_tokens_agree(keys: dict, alg: str, claims: dict, policy: dict, kid: object) -> None:
+    signer, public = keys[alg]
+    jws_alg = "EdDSA" if alg == "Ed448" else alg
+    headers = {"kid": kid} if kid is not None else None
+    token = pyjwt.encode(claims, signer, algorithm=jws_alg, headers=headers)
+    theirs = outcome(pyjwt.decode, token, public, jws_alg, policy)
+    ours = outcome(jwt.decode, token, public, jws_alg, policy)
+    assert ours == theirs
+    if isinstance(ours, dict):
+        assert ours == claims
+    assert jwt.get_unverified_header(token) == pyjwt.get_unverified_header(token)
+
+
+@st.composite
+def tampered(draw: st.DrawFn, token: str) -> str:
+    header, payload, signature = token.split(".")
+    kind = draw(st.sampled_from(["char", "truncate", "extend", "swap_header", "drop_sig"]))
+    if kind == "char":
+        i = draw(st.integers(0, len(token) - 1))
+        if token[i] == ".":
+            return token[:i] + "A" + token[i + 1 :]
+        replacement = draw(st.sampled_from(B64_ALPHABET).filter(lambda c: c != token[i]))
+        return token[:i] + replacement + token[i + 1 :]
+    if kind == "truncate":
+        return token[: -draw(st.integers(1, min(8, len(signature))))]
+    if kind == "extend":
+        return token + draw(st.text(B64_ALPHABET, min_size=1, max_size=8))
+    if kind == "swap_header":
+        other = draw(st.sampled_from(ALGS))
+        fake = pyjwt.utils.base64url_encode(b'{"alg":"' + other.encode() + b'","typ":"JWT"}')
+        return fake.decode() + "." + payload + "." + signature
+    return header + "." + payload + "."
+
+
+@SETTINGS
+@given(alg=st.sampled_from(ALGS), claims=claim_sets(), data=st.data())
+def test_tampered_tokens_agree(keys: dict, alg: str, claims: dict, data: st.DataObject) -> None:
+    signer, public = keys[alg]
+    token = pyjwt.encode(claims, signer, algorithm=alg)
+    bad = data.draw(tampered(token))
+    if bad == token:
+        return
+    theirs = outcome(pyjwt.decode, bad, public, alg, {})
+    ours = outcome(jwt.decode, bad, public, alg, {})
+    assert isinstance(ours, str) == isinstance(theirs, str), (ours, theirs)
+    if isinstance(ours, dict):  # e.g. a swapped header that decodes to the same bytes
+        assert ours == theirs
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_jwks_selection_agrees(keys: dict, data: st.DataObject) -> None:
+    """A JWK Set with several keys: the key named by kid verifies, others are refused."""
+    names = data.draw(st.lists(st.sampled_from(ALGS[3:]), min_size=1, max_size=4, unique=True))
+    jwks = {"keys": []}
+    for i, alg in enumerate(names):
+        public = serialization.load_pem_public_key(keys[alg][1])
+        jwk = pyjwt.algorithms.get_default_algorithms()[alg].to_jwk(public, as_dict=True)
+        jwks["keys"].append({**jwk, "kid": f"k{i}", "alg": alg})
+    index = data.draw(st.integers(0, len(names) - 1))
+    kid = data.draw(st.sampled_from([f"k{index}", f"k{len(names)}"]))
+    alg = names[index]
+    token = pyjwt.encode({"sub": "x"}, keys[alg][0], algorithm=alg, headers={"kid": kid})
+    theirs_set = pyjwt.PyJWKSet.from_dict(jwks)
+    try:
+        theirs = pyjwt.decode(token, theirs_set[kid], algorithms=[alg])
+    except KeyError:
+        theirs = "UnknownKeyIdError"
+    ours = outcome(jwt.decode, token, jwt.JWKSet.from_dict(jwks), alg, {})
+    assert ours == theirs

@@ -1,0 +1,233 @@
+"""gwcore.jwt.JWKSet and KeySet: RFC 7517 members, kid selection, rotation, PEM files.
+
+Tokens are made by PyJWT; JWKs are exported by PyJWT's algorithm classes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jwt as pyjwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from gwcore import jwt
+
+ALGS = pyjwt.algorithms.get_default_algorithms()
+
+
+def public_jwk(private_key: object, family: str, **members: object) -> dict:
+    jwk = ALGS[family].to_jwk(private_key.public_key(), as_dict=True)
+    jwk.update(members)
+    return jwk
+
+
+def public_pem(private_key: object) -> bytes:
+    return private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@pytest.fixture(scope="module")
+def keys() -> dict[str, object]:
+    return {
+        "rsa1": rsa.generate_private_key(65537, 2048),
+        "rsa2": rsa.generate_private_key(65537, 2048),
+        "p256": ec.generate_private_key(ec.SECP256R1()),
+        "p384": ec.generate_private_key(ec.SECP384R1()),
+        "ed": ed25519.Ed25519PrivateKey.generate(),
+    }
+
+
+@pytest.fixture(scope="module")
+def jwks(keys: dict[str, object]) -> dict:
+    return {
+        "keys": [
+            public_jwk(keys["rsa1"], "RS256", kid="r1", use="sig"),
+            public_jwk(keys["rsa2"], "RS256", kid="r2", alg="RS256"),
+            public_jwk(keys["p256"], "ES256", kid="e1", key_ops=["verify"]),
+            public_jwk(keys["p384"], "ES384", kid="e2"),
+            public_jwk(keys["ed"], "EdDSA", kid="d1"),
+            {"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA", "kid": "h1"},
+        ]
+    }
+
+
+def sign(key: object, alg: str, kid: str | None = None, **claims: object) -> str:
+    headers = {"kid": kid} if kid is not None else None
+    return pyjwt.encode(claims or {"sub": "u"}, key, algorithm=alg, headers=headers)
+
+
+def test_every_kty_is_loaded_and_selected_by_kid(keys: dict[str, object], jwks: dict) -> None:
+    keyset = jwt.JWKSet.from_dict(jwks)
+    assert len(keyset) == 6 and keyset.skipped == ()
+    assert keyset.kids() == frozenset({"r1", "r2", "e1", "e2", "d1", "h1"})
+    assert [k.kty for k in keyset] == ["RSA", "RSA", "EC", "EC", "OKP", "oct"]
+    assert keyset["e2"].curve == "P-384" and keyset["r2"].algorithms == frozenset({"RS256"})
+    with pytest.raises(KeyError):
+        keyset["nope"]
+    all_algs = ["RS256", "PS256", "ES256", "ES384", "EdDSA", "HS256"]
+    verifier = jwt.Verifier(keyset, all_algs)
+    secret = jwt.b64url_decode(jwks["keys"][5]["k"])
+    for key, alg, kid in [
+        (keys["rsa1"], "RS256", "r1"),
+        (keys["rsa1"], "PS256", "r1"),
+        (keys["rsa2"], "RS256", "r2"),
+        (keys["p256"], "ES256", "e1"),
+        (keys["p384"], "ES384", "e2"),
+        (keys["ed"], "EdDSA", "d1"),
+        (secret, "HS256", "h1"),
+    ]:
+        assert verifier.verify(sign(key, alg, kid, sub=kid)) == {"sub": kid}
+        assert jwt.decode(sign(key, alg, kid), keyset, algorithms=[alg]) == {"sub": "u"}
+
+
+def test_kid_naming_no_key_is_refused(keys: dict[str, object], jwks: dict) -> None:
+    keyset = jwt.JWKSet.from_dict(jwks)
+    with pytest.raises(jwt.UnknownKeyIdError) as info:
+        jwt.decode(sign(keys["rsa1"], "RS256", "r9"), keyset, algorithms=["RS256"])
+    assert info.value.code == "unknown_kid"
+    # a kid naming another key's id is verified with that key only, and fails
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(sign(keys["rsa1"], "RS256", "r2"), keyset, algorithms=["RS256"])
+    # a kid naming a key of another type: no key for the algorithm
+    with pytest.raises(jwt.InvalidAlgorithmError):
+        jwt.decode(sign(keys["rsa1"], "RS256", "e1"), keyset, algorithms=["RS256"])
+
+
+def test_without_kid_every_fitting_key_is_tried(keys: dict[str, object], jwks: dict) -> None:
+    keyset = jwt.JWKSet.from_dict(jwks)
+    assert jwt.decode(sign(keys["rsa2"], "RS256"), keyset, algorithms=["RS256"]) == {"sub": "u"}
+    assert jwt.decode(sign(keys["rsa1"], "PS256"), keyset, algorithms=["PS256"]) == {"sub": "u"}
+    assert jwt.decode(sign(keys["p384"], "ES384"), keyset, algorithms=["ES384"]) == {"sub": "u"}
+    other = rsa.generate_private_key(65537, 2048)
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(sign(other, "RS256"), keyset, algorithms=["RS256"])
+
+
+def test_jwk_alg_restricts_the_key(keys: dict[str, object], jwks: dict) -> None:
+    keyset = jwt.JWKSet.from_dict(jwks)  # r2 carries "alg": "RS256"
+    with pytest.raises(jwt.InvalidAlgorithmError):
+        jwt.decode(sign(keys["rsa2"], "PS256", "r2"), keyset, algorithms=["PS256"])
+    with pytest.raises(jwt.InvalidSignatureError):  # without kid only r1 fits PS256
+        jwt.decode(sign(keys["rsa2"], "PS256"), keyset, algorithms=["PS256"])
+
+
+@pytest.mark.parametrize(
+    ("members", "reason"),
+    [
+        ({"use": "enc"}, "use"),
+        ({"key_ops": ["sign"]}, "key_ops"),
+        ({"key_ops": "verify"}, "key_ops"),
+        ({"alg": "ES256"}, "alg"),
+        ({"alg": "none"}, "alg"),
+        ({"kty": "DSA"}, "kty"),
+        ({"n": "AQAB="}, "base64url"),
+        ({"n": 5}, "string"),
+        ({"e": None}, "string"),
+        ({"d": "AQAB"}, "private"),
+        ({"kid": 5}, "kid"),
+    ],
+)
+def test_unusable_jwks_are_skipped(keys: dict[str, object], members: dict, reason: str) -> None:
+    good = public_jwk(keys["rsa1"], "RS256", kid="good")
+    bad = public_jwk(keys["rsa2"], "RS256", kid="bad")
+    bad.update(members)
+    keyset = jwt.JWKSet.from_dict({"keys": [bad, good]})
+    assert [k.kid for k in keyset] == ["good"]
+    assert len(keyset.skipped) == 1
+    index, kid, why = keyset.skipped[0]
+    assert index == 0 and kid == (bad["kid"] if isinstance(bad["kid"], str) else None)
+    assert reason in why
+    with pytest.raises(jwt.InvalidKeyError):
+        jwt.Key.from_jwk(bad)
+
+
+def test_malformed_ec_and_okp_jwks(keys: dict[str, object]) -> None:
+    base = public_jwk(keys["p256"], "ES256")
+    x = jwt.b64url_decode(base["x"])
+    y = jwt.b64url_decode(base["y"])
+    off_curve = bytes([y[0] ^ 1]) + y[1:]
+    b64 = pyjwt.utils.base64url_encode
+    for members in (
+        {"crv": "P-384"},  # coordinates of the wrong size for the curve
+        {"crv": "secp256k1"},
+        {"x": b64(x[1:]).decode()},  # RFC 7518 6.2.1.2: full-length coordinates only
+        {"y": b64(off_curve).decode()},
+    ):
+        with pytest.raises(jwt.InvalidKeyError):
+            jwt.Key.from_jwk({**base, **members})
+    okp = public_jwk(keys["ed"], "EdDSA")
+    for members in ({"crv": "X25519"}, {"x": okp["x"][:-2]}):
+        with pytest.raises(jwt.InvalidKeyError):
+            jwt.Key.from_jwk({**okp, **members})
+    with pytest.raises(jwt.InvalidKeyError):
+        jwt.Key.from_jwk(["kty", "EC"])
+    with pytest.raises(jwt.InvalidKeyError):
+        jwt.Key.from_jwk({"kty": "oct", "k": ""})
+
+
+def test_document_shape_and_sources(tmp_path: Path, keys: dict[str, object], jwks: dict) -> None:
+    for document in ({}, {"keys": {}}, [jwks], {"keys": "x"}):
+        with pytest.raises(jwt.InvalidKeyError):
+            jwt.JWKSet.from_dict(document)
+    with pytest.raises(jwt.InvalidKeyError):
+        jwt.JWKSet.from_json(b"{not json")
+    assert len(jwt.JWKSet.from_json(json.dumps(jwks))) == 6
+    assert len(jwt.JWKSet.from_dict({"keys": []})) == 0
+
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(jwks))
+    assert jwt.JWKSet.from_file(path).kids() == jwt.JWKSet.from_dict(jwks).kids()
+    bundle = public_pem(keys["rsa1"]) + b"\n" + public_pem(keys["p256"])
+    pem_path = tmp_path / "keys.pem"
+    pem_path.write_bytes(bundle)
+    from_pem = jwt.JWKSet.from_file(str(pem_path))
+    assert [k.kty for k in from_pem] == ["RSA", "EC"] and from_pem.kids() == frozenset()
+    # keys without kid match any kid
+    token = sign(keys["p256"], "ES256", "whatever")
+    assert jwt.decode(token, from_pem, algorithms=["ES256"]) == {"sub": "u"}
+    assert len(jwt.JWKSet.from_pem(public_pem(keys["ed"]).decode(), bundle)) == 3
+    with pytest.raises(jwt.InvalidKeyError):
+        jwt.JWKSet.from_pem(b"no pem here")
+
+
+def test_kid_less_keys_back_up_named_ones(keys: dict[str, object]) -> None:
+    keyset = jwt.KeySet(
+        [
+            jwt.Key.from_pem(public_pem(keys["rsa1"]), kid="a"),
+            jwt.Key.from_pem(public_pem(keys["rsa2"])),
+        ]
+    )
+    verifier = jwt.Verifier(keyset, ["RS256"])
+    assert verifier.verify(sign(keys["rsa1"], "RS256", "a")) == {"sub": "u"}
+    assert verifier.verify(sign(keys["rsa2"], "RS256", "a")) == {"sub": "u"}  # kid-less fallback
+    assert verifier.verify(sign(keys["rsa2"], "RS256", "zzz")) == {"sub": "u"}
+    with pytest.raises(TypeError):
+        jwt.KeySet([public_pem(keys["rsa1"])])
+
+
+def test_rotation_by_replacing_the_key_set(keys: dict[str, object]) -> None:
+    old = jwt.JWKSet.from_dict({"keys": [public_jwk(keys["rsa1"], "RS256", kid="2024")]})
+    new = jwt.JWKSet.from_dict({"keys": [public_jwk(keys["rsa2"], "RS256", kid="2025")]})
+    verifier = jwt.Verifier(old, ["RS256"], audience="api")
+    old_token = sign(keys["rsa1"], "RS256", "2024", aud="api")
+    new_token = sign(keys["rsa2"], "RS256", "2025", aud="api")
+    assert verifier.verify(old_token) == {"aud": "api"}
+    with pytest.raises(jwt.UnknownKeyIdError):
+        verifier.verify(new_token)
+    verifier.keys = new
+    assert verifier.keys is new
+    assert verifier.verify(new_token) == {"aud": "api"}
+    with pytest.raises(jwt.UnknownKeyIdError):
+        verifier.verify(old_token)
+
+
+def test_escaped_and_unicode_kids_match(keys: dict[str, object]) -> None:
+    keyset = jwt.JWKSet.from_dict({"keys": [public_jwk(keys["ed"], "EdDSA", kid="clé/1")]})
+    token = sign(keys["ed"], "EdDSA", "clé/1")  # PyJWT writes the kid as "cl\u00e9/1"
+    assert b"\\u00e9" in pyjwt.utils.base64url_decode(token.split(".")[0])
+    assert jwt.decode(token, keyset, algorithms=["EdDSA"]) == {"sub": "u"}
+    assert jwt.get_unverified_header(token)["kid"] == "clé/1"
