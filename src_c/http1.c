@@ -286,8 +286,8 @@ GW_INLINE uint8_t method_id(const char *m, size_t n) {
  * Lists (RFC 9110 5.6.1): elements separated by commas, OWS around them, empty ones skipped.
  * A quoted-string inside an element may contain commas.
  */
-int gw_next_list_element(const char *value, size_t value_len, size_t *pos, size_t *el_off,
-                         size_t *el_len) {
+GW_INLINE int next_element(const char *value, size_t value_len, size_t *pos, size_t *el_off,
+                           size_t *el_len) {
     size_t i = *pos;
     for (;;) {
         while (i < value_len && (IS_WS(value[i]) || value[i] == ',')) i++;
@@ -315,6 +315,11 @@ int gw_next_list_element(const char *value, size_t value_len, size_t *pos, size_
         *el_len = last - start;
         return 1;
     }
+}
+
+int gw_next_list_element(const char *value, size_t value_len, size_t *pos, size_t *el_off,
+                         size_t *el_len) {
+    return next_element(value, value_len, pos, el_off, el_len);
 }
 
 int gw_find_field(const char *buf, const gw_field *fields, uint32_t num_fields, const char *name,
@@ -450,7 +455,7 @@ GW_INLINE int parse_fields(const char *buf, size_t len, size_t wlen, const char 
             case GW_FK_TRANSFER_ENCODING: t->te_count++; break;
             case GW_FK_CONNECTION: {
                 size_t pos = 0, eo, el;
-                while (gw_next_list_element(value, vlen, &pos, &eo, &el)) {
+                while (next_element(value, vlen, &pos, &eo, &el)) {
                     if (TOK_IS(value + eo, el, "close")) h->connection |= GW_CONN_CLOSE;
                     else if (TOK_IS(value + eo, el, "keep-alive")) h->connection |= GW_CONN_KEEP_ALIVE;
                     else h->connection |= GW_CONN_OTHER;
@@ -495,7 +500,7 @@ static int check_content_length(const char *buf, gw_head *h, const gw_field *fie
         }
         size_t pos = 0, eo, el;
         int elements = 0;
-        while (gw_next_list_element(v, n, &pos, &eo, &el)) elements++;
+        while (next_element(v, n, &pos, &eo, &el)) elements++;
         FAIL(elements > 1 ? GW_E_CONTENT_LENGTH_REPEATED : GW_E_CONTENT_LENGTH, v + j);
     }
     return 0;
@@ -513,7 +518,7 @@ static int check_transfer_encoding(const char *buf, gw_head *h, const gw_field *
         if (h->version_minor == 0) FAIL(GW_E_TE_HTTP10, buf + fields[i].name_off);
         if (h->content_length >= 0) FAIL(GW_E_TE_WITH_CL, buf + fields[i].name_off);
         size_t pos = 0, eo, el;
-        while (gw_next_list_element(v, fields[i].value_len, &pos, &eo, &el)) {
+        while (next_element(v, fields[i].value_len, &pos, &eo, &el)) {
             last = v + eo;
             if (TOK_IS(v + eo, el, "chunked")) {
                 if (seen_chunked && !twice) twice = v + eo;
@@ -542,9 +547,9 @@ static int check_host(const char *buf, gw_head *h, const gw_field *fields,
         return 0;
     }
     const gw_field *f = &fields[h->host_index];
-    const char *v = buf + f->value_off;
-    for (uint32_t j = 0; j < f->value_len; j++)
-        if (!IS(v[j], C_HOST)) FAIL(GW_E_HOST, v + j);
+    const char *v = buf + f->value_off, *vend = v + f->value_len;
+    const char *bad = scan_scalar(v, vend, C_HOST);
+    if (bad != vend) FAIL(GW_E_HOST, bad);
     if (t->host_count > 1) {
         for (uint32_t i = (uint32_t)h->host_index + 1; i < h->num_fields; i++)
             if (fields[i].kind == GW_FK_HOST) FAIL(GW_E_HOST, buf + fields[i].name_off);

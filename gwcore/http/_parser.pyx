@@ -72,24 +72,6 @@ cdef class _Head:
         if self._fields != self._inline:
             PyMem_Free(self._fields)
 
-    cdef int _fill(self, bytes buf, Py_ssize_t base, const gw_head *h, int length,
-                   const gw_field *fields) except -1:
-        self._buf = buf
-        self._base = base
-        self._h = h[0]
-        self._length = length
-        self._headers = None
-        self._target = None
-        if h.num_fields <= _INLINE_FIELDS:
-            self._fields = self._inline
-        else:
-            self._fields = <gw_field *>PyMem_Malloc(h.num_fields * sizeof(gw_field))
-            if self._fields == NULL:
-                self._fields = self._inline
-                raise MemoryError()
-        memcpy(self._fields, fields, h.num_fields * sizeof(gw_field))
-        return 0
-
     cdef inline const char *_ptr(self):
         return PyBytes_AS_STRING(self._buf) + self._base
 
@@ -189,54 +171,72 @@ cdef class Response(_Head):
                 f"fields={self._h.num_fields}>")
 
 
-cdef inline int _check_offset(Py_ssize_t offset, Py_ssize_t n) except -1:
-    if offset < 0 or offset > n:
-        raise ValueError(f"offset {offset} outside the data (length {n})")
+cdef inline int _fill(_Head m, bytes buf, Py_ssize_t base, const gw_head *h, int length,
+                      const gw_field *fields) except -1:
+    m._buf = buf
+    m._base = base
+    m._h = h[0]
+    m._length = length
+    if h.num_fields <= _INLINE_FIELDS:
+        m._fields = m._inline
+    else:
+        m._fields = <gw_field *>PyMem_Malloc(h.num_fields * sizeof(gw_field))
+        if m._fields == NULL:
+            m._fields = m._inline
+            raise MemoryError()
+    memcpy(m._fields, fields, h.num_fields * sizeof(gw_field))
     return 0
 
 
 cdef object _parse(bint request, object data, Py_ssize_t offset, gw_limits *lim):
     """Parses data[offset:]; returns a Request/Response, None when incomplete, or raises."""
     cdef Py_buffer view
-    cdef const char *p
-    cdef Py_ssize_t n
-    cdef bint is_bytes = PyBytes_CheckExact(data)
-    cdef gw_field *fields = _scratch
+    if PyBytes_CheckExact(data):
+        return _parse_at(request, <bytes>data, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                         offset, lim)
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        return _parse_at(request, None, <const char *>view.buf, view.len, offset, lim)
+    finally:
+        PyBuffer_Release(&view)
+
+
+cdef object _parse_at(bint request, bytes owner, const char *p, Py_ssize_t n, Py_ssize_t offset,
+                      gw_limits *lim):
+    """owner: the bytes p points into, or None when p must be copied (mutable buffers)."""
+    cdef gw_field *fields
+    if offset < 0 or offset > n:
+        raise ValueError(f"offset {offset} outside the data (length {n})")
+    if lim.max_fields <= _SCRATCH_FIELDS:
+        return _parse_into(request, owner, p, n, offset, lim, _scratch)
+    fields = <gw_field *>PyMem_Malloc(lim.max_fields * sizeof(gw_field))
+    if fields == NULL:
+        raise MemoryError()
+    try:
+        return _parse_into(request, owner, p, n, offset, lim, fields)
+    finally:
+        PyMem_Free(fields)
+
+
+cdef object _parse_into(bint request, bytes owner, const char *p, Py_ssize_t n,
+                        Py_ssize_t offset, gw_limits *lim, gw_field *fields):
     cdef gw_head h
     cdef int r
     cdef _Head msg
-    if is_bytes:
-        p = PyBytes_AS_STRING(data)
-        n = PyBytes_GET_SIZE(data)
+    if request:
+        r = gw_parse_request(p + offset, <size_t>(n - offset), lim, &h, fields)
     else:
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-        p = <const char *>view.buf
-        n = view.len
-    try:
-        _check_offset(offset, n)
-        if lim.max_fields > _SCRATCH_FIELDS:
-            fields = <gw_field *>PyMem_Malloc(lim.max_fields * sizeof(gw_field))
-            if fields == NULL:
-                raise MemoryError()
-        if request:
-            r = gw_parse_request(p + offset, <size_t>(n - offset), lim, &h, fields)
-        else:
-            r = gw_parse_response(p + offset, <size_t>(n - offset), lim, &h, fields)
-        if r == -2:
-            return None
-        if r < 0:
-            raise _parse_error(h.error, offset + h.error_off)
-        msg = Request.__new__(Request) if request else Response.__new__(Response)
-        if is_bytes:
-            msg._fill(<bytes>data, offset, &h, r, fields)
-        else:
-            msg._fill(PyBytes_FromStringAndSize(p + offset, r), 0, &h, r, fields)
-        return msg
-    finally:
-        if fields != _scratch:
-            PyMem_Free(fields)
-        if not is_bytes:
-            PyBuffer_Release(&view)
+        r = gw_parse_response(p + offset, <size_t>(n - offset), lim, &h, fields)
+    if r == -2:
+        return None
+    if r < 0:
+        raise _parse_error(h.error, offset + h.error_off)
+    msg = Request.__new__(Request) if request else Response.__new__(Response)
+    if owner is None:
+        _fill(msg, PyBytes_FromStringAndSize(p + offset, r), 0, &h, r, fields)
+    else:
+        _fill(msg, owner, offset, &h, r, fields)
+    return msg
 
 
 def parse_request(data, Py_ssize_t offset=0, *, uint32_t max_head_bytes=16384,

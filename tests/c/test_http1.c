@@ -5,7 +5,7 @@
  * reduce to: each prefix yields -2 or exactly the whole input's result). Each prefix is copied
  * into a buffer of exactly its length so ASan catches any read past the end.
  * Chunked cases are fed whole, split in two at every byte, and one byte at a time.
- * Exit status 0 when every check passes.
+ * Exit status 0 when every check passes. Argument: fuzz iterations (default 300000).
  */
 #include "http1.h"
 
@@ -1044,6 +1044,7 @@ static void test_fuzz(long iterations) {
     }
 }
 
+#ifndef GW_HTTP1_NO_MAIN /* tests/c/fuzz_http1.c reuses the harness above */
 int main(int argc, char **argv) {
     long iterations = argc > 1 ? atol(argv[1]) : 300000;
     int max = gw_http1_set_simd(2);
@@ -1066,3 +1067,4 @@ int main(int argc, char **argv) {
     printf("%d checks, %d failures\n", checks, failures);
     return failures ? 1 : 0;
 }
+#endif

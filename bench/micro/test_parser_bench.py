@@ -1,0 +1,160 @@
+"""HTTP/1.1 request-head parsing: gwcore vs httptools (llhttp, callbacks) vs h11.
+
+Input: a realistic 400-byte GET with 10 fields. Each contender produces what a server needs:
+method, target and the fields reachable from Python.
+
+- gwcore, lazy: ``parse_request`` then ``method``, ``target`` and ``get(b"host")``; the other
+  fields stay offsets until asked for (the gateway's own use).
+- gwcore, all fields: the same plus ``headers``, i.e. every name and value as ``bytes``.
+- httptools: one ``HttpRequestParser`` reused across requests (a keep-alive connection) with
+  ``on_url``/``on_header``/``on_headers_complete`` callbacks collecting the URL and every field.
+- h11: ``Connection.receive_data`` + ``next_event`` until the ``Request`` and its
+  ``EndOfMessage``; a new ``Connection`` per request, because h11 parses the next request on a
+  connection only after the response to the previous one was sent. For 16 pipelined requests it
+  does send a minimal response between requests, which h11 requires.
+
+    /work/venv/bin/python -m pytest bench/micro/test_parser_bench.py \
+        --benchmark-columns=min,median,ops --benchmark-group-by=group
+"""
+
+from __future__ import annotations
+
+import h11
+import httptools
+import pytest
+
+from gwcore.http import parse_request
+
+GET = (
+    b"GET /api/v1/videos/12345/segments/00042.ts?quality=1080p HTTP/1.1\r\n"
+    b"Host: media.example.com\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) Firefox/125.0\r\n"
+    b"Accept: */*\r\n"
+    b"Accept-Language: en-US,en;q=0.5\r\n"
+    b"Accept-Encoding: gzip, deflate, br\r\n"
+    b"Referer: https://www.example.com/\r\n"
+    b"Connection: keep-alive\r\n"
+    b"Cookie: sid=9f8e7d6c5b4a; theme=dark\r\n"
+    b"X-Request-Id: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\r\n"
+    b"Cache-Control: no-cache\r\n"
+    b"\r\n"
+)
+PIPELINED = GET * 16
+TARGET = b"/api/v1/videos/12345/segments/00042.ts?quality=1080p"
+SINGLE = "parse 400-byte GET, 10 fields"
+PIPE = "parse 16 pipelined 400-byte GETs"
+
+
+def test_input_shape() -> None:
+    assert 390 <= len(GET) <= 410
+    assert GET.count(b"\r\n") - 2 == 10
+
+
+# ---- gwcore -------------------------------------------------------------------------------------
+
+
+def gw_lazy(data: bytes) -> list[tuple]:
+    out = []
+    off = 0
+    while off < len(data):
+        r = parse_request(data, off)
+        out.append((r.method, r.target, r.get(b"host")))
+        off += r.head_length
+    return out
+
+
+def gw_all(data: bytes) -> list[tuple]:
+    out = []
+    off = 0
+    while off < len(data):
+        r = parse_request(data, off)
+        out.append((r.method, r.target, r.headers))
+        off += r.head_length
+    return out
+
+
+# ---- httptools ---------------------------------------------------------------------------------
+
+
+class HttptoolsServer:
+    """The callbacks a server written on httptools registers."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.out: list[tuple] = []
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.out.append((self.parser.get_method(), self.url, self.headers))
+        self.url = b""
+        self.headers = []
+
+    def feed(self, data: bytes) -> list[tuple]:
+        self.out = []
+        self.parser.feed_data(data)
+        return self.out
+
+
+# ---- h11 -----------------------------------------------------------------------------------------
+
+RESPONSE = h11.Response(status_code=200, headers=[(b"content-length", b"0")])
+
+
+def h11_parse(data: bytes) -> list[tuple]:
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(data)
+    out = []
+    while True:
+        ev = conn.next_event()
+        if isinstance(ev, h11.Request):
+            out.append((ev.method, ev.target, ev.headers))
+        elif isinstance(ev, h11.EndOfMessage):
+            if len(out) * len(GET) == len(data):
+                return out
+            conn.send(RESPONSE)
+            conn.send(h11.EndOfMessage())
+            conn.start_next_cycle()
+        else:
+            raise AssertionError(ev)
+
+
+# ---- benchmarks ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("group", "data"), [(SINGLE, GET), (PIPE, PIPELINED)], ids=["1", "16"])
+def test_gwcore_lazy(benchmark, group: str, data: bytes) -> None:
+    benchmark.group = group
+    out = benchmark(gw_lazy, data)
+    assert out == [(b"GET", TARGET, b"media.example.com")] * (len(data) // len(GET))
+
+
+@pytest.mark.parametrize(("group", "data"), [(SINGLE, GET), (PIPE, PIPELINED)], ids=["1", "16"])
+def test_gwcore_all_fields(benchmark, group: str, data: bytes) -> None:
+    benchmark.group = group
+    out = benchmark(gw_all, data)
+    assert len(out) == len(data) // len(GET)
+    assert out[-1][2][0] == (b"Host", b"media.example.com") and len(out[-1][2]) == 10
+
+
+@pytest.mark.parametrize(("group", "data"), [(SINGLE, GET), (PIPE, PIPELINED)], ids=["1", "16"])
+def test_httptools_callbacks(benchmark, group: str, data: bytes) -> None:
+    benchmark.group = group
+    server = HttptoolsServer()
+    out = benchmark(server.feed, data)
+    assert len(out) == len(data) // len(GET)
+    assert out[-1][:2] == (b"GET", TARGET) and len(out[-1][2]) == 10
+
+
+@pytest.mark.parametrize(("group", "data"), [(SINGLE, GET), (PIPE, PIPELINED)], ids=["1", "16"])
+def test_h11(benchmark, group: str, data: bytes) -> None:
+    benchmark.group = group
+    out = benchmark(h11_parse, data)
+    assert len(out) == len(data) // len(GET)
+    assert out[-1][:2] == (b"GET", TARGET) and len(out[-1][2]) == 10
