@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """gwcore macro benchmark: wrk through gwcore, NGINX and HAProxy in front of one NGINX origin.
 
-Layout (one worker): the origin (NGINX, 1 worker) and wrk share CPU 0; the proxy under test
-runs alone on CPU 1. Proxies are measured in alternating rounds (A B C A B C ...), each run
-preceded by a short warm-up; the table reports the median over rounds of req/s, p50 and p99
-(milliseconds), the errors wrk saw, and gwcore's req/s ratio to each peer.
+One worker (default): the origin (NGINX, 1 worker) and wrk share CPU 0; the proxy under test
+runs alone on CPU 1. N workers (`--workers N`, issue 3 item 9): nothing is pinned with taskset;
+each proxy runs once with 1 worker and once with N workers (gwcore `workers:`, NGINX
+`worker_processes`, HAProxy `nbthread`) under the same load, which gives each proxy's
+N-worker/1-worker scaling ratio from the same run. Configurations are measured in alternating
+rounds (A B C ... A B C ...), each run preceded by a short warm-up; the tables report the median
+over rounds of req/s, p50 and p99 (milliseconds), the failed requests wrk saw (socket errors,
+non-2xx/3xx responses), and gwcore's req/s ratio to each peer.
 
     /work/venv/bin/python bench/macro/run.py                      # 3 rounds of 10 s
     /work/venv/bin/python bench/macro/run.py --duration 3s --rounds 1
+    /work/venv/bin/python bench/macro/run.py --workers 2          # 2 workers vs 1, unpinned
     /work/venv/bin/python bench/macro/run.py --write-results      # update bench/RESULTS.md
 
 Every process the script starts is stopped on exit (also on Ctrl-C and SIGTERM) and its
@@ -22,6 +27,7 @@ import http.client
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -47,7 +53,11 @@ BODIES: dict[str, bytes] = {
     "64k": (b"0123456789abcdef" * 4096),
 }
 SIZE_TITLES = {"1k": "1 KiB body (`return 200`)", "64k": "64 KiB body (static file)"}
-PEER_NAMES = {"gwcore": "gwcore", "nginx": "NGINX", "haproxy": "HAProxy"}
+# gwcore-nopin (gwcore with `pin_cpus: false`) is measured only when asked for by --proxies:
+# it shows what gwcore's own CPU pinning does in the unpinned multi-worker layout.
+PEER_NAMES = {"gwcore": "gwcore", "gwcore-nopin": "gwcore (pin_cpus: false)", "nginx": "NGINX",
+              "haproxy": "HAProxy"}
+DEFAULT_PROXIES = "gwcore,nginx,haproxy"
 
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
@@ -65,28 +75,55 @@ class BenchError(Exception):
 class Layout:
     """Which CPUs each party is pinned to (`taskset -c` lists); None means not pinned."""
 
-    workers: int
+    workers: int                # worker count under test; 1 or N > 1 (then 1 is run too)
+    origin_workers: int
     origin_cpus: str | None
     proxy_cpus: str | None
     wrk_cpus: str | None
 
-    def describe(self) -> str:
-        def where(cpus: str | None) -> str:
-            return f"CPU {cpus}" if cpus is not None else "unpinned"
+    @property
+    def worker_counts(self) -> list[int]:
+        """Worker counts each proxy is measured with: N > 1 needs the 1-worker baseline
+        measured in the same run and under the same conditions for its scaling ratio."""
+        return [1] if self.workers == 1 else [1, self.workers]
 
+    def describe(self) -> str:
+        if self.workers == 1:
+            def where(cpus: str | None) -> str:
+                return f"CPU {cpus}" if cpus is not None else "unpinned"
+
+            return (
+                f"origin (NGINX, {self.origin_workers} worker) on {where(self.origin_cpus)}, "
+                f"wrk on {where(self.wrk_cpus)}, "
+                f"proxy under test (1 worker) on {where(self.proxy_cpus)}"
+            )
         return (
-            f"origin (NGINX, 1 worker) on {where(self.origin_cpus)}, "
-            f"wrk on {where(self.wrk_cpus)}, "
-            f"proxy under test ({self.workers} worker(s)) on {where(self.proxy_cpus)}"
+            f"nothing pinned with taskset: origin (NGINX, {self.origin_workers} workers), wrk "
+            f"and the proxy under test (1 or {self.workers} workers) share all "
+            f"{os.cpu_count()} CPUs as the scheduler places them; gwcore pins its worker i "
+            f"to CPU i itself (its default, `pin_cpus: true`; so gwcore with 1 worker runs "
+            f"on CPU 0 only), NGINX and HAProxy do not pin (their defaults)"
         )
 
 
-def layout_for(workers: int) -> Layout:
-    """The CPU layout for a worker count. Only the one-worker case exists so far; the
-    multi-worker case (issue 3 item 9: wrk unpinned) is added here."""
+def layout_for(workers: int, origin_workers: int | None = None) -> Layout:
+    """The CPU layout for a worker count.
+
+    One worker: the proxy gets a CPU of its own, wrk and the origin share the other, so the
+    proxy's own cost per request is what is measured. N workers on a machine with few CPUs
+    (2 here) cannot give each party its own CPUs: pinning wrk or the origin to a CPU would put
+    them on one proxy worker's CPU and starve that worker alone, which measures the pinning,
+    not the proxy. So nobody is pinned by the script and every configuration (1 and N
+    workers, each proxy) runs under the same conditions; the origin gets N workers (default)
+    so that it is not a one-CPU bottleneck for the N-worker proxies, and it is the same
+    origin for every configuration."""
+    if workers < 1:
+        raise BenchError(f"--workers {workers}: must be at least 1")
     if workers == 1:
-        return Layout(workers=1, origin_cpus="0", proxy_cpus="1", wrk_cpus="0")
-    raise BenchError(f"--workers {workers}: only the one-worker case is implemented so far")
+        return Layout(workers=1, origin_workers=origin_workers or 1,
+                      origin_cpus="0", proxy_cpus="1", wrk_cpus="0")
+    return Layout(workers=workers, origin_workers=origin_workers or workers,
+                  origin_cpus=None, proxy_cpus=None, wrk_cpus=None)
 
 
 def pinned(cpus: str | None, argv: list[str]) -> list[str]:
@@ -309,16 +346,34 @@ def wait_ready(server: Server) -> str | None:
 Builder = Callable[[Path, int, int, int], list[str]]
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One configuration under test: a proxy with a worker count."""
+
+    proxy: str
+    workers: int
+
+    @property
+    def key(self) -> str:
+        """Name in the output and of its temporary directory."""
+        return f"{self.proxy}-w{self.workers}"
+
+
 def nginx_argv(nginx: str, prefix: Path) -> list[str]:
     (prefix / "tmp").mkdir(parents=True, exist_ok=True)
     return [nginx, "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf"),
             "-e", str(prefix / "error.log")]
 
 
+def nginx_listen_opts(workers: int) -> str:
+    return " reuseport" if workers > 1 else ""
+
+
 def build_nginx(tools: dict[str, str | None]) -> Builder:
     def build(d: Path, port: int, origin_port: int, workers: int) -> list[str]:
         render("nginx_proxy.conf.tmpl", d / "nginx.conf",
-               {"PORT": str(port), "ORIGIN_PORT": str(origin_port), "WORKERS": str(workers)})
+               {"PORT": str(port), "ORIGIN_PORT": str(origin_port), "WORKERS": str(workers),
+                "LISTEN_OPTS": nginx_listen_opts(workers)})
         return nginx_argv(str(tools["nginx"]), d)
     return build
 
@@ -331,16 +386,20 @@ def build_haproxy(tools: dict[str, str | None]) -> Builder:
     return build
 
 
-def build_gwcore(d: Path, port: int, origin_port: int, workers: int) -> list[str]:
-    cfg = render("gwcore.yaml.tmpl", d / "gwcore.yaml",
-                 {"PORT": str(port), "ORIGIN_PORT": str(origin_port), "WORKERS": str(workers)})
-    return [sys.executable, "-m", "gwcore", "serve", "--config", str(cfg)]
+def build_gwcore(pin_cpus: bool) -> Builder:
+    def build(d: Path, port: int, origin_port: int, workers: int) -> list[str]:
+        cfg = render("gwcore.yaml.tmpl", d / "gwcore.yaml",
+                     {"PORT": str(port), "ORIGIN_PORT": str(origin_port),
+                      "WORKERS": str(workers), "PIN_CPUS": "true" if pin_cpus else "false"})
+        return [sys.executable, "-m", "gwcore", "serve", "--config", str(cfg)]
+    return build
 
 
 def build_origin(tools: dict[str, str | None]) -> Builder:
     def build(d: Path, port: int, _origin_port: int, workers: int) -> list[str]:
         render("nginx_origin.conf.tmpl", d / "nginx.conf",
-               {"PORT": str(port), "WORKERS": str(workers), "BODY_1K": BODIES["1k"].decode()})
+               {"PORT": str(port), "WORKERS": str(workers), "BODY_1K": BODIES["1k"].decode(),
+                "LISTEN_OPTS": nginx_listen_opts(workers)})
         return nginx_argv(str(tools["nginx"]), d)
     return build
 
@@ -380,22 +439,24 @@ def start_origin(tmp: Path, tools: dict[str, str | None], layout: Layout) -> Ser
     for p in (tmp, d, d / "www"):
         p.chmod(0o755)
     (d / "www" / "64k").chmod(0o644)
-    origin, why = launch("origin", build_origin(tools), d, 0, 1, layout.origin_cpus)
+    origin, why = launch("origin", build_origin(tools), d, 0, layout.origin_workers,
+                         layout.origin_cpus)
     if origin is None:
         raise BenchError(f"the origin NGINX did not start: {why}")
     return origin
 
 
-def start_proxy(name: str, build: Builder, tmp: Path, origin_port: int,
+def start_proxy(variant: Variant, build: Builder, tmp: Path, origin_port: int,
                 layout: Layout) -> Server | None:
     """Start a proxy in front of the origin; None (after saying why) if it does not work."""
-    d = tmp / name
+    d = tmp / variant.key
     d.mkdir()
-    server, why = launch(name, build, d, origin_port, layout.workers, layout.proxy_cpus)
+    server, why = launch(variant.key, build, d, origin_port, variant.workers, layout.proxy_cpus)
     if server is None:
-        print(f"SKIP {name}: did not start: {why}", flush=True)
+        print(f"SKIP {variant.key}: did not start: {why}", flush=True)
     else:
-        print(f"{name}: ready on 127.0.0.1:{server.port} (pid {server.proc.pid})", flush=True)
+        print(f"{variant.key}: ready on 127.0.0.1:{server.port} (pid {server.proc.pid})",
+              flush=True)
     return server
 
 
@@ -405,6 +466,62 @@ def tail_file(path: Path, lines: int = 15) -> str:
     except OSError:
         return ""
     return "\n".join("    | " + line for line in text[-lines:])
+
+
+# --------------------------------------------------------------------------------------------
+# CPU accounting: where the machine's CPU time went during a run. On a machine where wrk, the
+# origin and the proxy share the CPUs (and other work may run), req/s alone cannot say whether
+# a proxy was short of CPU; these shares can.
+
+CPU_PARTIES = ("proxy", "origin", "wrk", "rest")
+
+
+@dataclass
+class CpuSample:
+    wall: float                  # time.monotonic()
+    machine_busy: float          # CPU seconds of all CPUs, not idle, iowait or steal
+    groups: dict[int, float]     # process group id → CPU seconds of its live processes
+    children: float              # CPU seconds of this script's reaped children (wrk)
+
+
+def cpu_sample(pgids: list[int]) -> CpuSample:
+    hz = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...
+    busy = (fields[0] + fields[1] + fields[2] + fields[5] + fields[6]) / hz
+    groups = dict.fromkeys(pgids, 0.0)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue            # exited meanwhile
+        # after "pid (comm) ": state ppid pgrp ... utime (14th field) stime (15th)
+        rest = stat[stat.rindex(")") + 2:].split()
+        pgrp = int(rest[2])
+        if pgrp in groups:
+            groups[pgrp] += (int(rest[11]) + int(rest[12])) / hz
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return CpuSample(time.monotonic(), busy, groups, usage.ru_utime + usage.ru_stime)
+
+
+def cpu_shares(before: CpuSample, after: CpuSample, proxy: int, origin: int) -> dict[str, float]:
+    """Cores used between two samples by the proxy's and the origin's process groups, wrk
+    (the only child reaped in between) and the rest of the machine."""
+    wall = after.wall - before.wall
+    if wall <= 0:
+        return {}
+    shares = {
+        "proxy": (after.groups[proxy] - before.groups[proxy]) / wall,
+        "origin": (after.groups[origin] - before.groups[origin]) / wall,
+        "wrk": (after.children - before.children) / wall,
+    }
+    machine = (after.machine_busy - before.machine_busy) / wall
+    shares["rest"] = max(0.0, machine - sum(shares.values()))
+    return shares
 
 
 # --------------------------------------------------------------------------------------------
@@ -424,10 +541,21 @@ class WrkResult:
     socket_errors: dict[str, int] = field(default_factory=dict)
     non_2xx_3xx: int = 0
     problems: list[str] = field(default_factory=list)
+    # CPU used during the run, in cores (CPU seconds per second), by party: "proxy",
+    # "origin", "wrk" and "rest" (everything else on the machine, kernel softirq included).
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def errors(self) -> int:
         return sum(self.socket_errors.values()) + self.non_2xx_3xx
+
+    @property
+    def proxy_us_per_request(self) -> float | None:
+        """The proxy's CPU time per request in microseconds: its cost, whatever share of the
+        machine it got."""
+        if not self.rps or "proxy" not in self.cpu:
+            return None
+        return self.cpu["proxy"] * 1e6 / self.rps
 
     @property
     def flagged(self) -> bool:
@@ -507,13 +635,36 @@ def run_wrk(wrk: str, port: int, size: str, duration: str, args: argparse.Namesp
 
 @dataclass
 class Summary:
-    proxy: str
-    size: str
+    variant: Variant
     runs: list[WrkResult]
 
     def median(self, attr: str) -> float | None:
         values = [getattr(r, attr) for r in self.runs if getattr(r, attr) is not None]
         return statistics.median(values) if values else None
+
+    @property
+    def requests(self) -> int:
+        return sum(r.requests for r in self.runs)
+
+    def cpu_text(self) -> str:
+        """Median cores used by proxy / origin / wrk / rest of the machine."""
+        medians = []
+        for party in CPU_PARTIES:
+            values = [r.cpu[party] for r in self.runs if party in r.cpu]
+            medians.append(fmt(statistics.median(values) if values else None, ".2f"))
+        return " / ".join(medians)
+
+    @property
+    def socket_errors(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for r in self.runs:
+            for kind, n in r.socket_errors.items():
+                total[kind] = total.get(kind, 0) + n
+        return total
+
+    @property
+    def non_2xx_3xx(self) -> int:
+        return sum(r.non_2xx_3xx for r in self.runs)
 
     @property
     def errors(self) -> int:
@@ -528,56 +679,161 @@ def fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def socket_error_text(errors: dict[str, int]) -> str:
+    """'0', or the total with its kinds: '5 (read 3, timeout 2)'."""
+    total = sum(errors.values())
+    if not total:
+        return "0"
+    return f"{total} ({', '.join(f'{k} {v}' for k, v in errors.items())})"
+
+
 def describe_run(r: WrkResult) -> str:
     parts = [f"{fmt(r.rps, ',.0f')} req/s", f"p50 {fmt(r.p50_ms, '.2f')} ms",
-             f"p99 {fmt(r.p99_ms, '.2f')} ms"]
+             f"p99 {fmt(r.p99_ms, '.2f')} ms", f"{r.requests} requests"]
     if r.socket_errors:
-        parts.append("socket errors " + ", ".join(f"{k} {v}" for k, v in r.socket_errors.items()))
+        parts.append(f"socket errors {socket_error_text(r.socket_errors)}")
     if r.non_2xx_3xx:
         parts.append(f"{r.non_2xx_3xx} non-2xx/3xx responses")
+    if r.cpu:
+        parts.append("CPU cores " + ", ".join(f"{k} {v:.2f}" for k, v in r.cpu.items()))
     parts.extend(r.problems)
     return ("FLAGGED: " if r.flagged else "") + "; ".join(parts)
 
 
-def size_table(size: str, summaries: list[Summary]) -> str:
+def rps_ratio(a: Summary | None, b: Summary | None) -> tuple[float, str] | None:
+    """Median req/s of a over b, with a note when flagged runs are involved; None if either
+    has no figure."""
+    if a is None or b is None:
+        return None
+    x, y = a.median("rps"), b.median("rps")
+    if x is None or not y:
+        return None
+    note = " (runs with errors involved: see flagged runs)" if (
+        a.flagged_runs or b.flagged_runs) else ""
+    return x / y, note
+
+
+def per_round_ratios(a: Summary, b: Summary) -> list[float]:
+    """a/b req/s of the runs of the same round: both ran within seconds of each other, so
+    these ratios see less of the machine's drifting background load than the medians do.
+    Lists are in round order and a proxy that died stops early, so zip pairs rounds."""
+    return [x.rps / y.rps for x, y in zip(a.runs, b.runs) if x.rps and y.rps]
+
+
+def size_table(size: str, summaries: list[Summary], layout: Layout) -> str:
+    multi = layout.workers > 1
+    head = "| proxy | workers " if multi else "| proxy "
     lines = [
-        "| proxy | req/s (median) | p50 ms | p99 ms | errors | flagged runs | req/s per round |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        head + "| req/s (median) | p50 ms | p99 ms | requests | socket errors | non-2xx/3xx "
+        "| flagged runs | proxy CPU µs/req | CPU cores: proxy / origin / wrk / rest "
+        "| req/s per round |",
+        "|---" * (2 if multi else 1) + "|---:" * 9 + "|---|",
     ]
     for s in summaries:
         per_round = ", ".join(fmt(r.rps, ".0f") for r in s.runs)
+        workers = f"| {s.variant.workers} " if multi else ""
         lines.append(
-            f"| {PEER_NAMES[s.proxy]} | {fmt(s.median('rps'), ',.0f')} "
+            f"| {PEER_NAMES[s.variant.proxy]} {workers}| {fmt(s.median('rps'), ',.0f')} "
             f"| {fmt(s.median('p50_ms'), '.2f')} | {fmt(s.median('p99_ms'), '.2f')} "
-            f"| {s.errors} | {s.flagged_runs}/{len(s.runs)} | {per_round} |")
-    by_name = {s.proxy: s for s in summaries}
-    gw = by_name.get("gwcore")
-    ratios = []
-    for peer in ("nginx", "haproxy"):
-        other = by_name.get(peer)
-        if gw is None or other is None:
-            continue
-        a, b = gw.median("rps"), other.median("rps")
-        if a is None or b is None or b == 0:
-            continue
-        note = " (runs with errors involved: see flagged runs)" if (
-            gw.flagged_runs or other.flagged_runs) else ""
-        ratios.append(f"gwcore / {PEER_NAMES[peer]}: **{a / b:.2f}×**{note}")
+            f"| {s.requests:,} | {socket_error_text(s.socket_errors)} | {s.non_2xx_3xx} "
+            f"| {s.flagged_runs}/{len(s.runs)} | {fmt(s.median('proxy_us_per_request'), '.1f')} "
+            f"| {s.cpu_text()} | {per_round} |")
+    by_variant = {s.variant: s for s in summaries}
+    notes = []
+    if multi:
+        scaling = []
+        for proxy, title in PEER_NAMES.items():
+            one = by_variant.get(Variant(proxy, 1))
+            many = by_variant.get(Variant(proxy, layout.workers))
+            ratio = rps_ratio(many, one)
+            if ratio is None or one is None or many is None:
+                continue
+            rounds = ", ".join(f"{x:.2f}" for x in per_round_ratios(many, one))
+            scaling.append(f"{title} **{ratio[0]:.2f}×** (per round: {rounds}){ratio[1]}")
+        if scaling:
+            notes.append(f"Scaling, {layout.workers} workers / 1 worker (medians; issue 3 "
+                         f"target for gwcore: ≥ 1.8×): " + "; ".join(scaling))
+    for gw in ("gwcore", "gwcore-nopin"):
+        for peer in ("nginx", "haproxy"):
+            cells = []
+            for w in layout.worker_counts:
+                ratio = rps_ratio(by_variant.get(Variant(gw, w)), by_variant.get(Variant(peer, w)))
+                if ratio is not None:
+                    where = f"{w} worker{'s' if w > 1 else ''}: " if multi else ""
+                    cells.append(f"{where}**{ratio[0]:.2f}×**{ratio[1]}")
+            if cells:
+                notes.append(f"{PEER_NAMES[gw]} / {PEER_NAMES[peer]}: " + "; ".join(cells))
     text = f"**{SIZE_TITLES[size]}**\n\n" + "\n".join(lines) + "\n"
-    if ratios:
-        text += "\n" + "  \n".join(ratios) + "\n"
+    if notes:
+        text += "\n" + "  \n".join(notes) + "\n"
     return text
 
 
-def report(results: dict[tuple[str, str], list[WrkResult]], proxies: list[str],
-           sizes: list[str]) -> str:
+def failures_text(results: dict[tuple[Variant, str], list[WrkResult]],
+                  warmups: dict[tuple[Variant, str], list[WrkResult]]) -> str:
+    """One line counting every failed request wrk saw, measured runs and warm-ups alike."""
+    def count(runs: dict[tuple[Variant, str], list[WrkResult]]) -> tuple[int, int, list[str]]:
+        failed = total = 0
+        where = []
+        for (variant, size), rs in runs.items():
+            n = sum(r.errors for r in rs)
+            failed += n
+            total += sum(r.requests for r in rs)
+            if n:
+                where.append(f"{variant.key} {size}: {n}")
+        return failed, total, where
+
+    failed, total, where = count(results)
+    w_failed, w_total, w_where = count(warmups)
+    text = (f"Failed requests (wrk socket errors + non-2xx/3xx responses): **{failed}** in "
+            f"measured runs ({total:,} requests)")
+    if where:
+        text += f" [{'; '.join(where)}]"
+    text += f"; {w_failed} in warm-up runs ({w_total:,} requests)"
+    if w_where:
+        text += f" [{'; '.join(w_where)}]"
+    return text + ".\n"
+
+
+def report(results: dict[tuple[Variant, str], list[WrkResult]],
+           warmups: dict[tuple[Variant, str], list[WrkResult]], variants: list[Variant],
+           sizes: list[str], layout: Layout) -> str:
     parts = []
     for size in sizes:
-        summaries = [Summary(p, size, results[(p, size)]) for p in proxies
-                     if results.get((p, size))]
+        summaries = [Summary(v, results[(v, size)]) for v in variants if results.get((v, size))]
         if summaries:
-            parts.append(size_table(size, summaries))
+            parts.append(size_table(size, summaries, layout))
+    if results:
+        parts.append(failures_text(results, warmups))
+        parts.append(
+            "Columns: socket errors are wrk's connect/read/write/timeout errors, non-2xx/3xx "
+            "its error responses; a run with either is flagged and still counted. Proxy CPU "
+            "µs/req is the proxy's CPU time per request (its cost, whatever share of the "
+            "CPUs it got); CPU cores is how many CPUs' worth each party used during the run "
+            "(median), \"rest\" being everything else on the machine (other processes, "
+            "kernel softirq work): a rest well above 0 means the machine was not idle and "
+            "req/s are lower and noisier than on an idle machine.\n")
     return "\n".join(parts)
+
+
+def proxies_text(layout: Layout) -> str:
+    if layout.workers == 1:
+        return ("Proxies: gwcore (`workers: 1`), NGINX `proxy_pass` (upstream keepalive 64), "
+                "HAProxy (`nbthread 1`, http-reuse always).")
+    n = layout.workers
+    return (f"Proxies, each with 1 and with {n} workers: gwcore (`workers: 1` / `{n}`, one "
+            f"SO_REUSEPORT listening socket per worker, worker i pinned to CPU i by gwcore), "
+            f"NGINX `proxy_pass` (`worker_processes 1` / `{n}`, `listen ... reuseport` with "
+            f"{n}, upstream keepalive 64 per worker), HAProxy (`nbthread 1` / `{n}`, "
+            f"http-reuse always, no cpu-map). Why nothing is pinned by the script: with "
+            f"{n} proxy workers on {os.cpu_count()} CPUs, wrk and the origin cannot have CPUs "
+            f"of their own; pinning them to one CPU would starve the proxy worker on that "
+            f"CPU alone. Unpinned, the scheduler spreads the same load for every "
+            f"configuration, and the 1-worker configurations measured in the same rounds "
+            f"give each proxy's scaling ratio under the same conditions (this is the ratio "
+            f"to compare with the issue's target, not the pinned workers=1 section). "
+            f"wrk and the origin use CPU too, so no proxy can reach {n}× here; NGINX's own "
+            f"ratio is the reference for what this machine allows.")
 
 
 def results_section(args: argparse.Namespace, layout: Layout, machine: dict[str, str],
@@ -593,8 +849,10 @@ def results_section(args: argparse.Namespace, layout: Layout, machine: dict[str,
         if not skip_next:
             shown.append(arg)
     cmd = shlex.join(["python", "bench/macro/run.py", *shown])
+    title = (f"workers={layout.workers}" if layout.workers == 1
+             else f"workers={layout.workers} (and 1, same run, unpinned)")
     lines = [
-        (f"## Macro benchmark, workers={layout.workers}: wrk -t{args.threads} "
+        (f"## Macro benchmark, {title}: wrk -t{args.threads} "
          f"-c{args.connections} -d{args.duration} (bench/macro)"),
         "",
         (f"- Date: {started:%Y-%m-%d %H:%M} UTC; command: `{cmd}`; "
@@ -605,15 +863,13 @@ def results_section(args: argparse.Namespace, layout: Layout, machine: dict[str,
          f"HAProxy {machine['haproxy']}, Python {machine['python']}, "
          f"gwcore {machine['gwcore']}."),
         (f"- Layout: {layout.describe()}. Origin: NGINX `return 200` (1 KiB) and a 64 KiB "
-         f"static file, keep-alive. Proxies: gwcore (`workers: {layout.workers}`), NGINX "
-         f"`proxy_pass` (upstream keepalive 64), HAProxy (`nbthread {layout.workers}`, "
-         f"http-reuse always)."),
+         f"static file, keep-alive. {proxies_text(layout)}"),
         f"- Load average (1/5/15 min) at start: {loads[0]}; at end: {loads[1]}.",
     ]
     if args.note:
         lines.append(f"- Note: {args.note}")
     for name, why in skipped.items():
-        lines.append(f"- {PEER_NAMES[name]} not measured: {why}")
+        lines.append(f"- {name} not measured: {why}")
     return "\n".join(lines) + "\n\n" + tables
 
 
@@ -666,9 +922,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--connections", type=int, default=64, help="wrk -c (default 64)")
     ap.add_argument("--threads", type=int, default=1, help="wrk -t (default 1)")
     ap.add_argument("--workers", type=int, default=1,
-                    help="workers of each proxy (only 1 is implemented so far)")
-    ap.add_argument("--proxies", default="gwcore,nginx,haproxy",
-                    help="comma-separated subset of gwcore,nginx,haproxy (default: all)")
+                    help="workers of each proxy; N > 1 also measures 1 worker, all unpinned "
+                         "(default 1: pinned layout)")
+    ap.add_argument("--origin-workers", type=int, default=None,
+                    help="workers of the origin NGINX (default: 1, or N with --workers N)")
+    ap.add_argument("--proxies", default=DEFAULT_PROXIES,
+                    help=f"comma-separated subset of {','.join(PEER_NAMES)} "
+                         f"(default: {DEFAULT_PROXIES})")
     ap.add_argument("--sizes", default="1k,64k", help="comma-separated subset of 1k,64k")
     ap.add_argument("--write-results", action="store_true",
                     help=f"write the table into {RESULTS_FILE.relative_to(REPO)}")
@@ -683,81 +943,107 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.size_list = [s.strip() for s in args.sizes.split(",") if s.strip()]
     for p in args.proxy_list:
         if p not in PEER_NAMES:
-            ap.error(f"--proxies: unknown proxy {p!r} (gwcore, nginx, haproxy)")
+            ap.error(f"--proxies: unknown proxy {p!r} ({', '.join(PEER_NAMES)})")
     for s in args.size_list:
         if s not in BODIES:
             ap.error(f"--sizes: unknown size {s!r} (1k, 64k)")
-    if args.rounds < 1 or args.connections < 1 or args.threads < 1:
-        ap.error("--rounds, --connections and --threads must be at least 1")
+    if min(args.rounds, args.connections, args.threads, args.workers,
+           args.origin_workers or 1) < 1:
+        ap.error("--rounds, --connections, --threads, --workers and --origin-workers must be "
+                 "at least 1")
     return args
 
 
+def measure(wrk: str, variant: Variant, server: Server, origin: Server, size: str, rnd: int,
+            args: argparse.Namespace, layout: Layout,
+            results: dict[tuple[Variant, str], list[WrkResult]],
+            warmups: dict[tuple[Variant, str], list[WrkResult]]) -> None:
+    """One warm-up and one measured wrk run of a variant; both are recorded (the warm-up only
+    for its failed requests)."""
+    warm, _ = run_wrk(wrk, server.port, size, args.warmup, args, layout)
+    warmups.setdefault((variant, size), []).append(warm)
+    if warm.errors:
+        print(f"round {rnd} {size:>3} {variant.key:<15} warm-up: {describe_run(warm)}",
+              flush=True)
+    pgids = [server.proc.pid, origin.proc.pid]  # group leaders (start_new_session)
+    before = cpu_sample(pgids)
+    res, out = run_wrk(wrk, server.port, size, args.duration, args, layout)
+    res.cpu = cpu_shares(before, cpu_sample(pgids), server.proc.pid, origin.proc.pid)
+    for s in (origin, server):
+        died = s.exited()
+        if died:
+            res.problems.append(died)
+    results.setdefault((variant, size), []).append(res)
+    print(f"round {rnd} {size:>3} {variant.key:<15} {describe_run(res)}", flush=True)
+    if res.rps is None and out:
+        print("\n".join("    | " + line for line in out.splitlines()))
+
+
 def benchmark(args: argparse.Namespace) -> int:
-    layout = layout_for(args.workers)
+    layout = layout_for(args.workers, args.origin_workers)
+    if layout.workers > (os.cpu_count() or 1):
+        print(f"note: {layout.workers} workers on {os.cpu_count()} CPUs", flush=True)
     tools = ensure_tools("haproxy" in args.proxy_list, install=not args.no_install)
     machine = machine_description(tools)
     started = datetime.datetime.now(datetime.timezone.utc)
     load_start = load_average()
 
-    builders: dict[str, Builder] = {"gwcore": build_gwcore, "nginx": build_nginx(tools)}
+    builders: dict[str, Builder] = {"gwcore": build_gwcore(pin_cpus=True),
+                                    "gwcore-nopin": build_gwcore(pin_cpus=False),
+                                    "nginx": build_nginx(tools)}
     skipped: dict[str, str] = {}
     if tools["haproxy"]:
         builders["haproxy"] = build_haproxy(tools)
     elif "haproxy" in args.proxy_list:
         skipped["haproxy"] = "haproxy is not installed"
-    if "gwcore" in args.proxy_list:
+    if any(p.startswith("gwcore") for p in args.proxy_list):
         problem = gwcore_import_problem()
         if problem:
-            skipped["gwcore"] = "gwcore is not importable"
+            for p in args.proxy_list:
+                if p.startswith("gwcore"):
+                    skipped[p] = "gwcore is not importable"
             print(f"SKIP gwcore: {problem}", flush=True)
+    variants = [Variant(p, w) for p in args.proxy_list if p not in skipped
+                for w in layout.worker_counts]
 
     tmp = Path(tempfile.mkdtemp(prefix="gwcore-macro-"))
     servers: list[Server] = []
-    results: dict[tuple[str, str], list[WrkResult]] = {}
+    results: dict[tuple[Variant, str], list[WrkResult]] = {}
+    warmups: dict[tuple[Variant, str], list[WrkResult]] = {}
     try:
         origin = start_origin(tmp, tools, layout)
         servers.append(origin)
         print(f"origin: ready on 127.0.0.1:{origin.port} (pid {origin.proc.pid})", flush=True)
-        proxies: dict[str, Server] = {}
-        for name in args.proxy_list:
-            if name in skipped:
-                continue
-            server = start_proxy(name, builders[name], tmp, origin.port, layout)
+        proxies: dict[Variant, Server] = {}
+        for variant in variants:
+            server = start_proxy(variant, builders[variant.proxy], tmp, origin.port, layout)
             if server is None:
-                skipped[name] = f"{name} did not start (see the script's output)"
+                skipped[variant.key] = "did not start (see the script's output)"
                 continue
             servers.append(server)
-            proxies[name] = server
+            proxies[variant] = server
         if not proxies:
             raise BenchError("no proxy could be started")
 
         per_run = parse_duration_s(args.duration) + parse_duration_s(args.warmup)
         total = per_run * args.rounds * len(args.size_list) * len(proxies)
-        print(f"layout: {layout.describe()}\nmeasuring {', '.join(proxies)} x "
+        print(f"layout: {layout.describe()}\nmeasuring {', '.join(v.key for v in proxies)} x "
               f"{', '.join(args.size_list)} x {args.rounds} round(s): about {total:.0f} s",
               flush=True)
+        wrk = str(tools["wrk"])
         for rnd in range(1, args.rounds + 1):
             for size in args.size_list:
-                for name, server in proxies.items():
+                for variant, server in proxies.items():
                     if server.dead:
                         continue
-                    run_wrk(str(tools["wrk"]), server.port, size, args.warmup, args, layout)
-                    res, out = run_wrk(str(tools["wrk"]), server.port, size, args.duration,
-                                       args, layout)
-                    for s in (origin, server):
-                        died = s.exited()
-                        if died:
-                            res.problems.append(died)
-                    results.setdefault((name, size), []).append(res)
-                    print(f"round {rnd} {size:>3} {name:<8} {describe_run(res)}", flush=True)
-                    if res.rps is None and out:
-                        print("\n".join("    | " + line for line in out.splitlines()))
+                    measure(wrk, variant, server, origin, size, rnd, args, layout, results,
+                            warmups)
                     if origin.exited():
                         raise BenchError(f"{origin.exited()}\n{origin.log_tail()}")
                     if server.exited():
                         server.dead = server.exited()
-                        skipped[name] = f"{server.dead} during round {rnd}"
-                        print(f"{name}: {server.dead}; not measured further\n"
+                        skipped[variant.key] = f"{server.dead} during round {rnd}"
+                        print(f"{variant.key}: {server.dead}; not measured further\n"
                               f"{server.log_tail()}", flush=True)
     finally:
         for server in reversed(servers):
@@ -767,7 +1053,7 @@ def benchmark(args: argparse.Namespace) -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    tables = report(results, args.proxy_list, args.size_list)
+    tables = report(results, warmups, variants, args.size_list, layout)
     print("\n" + tables)
     for name, why in skipped.items():
         print(f"not measured: {name}: {why}")
