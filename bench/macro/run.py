@@ -646,6 +646,11 @@ class Summary:
     def requests(self) -> int:
         return sum(r.requests for r in self.runs)
 
+    def cost_us(self, party: str) -> float | None:
+        """Median CPU microseconds a party spent per request."""
+        values = [r.cpu[party] * 1e6 / r.rps for r in self.runs if r.rps and party in r.cpu]
+        return statistics.median(values) if values else None
+
     def cpu_text(self) -> str:
         """Median cores used by proxy / origin / wrk / rest of the machine."""
         medians = []
@@ -720,6 +725,21 @@ def per_round_ratios(a: Summary, b: Summary) -> list[float]:
     return [x.rps / y.rps for x, y in zip(a.runs, b.runs) if x.rps and y.rps]
 
 
+def ceiling_ratio(one: Summary, many: Summary, workers: int) -> float | None:
+    """The N-worker/1-worker req/s ratio an idle machine would allow if only CPU limited it:
+    k workers serve at most k / (proxy µs per request) and all the machine's CPUs at most
+    CPUs / (proxy + origin + wrk µs per request), with the costs measured in these runs.
+    Kernel work not charged to a process (softirq) is left out, so this is an estimate."""
+    cpus = os.cpu_count() or 1
+    rates = []
+    for k, s in ((1, one), (workers, many)):
+        proxy, origin, wrk = (s.cost_us(party) for party in ("proxy", "origin", "wrk"))
+        if not (proxy and origin and wrk):
+            return None
+        rates.append(min(k / proxy, cpus / (proxy + origin + wrk)))
+    return rates[1] / rates[0]
+
+
 def size_table(size: str, summaries: list[Summary], layout: Layout) -> str:
     multi = layout.workers > 1
     head = "| proxy | workers " if multi else "| proxy "
@@ -749,7 +769,9 @@ def size_table(size: str, summaries: list[Summary], layout: Layout) -> str:
             if ratio is None or one is None or many is None:
                 continue
             rounds = ", ".join(f"{x:.2f}" for x in per_round_ratios(many, one))
-            scaling.append(f"{title} **{ratio[0]:.2f}×** (per round: {rounds}){ratio[1]}")
+            ceiling = ceiling_ratio(one, many, layout.workers)
+            scaling.append(f"{title} **{ratio[0]:.2f}×** (per round: {rounds}; CPU-bound "
+                           f"ceiling {fmt(ceiling, '.2f')}×){ratio[1]}")
         if scaling:
             notes.append(f"Scaling, {layout.workers} workers / 1 worker (medians; issue 3 "
                          f"target for gwcore: ≥ 1.8×): " + "; ".join(scaling))
@@ -805,14 +827,23 @@ def report(results: dict[tuple[Variant, str], list[WrkResult]],
             parts.append(size_table(size, summaries, layout))
     if results:
         parts.append(failures_text(results, warmups))
-        parts.append(
+        legend = (
             "Columns: socket errors are wrk's connect/read/write/timeout errors, non-2xx/3xx "
             "its error responses; a run with either is flagged and still counted. Proxy CPU "
             "µs/req is the proxy's CPU time per request (its cost, whatever share of the "
             "CPUs it got); CPU cores is how many CPUs' worth each party used during the run "
             "(median), \"rest\" being everything else on the machine (other processes, "
             "kernel softirq work): a rest well above 0 means the machine was not idle and "
-            "req/s are lower and noisier than on an idle machine.\n")
+            "req/s are lower and noisier than on an idle machine.")
+        if layout.workers > 1:
+            legend += (
+                f" The CPU-bound ceiling of a scaling ratio is what an idle machine would "
+                f"allow given the measured CPU cost per request of proxy, origin and wrk: "
+                f"k workers serve at most k / proxy cost, the {os.cpu_count()} CPUs at most "
+                f"{os.cpu_count()} / (proxy + origin + wrk cost); when wrk and the origin "
+                f"cost about as much as the proxy, one worker already fills the CPUs left to "
+                f"it and the ceiling is near 1×.")
+        parts.append(legend + "\n")
     return "\n".join(parts)
 
 
