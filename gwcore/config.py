@@ -153,24 +153,162 @@ class Pool(_Section):
     idle_timeout: Duration = Duration(60.0)
 
 
+class Endpoint(_Section):
+    """One upstream: ``address`` host:port (an IP or a DNS name) and a relative ``weight``."""
+
+    address: str
+    weight: int = 1
+
+    def __post_init__(self) -> None:
+        try:
+            _split_address(self.address)
+        except ValueError as e:
+            raise ValueError(f"address: {e}") from None
+        if not 1 <= self.weight <= 10000:
+            raise ValueError("weight: must be between 1 and 10000")
+
+    @property
+    def host(self) -> str:
+        return _split_address(self.address)[0]
+
+    @property
+    def port(self) -> int:
+        return _split_address(self.address)[1]
+
+
+class HashOn(_Section):
+    """The key of ring_hash/maglev: one of header, cookie, jwt_claim (a name each)."""
+
+    header: str | None = None
+    cookie: str | None = None
+    jwt_claim: str | None = None
+
+    def __post_init__(self) -> None:
+        if sum(x is not None for x in (self.header, self.cookie, self.jwt_claim)) != 1:
+            raise ValueError("give exactly one of header, cookie, jwt_claim "
+                             "(or the strings path / source_ip)")
+
+
+POLICIES = ("round_robin", "least_request", "random", "ring_hash", "maglev")
+
+
+class Balancer(_Section):
+    """``policy``: round_robin (smooth weighted), least_request (power of two choices),
+    random, ring_hash (ketama), maglev. ``hash_on`` (hash policies): path, source_ip, or
+    {header|cookie|jwt_claim: NAME}. ``balance_factor``: bounded-load factor (e.g. 1.25)."""
+
+    policy: Literal["round_robin", "least_request", "random", "ring_hash", "maglev"] = \
+        "round_robin"
+    hash_on: Literal["path", "source_ip"] | HashOn = "path"
+    balance_factor: float | None = None
+    table_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.balance_factor is not None and not 1.0 <= self.balance_factor <= 100:
+            raise ValueError("balance_factor: must be between 1.0 and 100")
+
+
+class HealthCheck(_Section):
+    """Active HTTP checks: ``GET path`` every ``interval``; an endpoint turns unhealthy after
+    ``unhealthy_threshold`` failures in a row and healthy again after ``healthy_threshold``
+    successes. A success is an answer within ``timeout`` whose status is in
+    ``expected_statuses`` (ranges as [low, high], inclusive)."""
+
+    path: str = "/healthz"
+    interval: Duration = Duration(5.0)
+    timeout: Duration = Duration(1.0)
+    healthy_threshold: int = 2
+    unhealthy_threshold: int = 3
+    expected_statuses: list[list[int]] = msgspec.field(default_factory=lambda: [[200, 399]])
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/"):
+            raise ValueError(f"path: must start with '/', got {self.path!r}")
+        if self.healthy_threshold < 1 or self.unhealthy_threshold < 1:
+            raise ValueError("healthy_threshold and unhealthy_threshold must be >= 1")
+        for r in self.expected_statuses:
+            if len(r) != 2 or not 100 <= r[0] <= r[1] <= 599:
+                raise ValueError("expected_statuses: each entry is [low, high] in 100..599")
+
+
+class OutlierDetection(_Section):
+    """Passive ejection: ``consecutive_failures`` (5xx answers, connect failures, resets,
+    timeouts) eject an endpoint for ``base_ejection_time`` × the number of times it has been
+    ejected, at most ``max_ejection_time``; never more than ``max_ejection_percent`` of a
+    cluster at once."""
+
+    consecutive_failures: int = 5
+    base_ejection_time: Duration = Duration(30.0)
+    max_ejection_time: Duration = Duration(300.0)
+    max_ejection_percent: int = 50
+
+    def __post_init__(self) -> None:
+        if self.consecutive_failures < 1:
+            raise ValueError("consecutive_failures: must be >= 1")
+        if not 0 <= self.max_ejection_percent <= 100:
+            raise ValueError("max_ejection_percent: must be between 0 and 100")
+
+
+RETRY_ON = ("connect_failure", "reset", "timeout", "502", "503", "504")
+
+
+class Retries(_Section):
+    """``attempts``: tries in all, the first included. ``on``: what may be retried, on a
+    different endpoint: connect_failure (always safe: nothing was sent), reset, timeout,
+    "502", "503", "504" (these only for idempotent requests without a body).
+    ``per_try_timeout``: response timeout of each try. ``budget``: retries in flight may not
+    exceed this share of active requests (at least 3), so an outage never becomes a retry
+    storm. ``retry_after_max``: a 503's Retry-After up to this long is waited for before the
+    retry; a longer one ends retrying."""
+
+    attempts: int = 2
+    on: list[str] = msgspec.field(default_factory=lambda: ["connect_failure"])
+    per_try_timeout: Duration | None = None
+    budget: str = "20%"
+    retry_after_max: Duration = Duration(1.0)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.attempts <= 10:
+            raise ValueError("attempts: must be between 1 and 10")
+        for i, cond in enumerate(self.on):
+            if str(cond) not in RETRY_ON:
+                raise ValueError(f"on[{i}]: {cond!r} is not one of {', '.join(RETRY_ON)}")
+        if not re.match(r"^\d{1,3}(\.\d+)?%$", self.budget) or float(self.budget[:-1]) > 100:
+            raise ValueError(f"budget: expected a percentage like 20%, got {self.budget!r}")
+
+    @property
+    def budget_ratio(self) -> float:
+        return float(self.budget[:-1]) / 100
+
+
 class Cluster(_Section):
     name: str
-    endpoints: list[str]
+    endpoints: list[str | Endpoint]
     timeouts: ClusterTimeouts = msgspec.field(default_factory=ClusterTimeouts)
     pool: Pool = msgspec.field(default_factory=Pool)
+    balancer: Balancer = msgspec.field(default_factory=Balancer)
+    health_check: HealthCheck | None = None
+    outlier_detection: OutlierDetection = msgspec.field(default_factory=OutlierDetection)
+    retries: Retries = msgspec.field(default_factory=Retries)
+    dns_refresh: Duration = Duration(30.0)
 
     def __post_init__(self) -> None:
         if not self.endpoints:
             raise ValueError("endpoints: a cluster needs at least one endpoint")
         for i, ep in enumerate(self.endpoints):
-            try:
-                _split_address(ep)
-            except ValueError as e:
-                raise ValueError(f"endpoints[{i}]: {e}") from None
+            if isinstance(ep, str):
+                try:
+                    self.endpoints[i] = Endpoint(address=ep)
+                except ValueError as e:
+                    raise ValueError(f"endpoints[{i}]: {e}".replace(": address: ", ": ")) \
+                        from None
+        names = [ep.address for ep in self.endpoints]
+        if len(set(names)) != len(names):
+            raise ValueError("endpoints: the same address is listed twice")
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
-        return [_split_address(ep) for ep in self.endpoints]
+        return [(ep.host, ep.port) for ep in self.endpoints]
 
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")

@@ -20,13 +20,15 @@ from gwcore.http._chttp1 cimport (
     GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, GW_CONN_OTHER, GW_FK_EXPECT, GW_FK_HOST, GW_FK_X_FORWARDED_FOR,
     GW_FK_X_FORWARDED_HOST, GW_FK_X_FORWARDED_PROTO, GW_FK_X_REQUEST_ID, GW_M_DELETE, GW_M_GET,
     GW_M_HEAD, GW_M_OPTIONS, GW_M_PUT, GW_M_TRACE, gw_chunked, gw_chunked_decode,
-    gw_chunked_init, gw_field, gw_head, gw_http_error_name, gw_http_error_status, gw_limits,
-    gw_parse_request,
+    gw_chunked_init, gw_field, gw_find_field, gw_head, gw_http_error_name, gw_http_error_status,
+    gw_limits, gw_parse_request,
 )
 from gwcore.http._wire cimport Clock, build_head, mark_connection_options
 from gwcore.proxy._upstream cimport (
-    BODY_CHUNKED, BODY_CLOSE, Cluster, ResponseSink, UE_CONNECT_TIMEOUT, UE_RESET, UE_TIMEOUT,
-    Upstream,
+    BODY_CHUNKED, BODY_CLOSE, HASH_COOKIE, HASH_HEADER, HASH_JWT_CLAIM, HASH_PATH,
+    HASH_SOURCE_IP, RETRY_502, RETRY_503, RETRY_504, RETRY_CONNECT_FAILURE, RETRY_RESET,
+    RETRY_TIMEOUT, Cluster, Endpoint, ResponseSink, UE_CONNECT_FAILED, UE_CONNECT_TIMEOUT,
+    UE_RESET, UE_TIMEOUT, Upstream,
 )
 
 cdef enum DState:
@@ -172,6 +174,10 @@ cdef class Downstream(ResponseSink):
     cdef bytes xff_line
     cdef bytes pending_head     # response head held back to go out with the first body bytes
     cdef object exchange        # filters' Exchange while a filter is waiting
+    cdef Endpoint ep            # endpoint of the current try
+    cdef int tries
+    cdef bint has_body
+    cdef bytes hash_key
     cdef int64_t body_remaining, body_seen
     cdef gw_chunked chunked
     cdef Upstream up
@@ -205,6 +211,7 @@ cdef class Downstream(ResponseSink):
         if self.up is not None:
             self.up.abandon()
             self.up = None
+        self._end_try()
 
     cdef void drain(self, double grace):
         cdef double at = self.lr.clock.now + grace
@@ -373,6 +380,10 @@ cdef class Downstream(ResponseSink):
     cdef void _proceed(self, const char *base, gw_head *h, bytes method, bytes target,
                        bytes host, ex):
         cdef bint has_body = h.chunked or h.content_length > 0
+        self.has_body = has_body
+        self.tries = 0
+        self.hash_key = (self._hash_key(base, h, target, ex)
+                         if self.cluster.balancer.is_hash() else None)
         self.up_head = self._upstream_head(base, h, method, target, host, ex)
         self.body_chunked = h.chunked
         self.body_remaining = h.content_length if h.content_length > 0 else 0
@@ -383,7 +394,35 @@ cdef class Downstream(ResponseSink):
             self._write(CONTINUE)
         self.state = D_BODY if has_body else D_WAIT
         self.retried = False
-        self._dispatch()
+        self._dispatch(None, False)
+
+    cdef bytes _hash_key(self, const char *base, gw_head *h, bytes target, ex):
+        """The request's key for ring_hash / maglev (None: no key, pick at random)."""
+        cdef int kind = self.cluster.hash_kind
+        cdef int i
+        cdef bytes name = self.cluster.hash_name
+        if kind == HASH_PATH:
+            return target.partition(b"?")[0]
+        if kind == HASH_SOURCE_IP:
+            return self.client_ip
+        if kind == HASH_JWT_CLAIM:
+            claims = ex.state.get("jwt_claims") if ex is not None else None
+            value = claims.get(name.decode()) if claims else None
+            return None if value is None else str(value).encode()
+        if kind == HASH_COOKIE:
+            i = gw_find_field(base, _fields, h.num_fields, b"cookie", 6)
+        else:
+            i = gw_find_field(base, _fields, h.num_fields, name, len(name))
+        if i < 0:
+            return None
+        value = PyBytes_FromStringAndSize(base + _fields[i].value_off, _fields[i].value_len)
+        if kind == HASH_HEADER:
+            return value
+        for pair in value.split(b";"):     # Cookie: a=1; b=2 (RFC 6265 §5.4)
+            k, eq, v = pair.strip().partition(b"=")
+            if eq and k == name:
+                return v
+        return None
 
     cdef bytes _upstream_head(self, const char *base, gw_head *h, bytes method, bytes target,
                               bytes host, ex):
@@ -440,12 +479,18 @@ cdef class Downstream(ResponseSink):
         for name, value in ex.upstream_fields:
             extra.append(name + b": " + value + CRLF)
 
-    cdef void _dispatch(self):
-        """Sends the request on a pooled connection, or starts connecting (slow path,
-        reading paused; a retry after a stale pooled connection always connects afresh)."""
+    cdef void _dispatch(self, Endpoint exclude, bint fresh):
+        """Starts a try: picks an endpoint (not ``exclude`` when there is another), sends on
+        a pooled connection, or starts connecting (slow path, reading paused). ``fresh``: do
+        not use the pool (the retry after a stale pooled connection)."""
         cdef Upstream up = None
-        cdef object ep = self.cluster.next_endpoint()
-        if not self.retried:
+        cdef Endpoint ep = self.cluster.pick(self.hash_key, exclude)
+        if ep is None:
+            ep = exclude
+        self.ep = ep
+        self.tries += 1
+        self.cluster.begin(ep, self.tries > 1)
+        if not fresh:
             up = self.cluster.acquire(ep)
         if up is not None:
             self._use(up)
@@ -453,7 +498,25 @@ cdef class Downstream(ResponseSink):
         self._pause(P_CONNECTING, True)
         self.after_connect = self.state
         self.state = D_CONNECTING
-        self.cluster.connect(ep, self, min(len(self.cluster.endpoints), 3))
+        self.cluster.connect(ep, self)
+
+    cdef void _end_try(self):
+        if self.ep is not None:
+            self.cluster.finish(self.ep, self.tries > 1)
+            self.ep = None
+
+    cdef bint _may_retry(self, unsigned int condition):
+        """Retry policy: a configured condition, tries left, within the budget, and safe:
+        nothing was sent (connect failure) or an idempotent request without a body."""
+        return ((self.cluster.retry_on & condition) != 0
+                and self.tries < self.cluster.attempts
+                and (condition == RETRY_CONNECT_FAILURE or (self.idempotent and not self.has_body))
+                and self.cluster.retry_allowed())
+
+    def _retry_later(self, Endpoint failed):
+        if self.state == D_CONNECTING:
+            self.state = self.after_connect
+            self._dispatch(failed, False)
 
     cdef void _use(self, Upstream up):
         self.up = up
@@ -544,6 +607,29 @@ cdef class Downstream(ResponseSink):
         cdef gw_head *h = &up.head
         cdef list extra = []
         cdef unsigned char *drop = NULL
+        cdef Endpoint failed = self.ep
+        cdef int i
+        self.cluster.report(failed, h.status < 500)
+        if 502 <= h.status <= 504 and self._may_retry(
+                RETRY_502 if h.status == 502 else RETRY_503 if h.status == 503 else RETRY_504):
+            delay = 0.0
+            if h.status == 503:
+                i = gw_find_field(buf, fields, h.num_fields, b"retry-after", 11)
+                if i >= 0:
+                    delay = self.cluster.retry_after(PyBytes_FromStringAndSize(
+                        buf + fields[i].value_off, fields[i].value_len))
+            if delay is not None:
+                self._end_try()
+                up.abandon()
+                self.up = None
+                if delay:
+                    self._pause(P_CONNECTING, True)
+                    self.after_connect = self.state
+                    self.state = D_CONNECTING
+                    self.lr.clock.loop.call_later(delay, self._retry_later, failed)
+                else:
+                    self._dispatch(failed, False)
+                return
         self.response_started = True
         self.out_mode = OUT_RAW
         if up.body_mode == BODY_CHUNKED or up.body_mode == BODY_CLOSE:
@@ -589,6 +675,7 @@ cdef class Downstream(ResponseSink):
 
     cdef void on_response_end(self):
         self.up = None
+        self._end_try()
         self.response_started = False
         if self.out_mode == OUT_CHUNKED:
             if self.pending_head is not None:
@@ -613,21 +700,33 @@ cdef class Downstream(ResponseSink):
         self._pause(P_PIPELINE_FULL, False)
 
     cdef void on_upstream_error(self, Upstream up, int error):
+        cdef Endpoint failed = self.ep
+        cdef unsigned int condition
         if self.state == D_CLOSED:
             return
         self._pause(P_CONNECTING, False)
+        self._end_try()
+        self.up = None
         if self.response_started:
+            self.cluster.report(failed, False)
             self._close(True)       # never let a truncated body pass as complete
             return
+        if self.state == D_CONNECTING:
+            self.state = self.after_connect
         if (error == UE_RESET and up is not None and up.reused and not up.got_bytes
                 and not self.retried and self.idempotent and self.state == D_WAIT
-                and self.body_remaining == 0 and not self.body_chunked):
+                and not self.has_body):
             # a pooled connection the upstream had already closed: nothing was processed
             self.retried = True
-            self.up = None
-            self._dispatch()
+            self._dispatch(None, True)
             return
-        self.up = None
+        self.cluster.report(failed, False)
+        condition = (RETRY_CONNECT_FAILURE if error == UE_CONNECT_FAILED
+                     or error == UE_CONNECT_TIMEOUT else RETRY_RESET if error == UE_RESET
+                     else RETRY_TIMEOUT if error == UE_TIMEOUT else 0)
+        if condition and self._may_retry(condition):
+            self._dispatch(failed, False)
+            return
         cdef bint body_pending = self.state == D_BODY or self.after_connect == D_BODY
         if error == UE_CONNECT_TIMEOUT or error == UE_TIMEOUT:
             self._error(504, "upstream timed out", body_pending)
@@ -642,6 +741,7 @@ cdef class Downstream(ResponseSink):
         if self.up is not None:
             self.up.abandon()
             self.up = None
+        self._end_try()
         close = close or not self.keep_alive or self.peer_eof or self.lr.draining
         self._write(_local_response(status, detail, close))
         if close:
@@ -668,6 +768,7 @@ cdef class Downstream(ResponseSink):
         if self.up is not None:
             self.up.abandon()
             self.up = None
+        self._end_try()
         if abort:
             self.transport.abort()
         else:

@@ -14,6 +14,7 @@ import sys
 
 import uvloop
 
+from gwcore.config import Cluster as ClusterConfig
 from gwcore.config import Config, Listener
 from gwcore.http._connection import ListenerRuntime
 from gwcore.http._wire import Clock
@@ -41,15 +42,31 @@ def bind(listener: Listener, reuseport: bool = False) -> socket.socket:
     return sock
 
 
+def make_cluster(c: ClusterConfig, clock: Clock, loop: asyncio.AbstractEventLoop) -> Cluster:
+    """The runtime cluster (balancer, pools, outlier detection, retries) for its config."""
+    b, od, rt = c.balancer, c.outlier_detection, c.retries
+    hash_on, hash_name = (b.hash_on, "") if isinstance(b.hash_on, str) else next(
+        (k, v) for k, v in (("header", b.hash_on.header), ("cookie", b.hash_on.cookie),
+                            ("jwt_claim", b.hash_on.jwt_claim)) if v is not None)
+    response = c.timeouts.response
+    if rt.per_try_timeout is not None:
+        response = min(response, rt.per_try_timeout)
+    return Cluster(
+        c.name, [(ep.host, ep.port, ep.weight) for ep in c.endpoints], clock, loop,
+        connect_timeout=c.timeouts.connect, response_timeout=response,
+        max_idle=c.pool.max_idle, idle_timeout=c.pool.idle_timeout,
+        policy=b.policy, balance_factor=b.balance_factor, table_size=b.table_size,
+        hash_on=hash_on, hash_name=hash_name,
+        attempts=rt.attempts, retry_on=[str(x) for x in rt.on], budget=rt.budget_ratio,
+        retry_after_max=rt.retry_after_max, od_failures=od.consecutive_failures,
+        od_base=od.base_ejection_time, od_max=od.max_ejection_time,
+        od_max_percent=od.max_ejection_percent)
+
+
 def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock
                   ) -> list[tuple[Listener, ListenerRuntime]]:
     """Clusters, router and one ListenerRuntime per listener, all bound to this loop."""
-    clusters = {
-        c.name: Cluster(c.name, c.addresses, clock, loop,
-                        connect_timeout=c.timeouts.connect, response_timeout=c.timeouts.response,
-                        max_idle=c.pool.max_idle, idle_timeout=c.pool.idle_timeout)
-        for c in cfg.clusters
-    }
+    clusters = {c.name: make_cluster(c, clock, loop) for c in cfg.clusters}
     router = Router(cfg.routes, clusters)
     return [
         (lst, ListenerRuntime(router, clock,

@@ -1,6 +1,7 @@
 from libc.stdint cimport int64_t
 from gwcore.http._chttp1 cimport gw_head, gw_field, gw_chunked
 from gwcore.http._wire cimport Timed, Clock
+from gwcore.proxy._balancer cimport Balancer
 
 # why an exchange with the upstream failed (before or during the response)
 cdef enum UpstreamError:
@@ -29,24 +30,62 @@ cdef class ResponseSink(Timed):
     cdef void on_response_end(self)
     cdef void pause_request_body(self, bint pause)
 
+# retry conditions (bits of Cluster.retry_on)
+cdef enum RetryOn:
+    RETRY_CONNECT_FAILURE = 1
+    RETRY_RESET = 2
+    RETRY_TIMEOUT = 4
+    RETRY_502 = 8
+    RETRY_503 = 16
+    RETRY_504 = 32
+
+cdef enum HashKind:
+    HASH_PATH = 0
+    HASH_HEADER = 1
+    HASH_COOKIE = 2
+    HASH_SOURCE_IP = 3
+    HASH_JWT_CLAIM = 4
+
 cdef class Endpoint:
     cdef readonly str host
     cdef readonly int port
     cdef readonly bytes authority
+    cdef readonly int index
+    cdef readonly int weight
+    cdef public str connect_host     # resolved address (DNS names are re-resolved)
     cdef list idle
     cdef Cluster cluster
+    cdef readonly bint healthy       # active health checks
+    cdef readonly double ejected_until
+    cdef readonly int ejections
+    cdef int failures                # consecutive, for outlier detection
 
 cdef class Cluster:
     cdef readonly str name
     cdef readonly list endpoints
-    cdef Py_ssize_t rr
+    cdef readonly Balancer balancer
     cdef double connect_timeout, response_timeout, idle_timeout
     cdef Py_ssize_t max_idle
     cdef Clock clock
     cdef object loop
-    cdef Endpoint next_endpoint(self)
+    # outlier detection
+    cdef int od_failures, od_max_percent, ejected
+    cdef double od_base, od_max
+    # retries
+    cdef readonly int attempts
+    cdef unsigned int retry_on
+    cdef double budget, retry_after_max
+    cdef readonly long in_flight, retries_in_flight
+    cdef readonly long upstream_attempts
+    cdef readonly int hash_kind          # HASH_* below
+    cdef readonly bytes hash_name        # header / cookie / claim name (lower-case)
+    cdef Endpoint pick(self, bytes key, Endpoint exclude)
+    cdef void begin(self, Endpoint ep, bint retry)
+    cdef void finish(self, Endpoint ep, bint retry)
+    cdef void report(self, Endpoint ep, bint ok)
+    cdef bint retry_allowed(self)
     cdef Upstream acquire(self, Endpoint ep)
-    cdef void connect(self, Endpoint ep, ResponseSink sink, int attempts_left)
+    cdef void connect(self, Endpoint ep, ResponseSink sink)
 
 cdef class Upstream(Timed):
     cdef object transport

@@ -3,6 +3,7 @@
 endpoint, and the Upstream protocol that writes a request and parses and streams the response
 (RFC 9112 §6.3 message body length) to a ResponseSink. No asyncio Task except to connect."""
 
+import logging
 from functools import partial
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -13,6 +14,9 @@ from gwcore.http._chttp1 cimport (
     gw_parse_response,
 )
 from gwcore.http._wire cimport Clock, Timed
+from gwcore.proxy._balancer cimport Balancer
+
+log = logging.getLogger("gwcore")
 
 cdef enum UState:
     U_CONNECTING = 0
@@ -54,14 +58,19 @@ cdef class ResponseSink(Timed):
 
 
 cdef class Endpoint:
-    """One upstream address of a cluster and its idle keep-alive connections (LIFO)."""
+    """One upstream address of a cluster, its idle keep-alive connections (LIFO), and its
+    health: ``healthy`` (active checks) and ``ejected_until`` (outlier detection)."""
 
-    def __cinit__(self, Cluster cluster, str host, int port):
+    def __cinit__(self, Cluster cluster, int index, str host, int port, int weight):
         self.cluster = cluster
+        self.index = index
         self.host = host
+        self.connect_host = host
         self.port = port
+        self.weight = weight
         self.authority = (f"[{host}]:{port}" if ":" in host else f"{host}:{port}").encode()
         self.idle = []
+        self.healthy = True
 
     def __repr__(self):
         return f"Endpoint({self.authority.decode()}, idle={len(self.idle)})"
@@ -71,12 +80,26 @@ cdef class Endpoint:
         return len(self.idle)
 
 
-cdef class Cluster:
-    """A named set of endpoints chosen round robin, with their pools and timeouts (seconds)."""
+cdef unsigned int _retry_bits(list on):
+    cdef unsigned int bits = 0
+    names = {"connect_failure": RETRY_CONNECT_FAILURE, "reset": RETRY_RESET,
+             "timeout": RETRY_TIMEOUT, "502": RETRY_502, "503": RETRY_503, "504": RETRY_504}
+    for cond in on:
+        bits |= names[str(cond)]
+    return bits
 
-    def __cinit__(self, str name, list addresses, Clock clock, loop, *,
+
+cdef class Cluster:
+    """A named set of endpoints with a balancer, per-endpoint pools, outlier detection and a
+    retry policy. Times in seconds. ``endpoints``: (host, port, weight) tuples."""
+
+    def __cinit__(self, str name, list endpoints, Clock clock, loop, *,
                   double connect_timeout, double response_timeout, int max_idle,
-                  double idle_timeout):
+                  double idle_timeout, str policy="round_robin", balance_factor=None,
+                  table_size=None, int attempts=2, list retry_on=None, double budget=0.2,
+                  double retry_after_max=1.0, int od_failures=5, double od_base=30.0,
+                  double od_max=300.0, int od_max_percent=50, str hash_on="path",
+                  str hash_name=""):
         self.name = name
         self.clock = clock
         self.loop = loop
@@ -84,16 +107,100 @@ cdef class Cluster:
         self.response_timeout = response_timeout
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
-        self.endpoints = [Endpoint(self, host, port) for host, port in addresses]
-        self.rr = 0
+        self.endpoints = [Endpoint(self, i, host, port, weight)
+                          for i, (host, port, weight) in enumerate(endpoints)]
+        self.balancer = Balancer(policy, [ep.authority.decode() for ep in self.endpoints],
+                                 [ep.weight for ep in self.endpoints], balance_factor,
+                                 table_size, seed=hash(name) & 0xFFFFFFFF | 1)
+        self.attempts = attempts
+        self.retry_on = _retry_bits(retry_on or ["connect_failure"])
+        self.budget = budget
+        self.retry_after_max = retry_after_max
+        self.od_failures = od_failures
+        self.od_base = od_base
+        self.od_max = od_max
+        self.od_max_percent = od_max_percent
+        self.hash_kind = {"path": HASH_PATH, "header": HASH_HEADER, "cookie": HASH_COOKIE,
+                          "source_ip": HASH_SOURCE_IP, "jwt_claim": HASH_JWT_CLAIM}[hash_on]
+        self.hash_name = hash_name.lower().encode()
 
     def __repr__(self):
         return f"Cluster({self.name!r}, {self.endpoints!r})"
 
-    cdef Endpoint next_endpoint(self):
-        cdef Endpoint ep = self.endpoints[self.rr % len(self.endpoints)]
-        self.rr += 1
-        return ep
+    cdef Endpoint pick(self, bytes key, Endpoint exclude):
+        """The endpoint for this try (not ``exclude``), or None if there is no other."""
+        cdef int i = self.balancer.pick(<const char *>key if key is not None else NULL,
+                                        len(key) if key is not None else 0,
+                                        exclude.index if exclude is not None else -1)
+        return self.endpoints[i] if i >= 0 else None
+
+    cdef void begin(self, Endpoint ep, bint retry):
+        self.balancer.acquire(ep.index)
+        self.in_flight += 1
+        self.upstream_attempts += 1
+        if retry:
+            self.retries_in_flight += 1
+
+    cdef void finish(self, Endpoint ep, bint retry):
+        self.balancer.release(ep.index)
+        self.in_flight -= 1
+        if retry:
+            self.retries_in_flight -= 1
+
+    cdef bint retry_allowed(self):
+        """Envoy's retry budget: retries in flight stay under budget × active requests
+        (at least 3 are always allowed)."""
+        return self.retries_in_flight < max(3.0, self.budget * self.in_flight)
+
+    cdef void report(self, Endpoint ep, bint ok):
+        """Passive outlier detection: consecutive failures eject the endpoint."""
+        if ep is None:
+            return
+        if ok:
+            ep.failures = 0
+            return
+        ep.failures += 1
+        if (ep.failures < self.od_failures or ep.ejected_until != 0
+                or (self.ejected + 1) * 100 > self.od_max_percent * len(self.endpoints)):
+            return
+        ep.failures = 0
+        ep.ejections += 1
+        ep.ejected_until = self.clock.now + min(self.od_base * ep.ejections, self.od_max)
+        self.ejected += 1
+        self.balancer.set_up(ep.index, False)
+        log.warning("cluster %s: endpoint %s ejected for %.0fs (%d consecutive failures)",
+                    self.name, ep.authority.decode(), ep.ejected_until - self.clock.now,
+                    self.od_failures)
+
+    def refresh(self, double now):
+        """Periodic: end ejections whose time is over."""
+        cdef Endpoint ep
+        for ep in self.endpoints:
+            if ep.ejected_until and now >= ep.ejected_until:
+                ep.ejected_until = 0
+                self.ejected -= 1
+                self.balancer.set_up(ep.index, ep.healthy)
+                log.info("cluster %s: endpoint %s back from ejection", self.name,
+                         ep.authority.decode())
+
+    def set_healthy(self, int index, bint healthy):
+        """Active health check result for endpoint ``index``."""
+        cdef Endpoint ep = self.endpoints[index]
+        if ep.healthy == healthy:
+            return
+        ep.healthy = healthy
+        self.balancer.set_up(index, healthy and not ep.ejected_until)
+        log.log(logging.INFO if healthy else logging.WARNING,
+                "cluster %s: endpoint %s is %s", self.name, ep.authority.decode(),
+                "healthy" if healthy else "unhealthy")
+
+    def retry_after(self, bytes value):
+        """Seconds to wait before retrying a 503 with this Retry-After value (RFC 9110
+        §10.2.3, delay-seconds form), or None when it is longer than retry_after_max or not
+        a number (then the 503 is final)."""
+        if value.isdigit() and int(value) <= self.retry_after_max:
+            return float(value)
+        return None
 
     cdef Upstream acquire(self, Endpoint ep):
         """A pooled connection to ep, or None (the caller then connects)."""
@@ -105,31 +212,25 @@ cdef class Cluster:
                 return up
         return None
 
-    cdef void connect(self, Endpoint ep, ResponseSink sink, int attempts_left):
-        """Slow path: open a connection; sink.on_upstream_ready(up) or, once attempts_left
-        endpoints have failed, sink.on_upstream_error(None, UE_CONNECT_*)."""
+    cdef void connect(self, Endpoint ep, ResponseSink sink):
+        """Slow path: open a connection; then sink.on_upstream_ready(up) or
+        sink.on_upstream_error(None, UE_CONNECT_FAILED / UE_CONNECT_TIMEOUT)."""
         task = self.loop.create_task(
-            self.loop.create_connection(partial(Upstream, ep), ep.host, ep.port))
+            self.loop.create_connection(partial(Upstream, ep), ep.connect_host, ep.port))
         timer = self.loop.call_later(self.connect_timeout, task.cancel)
-        task.add_done_callback(partial(self._connected, ep, sink, attempts_left, timer))
+        task.add_done_callback(partial(self._connected, sink, timer))
 
-    def _connected(self, Endpoint ep, ResponseSink sink, int attempts_left, timer, task):
+    def _connected(self, ResponseSink sink, timer, task):
         cdef Upstream up
-        cdef int error
         timer.cancel()
         if task.cancelled():
-            error = UE_CONNECT_TIMEOUT
+            sink.on_upstream_error(None, UE_CONNECT_TIMEOUT)
         elif task.exception() is not None:
-            error = UE_CONNECT_FAILED
+            sink.on_upstream_error(None, UE_CONNECT_FAILED)
         else:
             up = task.result()[1]
             up.state = U_ACTIVE
             sink.on_upstream_ready(up)
-            return
-        if attempts_left > 1:
-            self.connect(self.next_endpoint(), sink, attempts_left - 1)
-        else:
-            sink.on_upstream_error(None, error)
 
 
 cdef class Upstream(Timed):
@@ -205,19 +306,19 @@ cdef class Upstream(Timed):
         self.request_done = False
         self.buf = None
         self.pos = 0
-        self.deadline = self.ep.cluster.clock.now + self.ep.cluster.response_timeout
+        self.deadline = 0     # the response timeout runs once the whole request is sent
         self._write(head)
 
     cdef void write(self, object data):
-        self.deadline = self.ep.cluster.clock.now + self.ep.cluster.response_timeout
         self._write(data)
 
     cdef void writelines(self, list data):
-        self.deadline = self.ep.cluster.clock.now + self.ep.cluster.response_timeout
         self.transport.writelines(data)
 
     cdef void finish_request(self):
         self.request_done = True
+        if not self.head_done:
+            self.deadline = self.ep.cluster.clock.now + self.ep.cluster.response_timeout
 
     cdef void pause_reading(self, bint pause):
         if self.state != U_ACTIVE or pause == self.reading_paused:
