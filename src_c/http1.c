@@ -422,10 +422,8 @@ GW_INLINE int parse_fields(const char *buf, size_t len, size_t wlen, const char 
             FAIL(GW_E_FIELD_NAME, p);
         }
         size_t name_len = (size_t)(p - name);
-        p++;
-        while (p < end && IS_WS(*p)) p++;
-        const char *value = p;
-        p = scan_value(p, end, level);
+        const char *value = p + 1; /* OWS is trimmed once the CR bounds the value */
+        p = scan_value(value, end, level);
         if (GW_UNLIKELY(p == end)) return incomplete(buf, len, wlen, h);
         if (GW_UNLIKELY(*p != '\r')) {
             if (*p == '\n') FAIL(GW_E_BARE_LF, p);
@@ -434,6 +432,7 @@ GW_INLINE int parse_fields(const char *buf, size_t len, size_t wlen, const char 
         if (GW_UNLIKELY(end - p < 2)) return incomplete(buf, len, wlen, h);
         if (GW_UNLIKELY(p[1] != '\n')) FAIL(GW_E_BARE_CR, p);
         const char *vend = p;
+        while (value < vend && IS_WS(*value)) value++;
         while (vend > value && IS_WS(vend[-1])) vend--;
         p += 2;
 
@@ -454,6 +453,10 @@ GW_INLINE int parse_fields(const char *buf, size_t len, size_t wlen, const char 
             case GW_FK_CONTENT_LENGTH: t->cl_count++; break;
             case GW_FK_TRANSFER_ENCODING: t->te_count++; break;
             case GW_FK_CONNECTION: {
+                if (TOK_IS(value, vlen, "keep-alive")) {
+                    h->connection |= GW_CONN_KEEP_ALIVE;
+                    break;
+                }
                 size_t pos = 0, eo, el;
                 while (next_element(value, vlen, &pos, &eo, &el)) {
                     if (TOK_IS(value + eo, el, "close")) h->connection |= GW_CONN_CLOSE;

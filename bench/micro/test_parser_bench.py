@@ -122,7 +122,7 @@ def h11_parse(data: bytes) -> list[tuple]:
             conn.send(h11.EndOfMessage())
             conn.start_next_cycle()
         else:
-            raise AssertionError(ev)
+            raise TypeError(f"unexpected h11 event {ev!r}")
 
 
 # ---- benchmarks ------------------------------------------------------------------------------------

@@ -11,9 +11,12 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport (
     PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE,
 )
+from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.ref cimport Py_INCREF, PyObject
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.stdint cimport uint32_t
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 
 from gwcore.http._chttp1 cimport (
     GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, gw_chunked, gw_chunked_decode,
@@ -24,6 +27,8 @@ from gwcore.http._chttp1 cimport (
 cdef enum:
     _INLINE_FIELDS = 16     # fields stored inside the object; more go to the heap
     _SCRATCH_FIELDS = 100   # the default max_fields: larger limits allocate per call
+    _NAME_MAX = 32          # longest shared field name
+    _NAME_SLOTS = 8         # shared names per length
 
 
 class ParseError(ValueError):
@@ -50,6 +55,52 @@ cdef tuple _METHODS = (None, b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTI
                        b"CONNECT", b"TRACE")
 
 cdef gw_field _scratch[_SCRATCH_FIELDS]
+
+# Field names as clients and servers commonly spell them: `headers` returns these shared bytes
+# objects on an exact (case-sensitive) match instead of allocating one per field.
+cdef tuple _COMMON_NAMES = tuple(
+    spelling
+    for name in (
+        b"Host", b"User-Agent", b"Accept", b"Accept-Encoding", b"Accept-Language", b"Connection",
+        b"Content-Length", b"Content-Type", b"Cookie", b"Referer", b"Origin", b"Cache-Control",
+        b"Authorization", b"If-None-Match", b"If-Modified-Since", b"Range", b"Pragma",
+        b"Transfer-Encoding", b"Expect", b"Upgrade", b"Keep-Alive", b"TE", b"Via",
+        b"X-Request-Id", b"X-Forwarded-For", b"X-Forwarded-Proto", b"X-Forwarded-Host",
+        b"X-Real-IP", b"Date", b"Server", b"ETag", b"Last-Modified", b"Location", b"Vary",
+        b"Set-Cookie", b"Content-Encoding", b"Age", b"Expires", b"Accept-Ranges",
+        b"Upgrade-Insecure-Requests", b"Sec-Fetch-Dest", b"Sec-Fetch-Mode", b"Sec-Fetch-Site",
+    )
+    for spelling in (name, name.lower())
+)
+cdef PyObject *_names[_NAME_MAX + 1][_NAME_SLOTS]
+
+
+cdef void _index_names():
+    cdef Py_ssize_t n, j
+    for name in _COMMON_NAMES:
+        n = len(name)
+        for j in range(_NAME_SLOTS):
+            if _names[n][j] == NULL:
+                _names[n][j] = <PyObject *>name  # kept alive by _COMMON_NAMES
+                break
+            if <bytes>_names[n][j] == name:
+                break
+
+
+_index_names()
+
+
+cdef inline object _name_bytes(const char *p, uint32_t n):
+    cdef Py_ssize_t j
+    cdef PyObject *c
+    if n <= _NAME_MAX:
+        for j in range(_NAME_SLOTS):
+            c = _names[n][j]
+            if c == NULL:
+                break
+            if memcmp(PyBytes_AS_STRING(<object>c), p, n) == 0:
+                return <object>c
+    return PyBytes_FromStringAndSize(p, n)
 
 
 @cython.freelist(64)
@@ -117,11 +168,19 @@ cdef class _Head:
     cdef list _build_headers(self):
         cdef const char *p = self._ptr()
         cdef uint32_t i
-        cdef list out = []
+        cdef const gw_field *f
+        cdef list out = PyList_New(self._h.num_fields)
         for i in range(self._h.num_fields):
             f = &self._fields[i]
-            out.append((PyBytes_FromStringAndSize(p + f.name_off, f.name_len),
-                        PyBytes_FromStringAndSize(p + f.value_off, f.value_len)))
+            name = _name_bytes(p + f.name_off, f.name_len)
+            value = PyBytes_FromStringAndSize(p + f.value_off, f.value_len)
+            pair = PyTuple_New(2)
+            Py_INCREF(name)
+            PyTuple_SET_ITEM(pair, 0, name)
+            Py_INCREF(value)
+            PyTuple_SET_ITEM(pair, 1, value)
+            Py_INCREF(pair)
+            PyList_SET_ITEM(out, i, pair)
         return out
 
     def __len__(self) -> int:

@@ -246,3 +246,14 @@ def test_package_exports() -> None:
     }
     with pytest.raises(TypeError):
         Request()  # only the parser creates them
+
+
+def test_header_names_keep_their_spelling() -> None:
+    r = parse_request(
+        b"GET / HTTP/1.1\r\nHost: a\r\nhost2: b\r\nUSER-AGENT: c\r\nuser-agent: d\r\n"
+        b"User-agent: e\r\nX-A-Very-Long-Field-Name-Over-32-Bytes: f\r\n\r\n"
+    )
+    assert [n for n, _ in r.headers] == [
+        b"Host", b"host2", b"USER-AGENT", b"user-agent", b"User-agent",
+        b"X-A-Very-Long-Field-Name-Over-32-Bytes",
+    ]
