@@ -124,33 +124,34 @@ size_t gw_b64url_decoded_len(size_t len)
 
 long gw_b64url_decode(const char *in, size_t len, uint8_t *out)
 {
-    const uint8_t *s = (const uint8_t *)in;
-    size_t full = len / 4, rem = len % 4, o = 0;
+    /* restrict: the output never overlaps the input, so stores need not force reloads */
+    const uint8_t *restrict s = (const uint8_t *)in;
+    uint8_t *restrict o = out;
+    size_t full = len / 4, rem = len % 4;
     if (rem == 1)
         return -1;
-    uint8_t bad = 0;
-    for (size_t g = 0; g < full; g++, s += 4) {
-        uint8_t a = B64[s[0]], b = B64[s[1]], c = B64[s[2]], d = B64[s[3]];
+    uint32_t bad = 0;
+    for (size_t g = 0; g < full; g++, s += 4, o += 3) {
+        uint32_t a = B64[s[0]], b = B64[s[1]], c = B64[s[2]], d = B64[s[3]];
         bad |= a | b | c | d;  /* XX has the top bit set, valid sextets never do */
-        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | d;
-        out[o] = (uint8_t)(v >> 16);
-        out[o + 1] = (uint8_t)(v >> 8);
-        out[o + 2] = (uint8_t)v;
-        o += 3;
+        uint32_t v = a << 18 | b << 12 | c << 6 | d;
+        o[0] = (uint8_t)(v >> 16);
+        o[1] = (uint8_t)(v >> 8);
+        o[2] = (uint8_t)v;
     }
     if (rem >= 2) {
-        uint8_t a = B64[s[0]], b = B64[s[1]], c = rem == 3 ? B64[s[2]] : 0;
+        uint32_t a = B64[s[0]], b = B64[s[1]], c = rem == 3 ? B64[s[2]] : 0;
         bad |= a | b | c;
         if (bad & 0x80)
             return -1;
         /* RFC 4648 3.5: the unused low bits of the last character must be zero */
         if (rem == 2 ? (b & 0x0F) : (c & 0x03))
             return -1;
-        out[o++] = (uint8_t)(a << 2 | b >> 4);
+        *o++ = (uint8_t)(a << 2 | b >> 4);
         if (rem == 3)
-            out[o++] = (uint8_t)(b << 4 | c >> 2);
+            *o++ = (uint8_t)(b << 4 | c >> 2);
     }
-    return (bad & 0x80) ? -1 : (long)o;
+    return (bad & 0x80) ? -1 : (long)(o - out);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -218,6 +219,36 @@ static inline size_t utf8_seq(const uint8_t *p, size_t avail)
     return 0;
 }
 
+/* 1 for the bytes a JSON string holds as they are: printable ASCII but '"' and '\\'. */
+static const uint8_t PLAIN[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+/* Non-zero when one of the 8 bytes of x is not PLAIN: a control byte, '"', '\\' or a byte
+ * >= 0x80. Exact as an "any" test (the borrow tricks can only add bits, never drop them). */
+static inline uint64_t swar_special(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t quote = x ^ (ones * '"'), backslash = x ^ (ones * '\\');
+    uint64_t control = (x - ones * 0x20) & ~x;
+    return (((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | control | x) & highs;
+}
+
 /* At an opening quote: validate the string and move past its closing quote. */
 static int scan_string(jscan *j, int *escaped)
 {
@@ -225,6 +256,13 @@ static int scan_string(jscan *j, int *escaped)
     size_t i = j->i + 1, n = j->n;
     int esc = 0;
     for (;;) {
+        for (uint64_t x; i + 8 <= n; i += 8) {  /* eight plain bytes at a time */
+            memcpy(&x, p + i, 8);
+            if (swar_special(x))
+                break;
+        }
+        while (i < n && PLAIN[p[i]])
+            i++;
         if (GW_UNLIKELY(i >= n))
             return -1;
         uint8_t c = p[i];
@@ -367,7 +405,10 @@ static int member_cmp(const void *a, const void *b)
 
 static inline int same_name(const gw_json_member *x, const gw_json_member *y)
 {
-    return x->name_len == y->name_len && memcmp(x->name, y->name, x->name_len) == 0;
+    /* most names differ in length or first byte: spare the memcmp call */
+    return x->name_len == y->name_len &&
+           (x->name_len == 0 ||
+            (x->name[0] == y->name[0] && memcmp(x->name, y->name, x->name_len) == 0));
 }
 
 /* Duplicate names among m[0..count): quadratic for the usual handful, sorted beyond. */

@@ -8,12 +8,10 @@ Tokens are bytes or str (ASCII); times are float seconds since the epoch; leeway
 
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 MAX_TOKEN_BYTES: int
 """Longest accepted token (8192 bytes); longer ones fail with DecodeError before any crypto."""
-
-KeyLike = Key | KeySet | bytes | str | Mapping[str, Any] | Any
 
 def b64url_decode(data: bytes | str) -> bytes:
     """Strict base64url (RFC 7515 2): no padding, canonical final bits. ValueError otherwise."""
@@ -36,10 +34,10 @@ class Key:
         members. Raises InvalidKeyError."""
     @property
     def kty(self) -> str:
-        """"oct", "RSA", "EC" or "OKP"."""
+        """ "oct", "RSA", "EC" or "OKP"."""
     @property
     def curve(self) -> str | None:
-        """"P-256", "P-384", "P-521", "Ed25519", "Ed448", or None."""
+        """ "P-256", "P-384", "P-521", "Ed25519", "Ed448", or None."""
     @property
     def bits(self) -> int:
         """Modulus, curve or secret size in bits."""
@@ -58,6 +56,9 @@ class KeySet:
     def __iter__(self) -> Iterator[Key]: ...
     def kids(self) -> frozenset[str]:
         """The kid values present."""
+
+KeyLike: TypeAlias = Key | KeySet | bytes | str | Mapping[str, Any] | Any
+"""What Verifier and decode accept as a key (the last case: a `cryptography` key object)."""
 
 class Verifier:
     """Verifies tokens against fixed keys and a fixed policy, prepared once (the gateway path).

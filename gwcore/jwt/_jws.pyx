@@ -10,6 +10,7 @@ order and with PyJWT's exceptions) run here. Public signatures are documented in
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.ref cimport PyObject
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.math cimport isfinite
@@ -458,7 +459,12 @@ cdef dict _OPTION_FLAGS = {
 cdef double _number(object v, object exc, str message) except? -1.0:
     """A NumericDate (RFC 7519 2) as a double: int or float, never bool or str."""
     cdef double d
+    cdef int overflow = 0
+    cdef long long i
     if type(v) is int:
+        i = PyLong_AsLongLongAndOverflow(v, &overflow)  # the common case, without a division
+        if not overflow:
+            return <double>i
         try:
             return <double>v
         except OverflowError:
@@ -500,8 +506,8 @@ cdef class Verifier:
     cdef unsigned _flags
     cdef tuple _single       # (Key,) when given one key, else None
     cdef KeySet _set         # when given a key set, else None
-    cdef object _aud_str     # the audience when it is a str
-    cdef frozenset _aud_set  # the audiences, or None when no audience is expected
+    cdef object _aud_str     # the audience when given as a str, else None
+    cdef frozenset _aud_set  # the audiences when given as an iterable, else None
     cdef object _issuer      # None, a str, or a container of str
     cdef object _subject
     cdef double _leeway
@@ -552,7 +558,7 @@ cdef class Verifier:
             self._aud_set = None
         elif isinstance(audience, str):
             self._aud_str = audience
-            self._aud_set = frozenset((audience,))
+            self._aud_set = None
         else:
             try:
                 self._aud_set = frozenset(audience)
@@ -757,7 +763,7 @@ cdef class Verifier:
     cdef int _check_aud(self, dict claims) except -1:
         cdef PyObject *p = PyDict_GetItem(claims, "aud")
         aud = None if p == NULL else <object>p
-        if self._aud_set is None:
+        if self._aud_str is None and self._aud_set is None:
             if aud:  # RFC 7519 4.1.3: a token for some audience, and we are none
                 raise InvalidAudienceError("Invalid audience")
             return 0
@@ -772,7 +778,7 @@ cdef class Verifier:
                 raise InvalidAudienceError("Audience doesn't match (strict)")
             return 0
         if type(aud) is str:
-            if aud not in self._aud_set:
+            if not self._expects(aud):
                 raise InvalidAudienceError("Audience doesn't match")
             return 0
         if type(aud) is not list:
@@ -781,9 +787,14 @@ cdef class Verifier:
             if type(a) is not str:
                 raise InvalidAudienceError("Invalid claim format in token")
         for a in <list>aud:
-            if a in self._aud_set:
+            if self._expects(a):
                 return 0
         raise InvalidAudienceError("Audience doesn't match")
+
+    cdef inline bint _expects(self, str aud):
+        if self._aud_str is not None:
+            return aud == self._aud_str
+        return aud in self._aud_set
 
 
 def decode(token, key, algorithms=None, options=None, audience=None, issuer=None, subject=None,

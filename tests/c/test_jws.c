@@ -276,6 +276,33 @@ static void test_json(void)
     for (size_t i = 0; i < sizeof dups / sizeof dups[0]; i++)
         CHECK(json(dups[i], &dup) == -1 && dup == 1);
 
+    /* one special byte at every position of strings of every length up to 40, so both the
+     * eight-bytes-at-a-time path and the byte path see it (and strings ending anywhere) */
+    static const struct { const char *bytes; int valid; } specials[] = {
+        {"\x01", 0}, {"\x1f", 0}, {"\"", 0}, {"\xff", 0}, {"\x80", 0}, {"\xc3", 0},
+        {"\x7f", 1}, {"\xc3\xa9", 1}, {"\\n", 1}, {"\\u00e9", 1}, {"\xf0\x9f\x98\x80", 1},
+        {" ", 1}, {"~", 1},
+    };
+    for (size_t sp = 0; sp < sizeof specials / sizeof specials[0]; sp++)
+        for (size_t len = 1; len <= 40; len++)
+            for (size_t at = 0; at < len; at++) {
+                char text[128];
+                size_t o = 0;
+                memcpy(text, "{\"k\":\"", 6);
+                o = 6;
+                for (size_t i = 0; i < len; i++) {
+                    if (i == at) {
+                        size_t sl = strlen(specials[sp].bytes);
+                        memcpy(text + o, specials[sp].bytes, sl);
+                        o += sl;
+                    } else {
+                        text[o++] = 'a';
+                    }
+                }
+                memcpy(text + o, "\"}", 3);
+                CHECK((json(text, &dup) == 0) == specials[sp].valid);
+            }
+
     /* the same inner names in sibling objects are not duplicates */
     CHECK(json("{\"x\":{\"k\":1},\"y\":{\"k\":2},\"k\":3}", &dup) == 0 && S.top_count == 3);
 

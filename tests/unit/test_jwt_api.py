@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import inspect
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import jwt as pyjwt
 import pytest
@@ -152,8 +152,8 @@ def test_key_objects_certificates_and_jwks(keys: dict[str, object]) -> None:
         .issuer_name(name)
         .public_key(rsa_key.public_key())
         .serial_number(1)
-        .not_valid_before(datetime(2020, 1, 1, tzinfo=timezone.utc))
-        .not_valid_after(datetime(2021, 1, 1, tzinfo=timezone.utc))
+        .not_valid_before(datetime(2020, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2021, 1, 1, tzinfo=UTC))
         .sign(rsa_key, hashes.SHA256())
     )
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
@@ -481,7 +481,7 @@ def test_exp_and_nbf_exact_edges(leeway: float | timedelta) -> None:
 
 
 def test_time_claims_follow_the_clock() -> None:
-    now = datetime.now(tz=timezone.utc).timestamp()
+    now = datetime.now(tz=UTC).timestamp()
     token = forge({"alg": "HS256"}, {"exp": int(now) + 30, "nbf": int(now) - 30})
     assert jwt.decode(token, SECRET, algorithms=["HS256"])["exp"] == int(now) + 30
     with pytest.raises(jwt.ExpiredSignatureError):
