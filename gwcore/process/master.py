@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from gwcore.config import Config, ConfigError, load
 from gwcore.process import worker
+from gwcore.proxy.health import HealthBoard
 
 log = logging.getLogger("gwcore")
 
@@ -86,6 +87,7 @@ class Master:
     pending_reload: list[Worker] = field(default_factory=list)
     sel: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
     wake: tuple[int, int] = (-1, -1)
+    board: HealthBoard | None = None     # the current generation's shared health board
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -136,6 +138,7 @@ class Master:
 
     def start_generation(self, cfg: Config) -> list[Worker]:
         self.gen += 1
+        self.board = HealthBoard(cfg)        # mapped before fork: shared by the generation
         n = self.worker_count(cfg)
         log.info("starting generation %d: %d workers", self.gen, n)
         return [self.spawn(cfg, slot) for slot in range(n)]
@@ -173,7 +176,7 @@ class Master:
                 cpus = sorted(os.sched_getaffinity(0))
                 os.sched_setaffinity(0, {cpus[slot % len(cpus)]})
             os.set_blocking(w, False)
-            return worker.serve(cfg, socks, control=w)
+            return worker.serve(cfg, socks, control=w, board=self.board, prober=slot == 0)
         except BaseException:
             log.exception("worker %d failed", slot)
             return 1

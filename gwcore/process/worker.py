@@ -19,6 +19,7 @@ from gwcore.config import Config, Listener
 from gwcore.http._connection import ListenerRuntime
 from gwcore.http._wire import Clock
 from gwcore.proxy._upstream import Cluster
+from gwcore.proxy.health import HealthBoard, maintain, resolve
 from gwcore.proxy.router import Router
 
 log = logging.getLogger("gwcore")
@@ -51,7 +52,7 @@ def make_cluster(c: ClusterConfig, clock: Clock, loop: asyncio.AbstractEventLoop
     response = c.timeouts.response
     if rt.per_try_timeout is not None:
         response = min(response, rt.per_try_timeout)
-    return Cluster(
+    cluster = Cluster(
         c.name, [(ep.host, ep.port, ep.weight) for ep in c.endpoints], clock, loop,
         connect_timeout=c.timeouts.connect, response_timeout=response,
         max_idle=c.pool.max_idle, idle_timeout=c.pool.idle_timeout,
@@ -61,14 +62,17 @@ def make_cluster(c: ClusterConfig, clock: Clock, loop: asyncio.AbstractEventLoop
         retry_after_max=rt.retry_after_max, od_failures=od.consecutive_failures,
         od_base=od.base_ejection_time, od_max=od.max_ejection_time,
         od_max_percent=od.max_ejection_percent)
+    for ep, ep_cfg in zip(cluster.endpoints, c.endpoints):
+        ep.connect_host = resolve(ep_cfg.host, ep_cfg.port)
+    return cluster
 
 
 def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock
-                  ) -> list[tuple[Listener, ListenerRuntime]]:
-    """Clusters, router and one ListenerRuntime per listener, all bound to this loop."""
+                  ) -> tuple[dict[str, Cluster], list[tuple[Listener, ListenerRuntime]]]:
+    """Clusters by name, and a ListenerRuntime per listener, all bound to this loop."""
     clusters = {c.name: make_cluster(c, clock, loop) for c in cfg.clusters}
     router = Router(cfg.routes, clusters)
-    return [
+    return clusters, [
         (lst, ListenerRuntime(router, clock,
                               max_head_bytes=lst.limits.max_head_bytes,
                               max_headers=lst.limits.max_headers,
@@ -85,7 +89,8 @@ IDLE_GRACE = 1.0             # a draining connection with no request is closed a
 
 
 def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
-          control: int | None = None) -> int:
+          control: int | None = None, board: HealthBoard | None = None,
+          prober: bool = True) -> int:
     """Serve cfg on this process until told to stop; returns the exit status (0).
 
     ``sockets``: per listener (in config order), the already-bound listening sockets this
@@ -94,6 +99,8 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
     ``b"H"`` every second as a heartbeat. SIGTERM drains (stop accepting, finish in-flight
     requests, ``Connection: close``, exit by ``drain_timeout``); SIGINT does the same when
     there is no master (under a master, the master handles Ctrl-C); SIGQUIT exits at once.
+    ``board``: the generation's shared health board (made here if None); ``prober``: this
+    worker runs the active health checks (gwcore.proxy.health).
     """
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -113,7 +120,8 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
     loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
     socks = sockets if sockets is not None else [[bind(lst)] for lst in cfg.listeners]
     servers = []
-    runtimes = build_runtime(cfg, loop, clock)
+    clusters, runtimes = build_runtime(cfg, loop, clock)
+    upkeep = loop.create_task(maintain(cfg, clusters, board or HealthBoard(cfg), prober))
     try:
         for group, (lst, runtime) in zip(socks, runtimes):
             for sock in group:
@@ -128,6 +136,8 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
         for server in servers:
             server.close()
         loop.run_until_complete(_drain([rt for _, rt in runtimes], cfg.drain_timeout))
+        upkeep.cancel()
+        loop.run_until_complete(asyncio.gather(upkeep, return_exceptions=True))
     finally:
         clock.close()
         loop.close()

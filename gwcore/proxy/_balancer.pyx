@@ -165,6 +165,11 @@ cdef class Balancer:
             while b == a and tries < 4:
                 b = self._random_eligible(exclude, need_up)
                 tries += 1
+            i = 1
+            while b == a and i < self.n:            # the second choice must differ
+                if self._eligible((a + i) % self.n, exclude, need_up):
+                    b = (a + i) % self.n
+                i += 1
             # fewer in flight per unit of weight wins: a/wa < b/wb  <=>  a*wb < b*wa
             if self.active[b] * self.weight[a] < self.active[a] * self.weight[b]:
                 return b

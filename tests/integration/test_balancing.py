@@ -1,0 +1,194 @@
+"""Load balancing with three real origins (issue 5): stickiness by header, passive ejection
+of a killed origin and its return, active health checks probed once per generation, and the
+retry budget during an outage, counted at the origins."""
+
+from __future__ import annotations
+
+import http.client
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import (
+    HERE,
+    HOST,
+    PYTHON,
+    Proc,
+    free_port,
+    gateway_config,
+    start_gateway,
+    start_origin,
+    wait_for_port,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def targets(origin) -> list[str]:
+    return origin.stats(targets=True)["targets"]
+
+
+def served(origin, path: str) -> int:
+    return sum(1 for t in targets(origin) if t.startswith(path))
+
+
+def get(port: int, path: str, headers: dict | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def wait_until(cond, timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def origins(tmp_path: Path):
+    made = [start_origin(tmp_path, f"origin{i}") for i in range(3)]
+    yield made
+    for o in made:
+        o.proc.stop()
+
+
+def three(origins, tmp_path: Path, name: str = "gateway", workers: int = 1, **cluster):
+    cfg = gateway_config(free_port(), origins[0].port, free_port(), clusters=[
+        {"name": "three", "endpoints": [f"{HOST}:{o.port}" for o in origins], **cluster}],
+        routes=[{"match": {"path_prefix": "/"}, "cluster": "three"}])
+    cfg["workers"] = workers
+    return start_gateway(cfg, tmp_path, name)
+
+
+def test_hash_on_header_is_sticky_and_spreads_users(origins, tmp_path) -> None:
+    gw = three(origins, tmp_path, balancer={"policy": "ring_hash", "hash_on": {
+        "header": "X-User"}})
+    try:
+        owners = {}
+        for user in ("alice", "bob", "carol", "dave", "erin", "frank"):
+            for i in range(5):
+                assert get(gw.port, f"/hello?u={user}&i={i}", {"X-User": user})[0] == 200
+            owners[user] = [o for o in origins if served(o, f"/hello?u={user}&")]
+        assert all(len(v) == 1 for v in owners.values()), owners      # all 5 on one origin
+        assert len({id(v[0]) for v in owners.values()}) >= 2           # users spread
+    finally:
+        gw.proc.stop()
+
+
+def test_killed_origin_is_ejected_and_comes_back(origins, tmp_path) -> None:
+    gw = three(origins, tmp_path, outlier_detection={
+        "consecutive_failures": 2, "base_ejection_time": "2s"})
+    try:
+        victim = origins[1]
+        port = victim.port
+        victim.proc.stop()
+        statuses = [get(gw.port, f"/hello?n={i}")[0] for i in range(60)]
+        # connect failures are retried on another endpoint: the client never sees a 5xx
+        assert statuses == [200] * 60, statuses
+        log = gw.proc.log_path.read_text()
+        assert f"{HOST}:{port} ejected" in log
+        # after the first detection the dead endpoint is no longer tried at all
+        before = log.count("ejected")
+        time.sleep(0.2)
+        assert all(get(gw.port, "/hello?after")[0] == 200 for _ in range(20))
+        # the origin comes back on the same port; after the ejection time, traffic returns
+        back = Proc("origin1-back", [PYTHON, str(HERE / "origin.py"), "--port", str(port)],
+                    tmp_path / "origin1-back.log")
+        try:
+            wait_for_port(port, back)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                get(gw.port, "/hello?back")
+                if back_count(port) > 0:
+                    break
+                time.sleep(0.05)
+            assert back_count(port) > 0, "traffic did not return to the origin"
+            assert "back from ejection" in gw.proc.log_path.read_text()
+            assert gw.proc.log_path.read_text().count("ejected") >= before
+        finally:
+            back.stop()
+    finally:
+        gw.proc.stop()
+
+
+def back_count(port: int) -> int:
+    conn = http.client.HTTPConnection(HOST, port, timeout=5)
+    try:
+        conn.request("GET", "/stats?targets=1", headers={"Connection": "close"})
+        import json
+        return sum(1 for t in json.loads(conn.getresponse().read())["targets"]
+                   if t.startswith("/hello?back"))
+    finally:
+        conn.close()
+
+
+def test_active_health_check_one_prober_per_generation(origins, tmp_path) -> None:
+    # endpoint 3 is a plain stdlib server: GET /hello is a 404 there, so it fails the check
+    odd_port = free_port()
+    odd = subprocess.Popen([sys.executable, "-m", "http.server", str(odd_port), "--bind", HOST,
+                            "--directory", str(tmp_path)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        cfg = gateway_config(free_port(), origins[0].port, free_port(), clusters=[
+            {"name": "c", "endpoints": [f"{HOST}:{origins[0].port}", f"{HOST}:{odd_port}"],
+             "health_check": {"path": "/hello", "interval": "200ms", "timeout": "500ms",
+                              "unhealthy_threshold": 2, "healthy_threshold": 1}}],
+            routes=[{"match": {"path_prefix": "/"}, "cluster": "c"}])
+        cfg["workers"] = 2
+        gw = start_gateway(cfg, tmp_path, "gw-hc")
+        try:
+            wait_until(lambda: "is unhealthy" in gw.proc.log_path.read_text(), timeout=10,
+                       what="endpoint marked unhealthy")
+            time.sleep(0.5)          # every worker applies the shared board
+            assert [get(gw.port, f"/hello?hc={i}")[0] for i in range(30)] == [200] * 30
+            # probes: about one per interval from the whole gateway, not one per worker
+            probes0 = sum(1 for t in targets(origins[0]) if t == "/hello")
+            time.sleep(2.0)
+            probes = sum(1 for t in targets(origins[0]) if t == "/hello") - probes0
+            print(f"{probes} probes in 2 s at a 200 ms interval with 2 workers")
+            assert 5 <= probes <= 13, probes     # 2 s / 200 ms = 10 from a single prober
+        finally:
+            gw.proc.stop()
+    finally:
+        odd.terminate()
+        odd.wait(5)
+
+
+def test_retry_budget_limits_attempts_during_an_outage(origins, tmp_path) -> None:
+    """Every endpoint answers 503: 5 tries each would mean 5× the requests at the origins;
+    the budget (0%, i.e. the floor of 3 retries in flight) keeps it near 1×."""
+    gw = three(origins, tmp_path, retries={"attempts": 5, "on": ["503"], "budget": "0%",
+                                           "retry_after_max": "0s"},
+               outlier_detection={"consecutive_failures": 1000})
+    try:
+        before = sum(served(o, "/slow") for o in origins)
+        results: list[int] = []
+        lock = threading.Lock()
+
+        def one(i: int) -> None:
+            status, _ = get(gw.port, f"/slow?delay=0.3&status=503&i={i}")
+            with lock:
+                results.append(status)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(30)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        attempts = sum(served(o, "/slow") for o in origins) - before
+        print(f"30 requests, {attempts} upstream attempts, statuses {sorted(set(results))}")
+        assert len(results) == 30
+        assert attempts <= 30 + 3 * 4 + 6, attempts      # no retry storm (5× would be 150)
+        assert attempts > 30                              # but some retries did happen
+    finally:
+        gw.proc.stop()
