@@ -45,13 +45,18 @@ class HealthBoard:
         self._mem[self.offsets[cluster] + index] = 0 if healthy else UNHEALTHY
 
 
+def _first(infos: list) -> str:
+    """IPv4 first (an origin bound to 127.0.0.1 is not reachable as ::1), then IPv6."""
+    return sorted(infos, key=lambda i: i[0] != socket.AF_INET)[0][4][0]
+
+
 def resolve(host: str, port: int) -> str:
-    """The first IPv4/IPv6 address of host (blocking getaddrinfo; used at start). A name
-    that does not resolve is returned unchanged (connects will try again)."""
+    """An address of host (blocking getaddrinfo; used at start). A name that does not
+    resolve is returned unchanged (connects will try again)."""
     if _is_ip(host):
         return host
     try:
-        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0]
+        return _first(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
     except OSError as e:
         log.warning("endpoint %s:%d does not resolve yet: %s", host, port, e)
         return host
@@ -116,10 +121,10 @@ async def _refresh_dns(cluster, interval: float) -> None:
                 log.warning("cluster %s: %s did not resolve, keeping %s: %s", cluster.name,
                             ep.host, ep.connect_host, e)
                 continue
-            addrs = [info[4][0] for info in infos]
-            if addrs and ep.connect_host not in addrs:
-                log.info("cluster %s: %s now resolves to %s", cluster.name, ep.host, addrs[0])
-                ep.connect_host = addrs[0]
+            if infos and ep.connect_host not in [info[4][0] for info in infos]:
+                ep.connect_host = _first(infos)
+                log.info("cluster %s: %s now resolves to %s", cluster.name, ep.host,
+                         ep.connect_host)
 
 
 async def maintain(cfg: Config, clusters: dict, board: HealthBoard, prober: bool) -> None:

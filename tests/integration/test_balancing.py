@@ -192,3 +192,17 @@ def test_retry_budget_limits_attempts_during_an_outage(origins, tmp_path) -> Non
         assert attempts > 30                              # but some retries did happen
     finally:
         gw.proc.stop()
+
+
+def test_endpoint_given_by_dns_name(origins, tmp_path) -> None:
+    cfg = gateway_config(free_port(), origins[0].port, free_port(), clusters=[
+        {"name": "named", "endpoints": [f"localhost:{origins[2].port}"], "dns_refresh": "1s"}],
+        routes=[{"match": {"path_prefix": "/"}, "cluster": "named"}])
+    gw = start_gateway(cfg, tmp_path, "gw-dns")
+    try:
+        assert get(gw.port, "/hello?dns=1")[0] == 200
+        time.sleep(1.3)                       # a re-resolution round has run
+        assert get(gw.port, "/hello?dns=2")[0] == 200
+        assert served(origins[2], "/hello?dns=") == 2
+    finally:
+        gw.proc.stop()
