@@ -257,3 +257,46 @@ def test_cli_reload_and_stop_through_pid_file(master_factory) -> None:
     assert not m.pid_file.exists()
     bad = run("stop", "--pid-file", str(m.pid_file))
     assert bad.returncode == 1 and "cannot signal the master" in bad.stderr
+
+
+def test_sigusr1_reopens_the_log_file(tmp_path, origin) -> None:
+    port = free_port()
+    cfg = gateway_config(port, origin.port, free_port())
+    cfg["workers"] = 1
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    log_file = tmp_path / "gwcore.log"
+    proc = Proc("master-log", [PYTHON, "-m", "gwcore", "serve", "--config", str(path),
+                               "--log-file", str(log_file)], tmp_path / "stderr.log")
+    try:
+        wait_for_port(port, proc)
+        wait_until(lambda: "serving" in log_file.read_text(), what="log file written")
+        log_file.rename(tmp_path / "gwcore.log.1")            # what logrotate does
+        os.kill(proc.pid, signal.SIGUSR1)
+        time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGHUP)                      # something worth logging
+        wait_until(lambda: log_file.exists() and "reload accepted" in log_file.read_text(),
+                   what="new log file")
+        assert "reload accepted" not in (tmp_path / "gwcore.log.1").read_text()
+    finally:
+        proc.stop()
+
+
+def test_sigquit_and_double_sigint_exit_at_once(master_factory) -> None:
+    m = master_factory(workers=1)
+    with RawConn(m.port, timeout=15) as conn:
+        conn.send(b"GET /slow?delay=5 HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.3)
+        started = time.monotonic()
+        m.signal(signal.SIGINT)                 # first: drain (the slow request would finish)
+        time.sleep(0.3)
+        assert m.proc.popen.poll() is None
+        m.signal(signal.SIGINT)                 # second: at once
+        assert m.proc.popen.wait(5) == 1
+        assert time.monotonic() - started < 3
+    m2 = master_factory(workers=1)
+    workers = m2.workers()
+    m2.signal(signal.SIGQUIT)
+    assert m2.proc.popen.wait(5) == 0
+    wait_until(lambda: not any(os.path.exists(f"/proc/{p}") for p in workers),
+               what="workers gone")
