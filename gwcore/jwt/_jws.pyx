@@ -825,4 +825,7 @@ def get_unverified_header(token):
     token = _token_buffer(token, &buf, &n)
     if gw_jws_parse(&t, buf, n) < 0:
         raise _error(t.error)
-    return _json_decode(PyBytes_FromStringAndSize(<const char *>t.json, t.header_len))
+    try:
+        return _json_decode(PyBytes_FromStringAndSize(<const char *>t.json, t.header_len))
+    except _MsgspecError as e:  # valid JSON msgspec cannot represent, e.g. 1e400
+        raise DecodeError(f"Invalid header string: {e}", "header") from None

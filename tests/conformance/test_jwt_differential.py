@@ -5,10 +5,17 @@ the same exception class in both; a tampered token (a changed character, a trunc
 or swapped signature, a changed header) must be refused by gwcore exactly when PyJWT refuses it,
 and always with an InvalidTokenError. Time claims are whole seconds far from the present, so
 the two clocks (read a few microseconds apart) cannot disagree.
+
+The strict JSON scanner (headers and claims) is also checked against Python's json module made
+strict (duplicate names, NaN, lone surrogates and out-of-range numbers refused) on generated and
+mutated texts.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import time
 
 import jwt as pyjwt
@@ -206,3 +213,142 @@ def test_jwks_selection_agrees(keys: dict, data: st.DataObject) -> None:
         theirs = "UnknownKeyIdError"
     ours = outcome(jwt.decode, token, jwt.JWKSet.from_dict(jwks), alg, {})
     assert ours == theirs
+
+
+# --- the JSON scanner against Python's json module -----------------------------------------
+
+
+class Refused(Exception):
+    """The oracle refuses the text."""
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    if len({k for k, _ in pairs}) != len(pairs):
+        raise Refused("duplicate member name")
+    return dict(pairs)
+
+
+def _check_values(value: object) -> None:
+    """RFC 7493 (I-JSON) rules the json module does not apply: no lone surrogates, finite."""
+    if isinstance(value, str):
+        value.encode("utf-8")  # UnicodeEncodeError on a lone surrogate
+    elif isinstance(value, float) and value in (float("inf"), float("-inf")):
+        raise Refused("number out of range")
+    elif isinstance(value, list):
+        for item in value:
+            _check_values(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_values(key)
+            _check_values(item)
+
+
+def strict_json_object(data: bytes) -> dict | None:
+    """The oracle: RFC 8259 + I-JSON, object at the top, via the standard library."""
+    try:
+        value = json.loads(
+            data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_refuse
+        )
+        _check_values(value)
+    except (Refused, ValueError, UnicodeError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _refuse(name: str) -> None:
+    raise Refused(name)
+
+
+def header_oracle(data: bytes) -> dict | None:
+    """get_unverified_header's rules (RFC 7515 4.1) on top of strict JSON."""
+    header = strict_json_object(data)
+    if header is None or "crit" in header or header.get("b64", True) is not True:
+        return None
+    if any(name in header and not isinstance(header[name], str) for name in ("alg", "kid", "typ")):
+        return None
+    return header
+
+
+keys_text = st.sampled_from(["alg", "kid", "typ", "a", "\\u0061", "é", "b64", "crit", ""])
+
+
+@st.composite
+def json_texts(draw: st.DrawFn, depth: int = 0) -> str:
+    """JSON-ish text: valid values in random layouts, with duplicate names and escapes."""
+    ws = draw(st.sampled_from(["", " ", "\n", "\t", "\r\n "]))
+    kind = draw(
+        st.sampled_from(["object", "object", "array", "scalar"] if depth < 4 else ["scalar"])
+    )
+    if kind == "object":
+        members = draw(st.lists(st.tuples(keys_text, json_texts(depth + 1)), max_size=4))
+        return "{" + ws + ",".join(f'"{k}"{ws}:{v}' for k, v in members) + "}"
+    if kind == "array":
+        items = draw(st.lists(json_texts(depth + 1), max_size=3))
+        return "[" + ("," + ws).join(items) + "]"
+    return draw(
+        st.sampled_from(
+            [
+                "true",
+                "false",
+                "null",
+                "0",
+                "-0.5e+3",
+                "1E400",
+                "01",
+                "1.",
+                '"x"',
+                '"\\ud83d\\ude00"',
+                '"\\ud800"',
+                '"\\u00e9\\n"',
+                '"\\x"',
+                '"é"',
+                "NaN",
+                "123456789012345678901234567890",
+            ]
+        )
+        | st.text(max_size=6).map(lambda s: json.dumps(s, ensure_ascii=False))
+    )
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(json_texts()).encode("utf-8", "surrogatepass"))
+    for _ in range(draw(st.integers(0, 2))):
+        pos = draw(st.integers(0, len(data)))
+        junk = draw(st.sampled_from(list(b'{}[]":,\\ u0ex\x00\x1f\x7f') + [0xC3, 0xFF, 0xED]))
+        if draw(st.booleans()) and pos < len(data):
+            del data[pos]
+        else:
+            data.insert(pos, junk)
+    return bytes(data)
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=mutated())
+def test_header_json_agrees_with_stdlib_json(data: bytes) -> None:
+    token = pyjwt.utils.base64url_encode(data) + b".e30.AA"
+    expected = header_oracle(data)
+    try:
+        ours = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        ours = None
+    assert ours == expected, data
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=mutated())
+def test_claims_json_agrees_with_stdlib_json(data: bytes) -> None:
+    secret = b"k" * 32
+    signing_input = b"eyJhbGciOiJIUzI1NiJ9." + pyjwt.utils.base64url_encode(data)
+    token = (
+        signing_input
+        + b"."
+        + pyjwt.utils.base64url_encode(hmac.new(secret, signing_input, hashlib.sha256).digest())
+    )
+    off = {name: False for name in ("verify_exp", "verify_nbf", "verify_iat", "verify_aud",
+                                    "verify_sub", "verify_jti")}  # fmt: skip
+    try:
+        ours = jwt.decode(token, secret, algorithms=["HS256"], options=off)
+    except jwt.DecodeError:
+        ours = None
+    assert ours == strict_json_object(data), data
