@@ -221,7 +221,10 @@ def test_early_response_while_the_client_uploads(gw, raw) -> None:
     with raw(gw.port) as c:
         c.send(b"POST /status/503 HTTP/1.1\r\nHost: gw.test\r\n"
                b"Content-Length: 104857600\r\n\r\n")
-        c.send(b"e" * MiB)
+        try:
+            c.send(b"e" * MiB)
+        except OSError:
+            pass  # the gateway may stop reading once answered; the answer must still arrive
         r = c.read_response(timeout=10)
     assert r.status == 503 and r.body == b"status 503"
 
