@@ -395,7 +395,10 @@ cdef class KeySet:
         return frozenset(k.kid for k in self.keys if k.kid is not None)
 
 
+# Keys prepared for decode(): text keys by value; `cryptography` key objects (immutable,
+# unhashable) by identity, the entry holding the object so its id cannot be reused.
 cdef dict _KEY_CACHE = {}
+cdef dict _OBJECT_CACHE = {}
 cdef Py_ssize_t _KEY_CACHE_MAX = 128
 
 
@@ -425,16 +428,21 @@ cdef object _coerce_key(object key):
 cdef object _coerce_key_cached(object key):
     if isinstance(key, (Key, KeySet)):
         return key
-    try:
-        cached = _KEY_CACHE.get(key)
-    except TypeError:  # unhashable (a JWK dict)
+    cdef dict cache
+    if type(key) is bytes or type(key) is str:
+        cache, cache_key = _KEY_CACHE, key
+    elif hasattr(key, "public_bytes") or hasattr(key, "public_key"):
+        cache, cache_key = _OBJECT_CACHE, id(key)
+    else:  # mutable (bytearray, a JWK dict): prepared anew each time
         return _coerce_key(key)
-    if cached is None:
-        cached = _coerce_key(key)
-        if len(_KEY_CACHE) >= _KEY_CACHE_MAX:
-            _KEY_CACHE.clear()
-        _KEY_CACHE[key] = cached
-    return cached
+    entry = cache.get(cache_key)
+    if entry is not None and (cache is _KEY_CACHE or (<tuple>entry)[0] is key):
+        return (<tuple>entry)[1]
+    prepared = _coerce_key(key)
+    if len(cache) >= _KEY_CACHE_MAX:
+        cache.clear()
+    cache[cache_key] = (key, prepared)
+    return prepared
 
 
 cdef enum:
@@ -498,8 +506,8 @@ cdef class Verifier:
     """Verifies tokens against fixed keys and a fixed policy, prepared once.
 
     The policy is PyJWT's decode() arguments; verify(token) then costs the signature check plus
-    well under a microsecond of parsing and claim checks. Not for concurrent use from several
-    threads while ``keys`` is being replaced.
+    about a microsecond of parsing and claim checks. Threads may share a Verifier, and ``keys``
+    may be replaced while others verify (each call uses either the old or the new keys).
     """
 
     cdef uint32_t _algs
