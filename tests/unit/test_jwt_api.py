@@ -611,3 +611,18 @@ def test_verifier_keys_can_be_replaced(keys: dict[str, object]) -> None:
     assert verifier.verify(forge({"alg": "ES256"}, {"aud": "api"}, key=keys["ES256"])) == {
         "aud": "api"
     }
+
+
+def test_keys_embedded_in_the_header_are_ignored(keys: dict[str, object]) -> None:
+    """RFC 8725 3.10 (CVE-2018-0114 class): jwk, jku, x5u, x5c never choose the key."""
+    attacker = ec.generate_private_key(ec.SECP256R1())
+    jwk = pyjwt.algorithms.ECAlgorithm.to_jwk(attacker.public_key(), as_dict=True)
+    header = {"alg": "ES256", "jwk": jwk, "jku": "https://evil.example/jwks", "x5u": "x"}
+    token = forge(header, {"sub": "admin"}, key=attacker)
+    assert jwt.decode(token, jwk, algorithms=["ES256"]) == {"sub": "admin"}  # the forgery is sound
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, pem(keys["ES256"]), algorithms=["ES256"])
+    keyset = jwt.JWKSet.from_dict({"keys": [{**pyjwt.algorithms.ECAlgorithm.to_jwk(
+        keys["ES256"].public_key(), as_dict=True), "kid": "real"}]})  # fmt: skip
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, keyset, algorithms=["ES256"])
