@@ -16,6 +16,8 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
+from gwcore.jwt import JWKSet, PyJWTError
+
 __all__ = [
     "Cluster",
     "ClusterTimeouts",
@@ -334,15 +336,89 @@ class Match(_Section):
                 raise ValueError(f"methods: {m!r} is not a method token")
 
 
+JWS_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384",
+                  "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+class JwksSource(_Section):
+    """Where a provider's keys come from: a JWKS or PEM ``file`` (read at start and on
+    reload), or a JWKS ``url`` fetched every ``refresh`` and when a token names an unknown
+    kid (at most once per 30 s); the last good key set stays when a fetch fails."""
+
+    file: str | None = None
+    url: str | None = None
+    refresh: Duration = Duration(300.0)
+    timeout: Duration = Duration(5.0)
+
+    def __post_init__(self) -> None:
+        if (self.file is None) == (self.url is None):
+            raise ValueError("give exactly one of file, url")
+        if self.url is not None and not re.match(r"^https?://", self.url):
+            raise ValueError(f"url: expected http:// or https://, got {self.url!r}")
+
+
+class TokenSource(_Section):
+    """Where the token is read: ``header`` (default ``Authorization: Bearer``), a ``cookie``
+    or a ``query`` parameter (give one)."""
+
+    header: str | None = None
+    cookie: str | None = None
+    query: str | None = None
+
+    def __post_init__(self) -> None:
+        if sum(x is not None for x in (self.header, self.cookie, self.query)) != 1:
+            raise ValueError("give exactly one of header, cookie, query")
+
+
+class JwtProvider(_Section):
+    """A JWT issuer the gateway trusts (RFC 7519): tokens must verify with one of ``jwks``'s
+    keys under one of ``algorithms``, come from ``issuer`` for one of ``audiences``; exp/nbf/
+    iat get ``leeway``. ``forward_claims`` maps a claim to the field sent upstream with its
+    value; ``forward_authorization: false`` strips the Authorization field upstream."""
+
+    algorithms: list[str]
+    jwks: JwksSource
+    issuer: str | None = None
+    audiences: list[str] | None = None
+    leeway: Duration = Duration(0.0)
+    forward_claims: dict[str, str] = msgspec.field(default_factory=dict)
+    forward_authorization: bool = True
+    token_from: TokenSource | None = msgspec.field(default=None, name="from")
+    cache_entries: int = 10000
+
+    def __post_init__(self) -> None:
+        for i, alg in enumerate(self.algorithms):
+            if alg not in JWS_ALGORITHMS:
+                raise ValueError(f"algorithms[{i}]: {alg!r} is not one of "
+                                 f"{', '.join(JWS_ALGORITHMS)}")
+        if not self.algorithms:
+            raise ValueError("algorithms: at least one algorithm is needed")
+        for claim, name in self.forward_claims.items():
+            if not _TOKEN.match(name):
+                raise ValueError(f"forward_claims: {name!r} (for {claim}) is not a field name")
+
+
+class RouteJwt(_Section):
+    provider: str
+    optional: bool = False
+
+
 class Route(_Section):
     cluster: str
     match: Match = msgspec.field(default_factory=Match)
+    jwt: str | RouteJwt | None = None
+
+    @property
+    def jwt_policy(self) -> RouteJwt | None:
+        """The route's JWT requirement, whichever way it was written."""
+        return RouteJwt(provider=self.jwt) if isinstance(self.jwt, str) else self.jwt
 
 
 class Config(_Section):
     listeners: list[Listener]
     clusters: list[Cluster]
     routes: list[Route]
+    jwt_providers: dict[str, JwtProvider] = msgspec.field(default_factory=dict)
     workers: Literal["auto"] | int = "auto"
     pin_cpus: bool = True
     heartbeat_timeout: Duration = Duration(10.0)
@@ -367,6 +443,10 @@ def _check_references(cfg: Config) -> None:
     for i, route in enumerate(cfg.routes):
         if route.cluster not in clusters:
             raise ConfigError(f"routes[{i}].cluster: unknown cluster {route.cluster!r}")
+        policy = route.jwt_policy
+        if policy is not None and policy.provider not in cfg.jwt_providers:
+            where = "jwt" if isinstance(route.jwt, str) else "jwt.provider"
+            raise ConfigError(f"routes[{i}].{where}: unknown jwt provider {policy.provider!r}")
     if isinstance(cfg.workers, int) and not 1 <= cfg.workers <= 1024:
         raise ConfigError("workers: must be 'auto' or between 1 and 1024")
     if not cfg.listeners:
@@ -408,11 +488,21 @@ def parse(text: str, source: str = "<config>") -> Config:
 
 
 def load(path: str | os.PathLike[str]) -> Config:
-    """Read and parse a config file. Raises ConfigError (also for an unreadable file)."""
+    """Read and parse a config file. Raises ConfigError (also for an unreadable file, and
+    for a JWKS file that cannot be used). Relative JWKS file paths are made relative to the
+    config file's directory."""
     name = os.fspath(path)
     try:
         with open(name, encoding="utf-8") as f:
             text = f.read()
     except OSError as e:
         raise ConfigError(f"{name}: {e.strerror}") from None
-    return parse(text, name)
+    cfg = parse(text, name)
+    for pname, provider in cfg.jwt_providers.items():
+        if provider.jwks.file is not None:
+            provider.jwks.file = os.path.join(os.path.dirname(name), provider.jwks.file)
+            try:
+                JWKSet.from_file(provider.jwks.file)
+            except (OSError, PyJWTError) as e:
+                raise ConfigError(f"{name}: jwt_providers.{pname}.jwks.file: {e}") from None
+    return cfg

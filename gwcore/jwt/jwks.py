@@ -95,3 +95,16 @@ class JWKSet(KeySet):
 
     def __repr__(self) -> str:
         return f"<JWKSet {len(self.keys)} keys, kids={sorted(self.kids())}>"
+
+
+def fetch(url: str, timeout: float) -> JWKSet:
+    """GET a JWKS document over http(s) (blocking; run it in an executor). Raises OSError
+    (network, HTTP status other than 200) or InvalidKeyError (not a usable JWK Set)."""
+    import urllib.request
+
+    req = urllib.request.Request(url, headers={"Accept": "application/json",
+                                               "User-Agent": "gwcore-jwks"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        if resp.status != 200:
+            raise OSError(f"{url}: HTTP {resp.status}")
+        return JWKSet.from_json(resp.read(1 << 20))

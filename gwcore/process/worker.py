@@ -11,11 +11,14 @@ import os
 import signal
 import socket
 import sys
+from dataclasses import dataclass
 
 import uvloop
 
 from gwcore.config import Cluster as ClusterConfig
 from gwcore.config import Config, Listener
+from gwcore.config import Route as RouteConfig
+from gwcore.filters.jwt_auth import JwtAuth, Provider
 from gwcore.http._connection import ListenerRuntime
 from gwcore.http._wire import Clock
 from gwcore.proxy._upstream import Cluster
@@ -43,6 +46,14 @@ def bind(listener: Listener, reuseport: bool = False) -> socket.socket:
     return sock
 
 
+@dataclass
+class Runtime:
+    """What a worker builds from the config besides its listeners."""
+
+    clusters: dict[str, Cluster]
+    providers: dict[str, Provider]
+
+
 def make_cluster(c: ClusterConfig, clock: Clock, loop: asyncio.AbstractEventLoop) -> Cluster:
     """The runtime cluster (balancer, pools, outlier detection, retries) for its config."""
     b, od, rt = c.balancer, c.outlier_detection, c.retries
@@ -68,11 +79,17 @@ def make_cluster(c: ClusterConfig, clock: Clock, loop: asyncio.AbstractEventLoop
 
 
 def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock
-                  ) -> tuple[dict[str, Cluster], list[tuple[Listener, ListenerRuntime]]]:
-    """Clusters by name, and a ListenerRuntime per listener, all bound to this loop."""
+                  ) -> tuple[Runtime, list[tuple[Listener, ListenerRuntime]]]:
+    """Clusters and JWT providers by name, and a ListenerRuntime per listener."""
     clusters = {c.name: make_cluster(c, clock, loop) for c in cfg.clusters}
-    router = Router(cfg.routes, clusters)
-    return clusters, [
+    providers = {name: Provider(name, p) for name, p in cfg.jwt_providers.items()}
+
+    def filters(route: RouteConfig) -> tuple[JwtAuth, ...]:
+        jwt = route.jwt_policy
+        return (JwtAuth(providers[jwt.provider], jwt.optional),) if jwt else ()
+
+    router = Router(cfg.routes, clusters, filters)
+    return Runtime(clusters, providers), [
         (lst, ListenerRuntime(router, clock,
                               max_head_bytes=lst.limits.max_head_bytes,
                               max_headers=lst.limits.max_headers,
@@ -120,8 +137,10 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
     loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
     socks = sockets if sockets is not None else [[bind(lst)] for lst in cfg.listeners]
     servers = []
-    clusters, runtimes = build_runtime(cfg, loop, clock)
-    upkeep = loop.create_task(maintain(cfg, clusters, board or HealthBoard(cfg), prober))
+    rt, runtimes = build_runtime(cfg, loop, clock)
+    upkeep = [loop.create_task(maintain(cfg, rt.clusters, board or HealthBoard(cfg), prober))]
+    upkeep += [loop.create_task(p.refresh_forever()) for p in rt.providers.values()
+               if p.cfg.jwks.url is not None]
     try:
         for group, (lst, runtime) in zip(socks, runtimes):
             for sock in group:
@@ -136,8 +155,9 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
         for server in servers:
             server.close()
         loop.run_until_complete(_drain([rt for _, rt in runtimes], cfg.drain_timeout))
-        upkeep.cancel()
-        loop.run_until_complete(asyncio.gather(upkeep, return_exceptions=True))
+        for task in upkeep:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*upkeep, return_exceptions=True))
     finally:
         clock.close()
         loop.close()

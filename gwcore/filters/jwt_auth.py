@@ -1,0 +1,211 @@
+"""JWT authentication filter (RFC 7519 tokens, RFC 6750 bearer usage).
+
+A route with ``jwt: NAME`` (or ``{provider: NAME, optional: true}``) runs this filter: the
+token is read (``Authorization: Bearer`` by default), verified by the provider's compiled
+Verifier, and its claims go to ``exchange.state["jwt_claims"]``; ``forward_claims`` become
+fields of the upstream request (replacing any the client sent). Failures answer 401 with
+``WWW-Authenticate: Bearer`` (RFC 6750 §3: ``error="invalid_token"`` and a description, or no
+error code when there was no token at all, §3.1); the reason is counted and logged, never the
+token. Verified tokens are cached per worker, keyed by a digest of the whole token, and an
+entry never outlives the token's ``exp``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+from gwcore.config import JwtProvider as ProviderConfig
+from gwcore.filters.base import Exchange, LocalResponse
+from gwcore.jwt import InvalidTokenError, JWKSet, PyJWTError, UnknownKeyIdError, Verifier
+from gwcore.jwt.jwks import fetch
+
+log = logging.getLogger("gwcore")
+
+KID_REFRESH_INTERVAL = 30.0   # seconds: an unknown kid triggers at most one fetch per this
+NO_EXP_TTL = 300.0            # seconds a verified token without exp stays cached
+
+
+class Provider:
+    """One configured issuer in one worker: verifier, key refresh, verified-token cache.
+
+    ``failures``: Counter of rejection codes (``missing``, ``expired``, ``bad_signature``...).
+    ``fetch_failures``: JWKS fetches that failed (the last good key set stayed)."""
+
+    def __init__(self, name: str, cfg: ProviderConfig) -> None:
+        self.name = name
+        self.cfg = cfg
+        keys = (JWKSet.from_file(cfg.jwks.file) if cfg.jwks.file is not None
+                else self._fetch_at_start())
+        self.verifier = Verifier(keys, cfg.algorithms, audience=cfg.audiences,
+                                 issuer=cfg.issuer, leeway=cfg.leeway)
+        self.cache: dict[bytes, tuple[float, dict[str, Any], list[tuple[bytes, bytes]]]] = {}
+        self.failures: collections.Counter[str] = collections.Counter()
+        self.fetch_failures = 0
+        self.last_kid_fetch = float("-inf")
+        self.fetching: asyncio.Future[None] | None = None
+        src = cfg.token_from
+        self.header = (src.header.lower().encode() if src and src.header else b"authorization")
+        self.bearer = src is None or src.header is None
+        self.cookie = src.cookie.encode() if src and src.cookie else None
+        self.query = src.query if src and src.query else None
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def _fetch_at_start(self) -> JWKSet:
+        try:
+            return fetch(self.cfg.jwks.url, self.cfg.jwks.timeout)
+        except (OSError, PyJWTError) as e:
+            log.error("jwt %s: JWKS fetch from %s failed, starting with no keys: %s",
+                      self.name, self.cfg.jwks.url, e)
+            return JWKSet()
+
+    async def refresh(self) -> None:
+        """Fetch the JWKS again (one fetch at a time); keep the old keys on failure."""
+        if self.fetching is not None:
+            return await asyncio.shield(self.fetching)
+        loop = asyncio.get_running_loop()
+        self.fetching = loop.create_future()
+        try:
+            keys = await loop.run_in_executor(None, fetch, self.cfg.jwks.url,
+                                              self.cfg.jwks.timeout)
+        except (OSError, PyJWTError) as e:
+            self.fetch_failures += 1
+            log.warning("jwt %s: JWKS fetch from %s failed, keeping %d cached keys: %s",
+                        self.name, self.cfg.jwks.url, len(self.verifier.keys), e)
+        else:
+            if set(keys.kids()) != set(self.verifier.keys.kids()):
+                log.info("jwt %s: key set now has kids %s", self.name, sorted(keys.kids()))
+            self.verifier.keys = keys
+            self.cache.clear()          # a key may have been withdrawn
+        finally:
+            self.fetching.set_result(None)
+            self.fetching = None
+
+    async def refresh_forever(self) -> None:
+        """Periodic refresh (``jwks.refresh``) for url-based providers."""
+        while True:
+            await asyncio.sleep(self.cfg.jwks.refresh)
+            await self.refresh()
+
+    # -- tokens -------------------------------------------------------------------------
+
+    def token(self, exchange: Exchange) -> bytes | None:
+        """The token as sent, or None when there is none."""
+        req = exchange.request
+        if self.query is not None:
+            query = req.target.partition(b"?")[2].decode("latin-1")
+            for k, v in parse_qsl(query, keep_blank_values=True):
+                if k == self.query:
+                    return v.encode("latin-1") or None
+            return None
+        value = req.get(b"cookie" if self.cookie else self.header)
+        if value is None:
+            return None
+        if self.cookie is not None:
+            for pair in value.split(b";"):
+                k, eq, v = pair.strip().partition(b"=")
+                if eq and k == self.cookie:
+                    return v or None
+            return None
+        if self.bearer:
+            scheme, _, token = value.partition(b" ")
+            return token.strip() or None if scheme.lower() == b"bearer" else None
+        return value or None
+
+    def check(self, token: bytes, now: float) -> tuple[dict[str, Any], list]:
+        """(claims, upstream fields) for a valid token; InvalidTokenError otherwise."""
+        digest = hashlib.blake2b(token, digest_size=16).digest()
+        hit = self.cache.get(digest)
+        if hit is not None:
+            if now < hit[0]:
+                return hit[1], hit[2]
+            del self.cache[digest]
+        claims = self.verifier.verify(token, now)
+        fields = self._forwarded(claims)
+        exp = claims.get("exp")
+        until = float(exp) if isinstance(exp, (int, float)) else now + NO_EXP_TTL
+        if len(self.cache) >= self.cfg.cache_entries:
+            del self.cache[next(iter(self.cache))]      # oldest first
+        self.cache[digest] = (until, claims, fields)
+        return claims, fields
+
+    def _forwarded(self, claims: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+        out = []
+        for claim, field in self.cfg.forward_claims.items():
+            if claim not in claims:
+                continue
+            value = claims[claim]
+            text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+            raw = text.encode("utf-8")
+            if any(c < 0x20 and c != 0x09 or c == 0x7F for c in raw):
+                raise InvalidTokenError(f"claim {claim!r} cannot be forwarded in a field",
+                                        code="unforwardable_claim")
+            out.append((field.encode(), raw))
+        return out
+
+
+def _challenge(code: str | None, description: str) -> LocalResponse:
+    if code is None:
+        auth = 'Bearer realm="gwcore"'
+    else:
+        text = description.replace("\\", "\\\\").replace('"', '\\"')
+        text = "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in text)
+        auth = f'Bearer realm="gwcore", error="{code}", error_description="{text}"'
+    return LocalResponse(401, f"401 Unauthorized: {description}\n".encode(),
+                         [("WWW-Authenticate", auth)])
+
+
+class JwtAuth:
+    """The filter of one route: ``provider`` and whether a missing token is let through."""
+
+    def __init__(self, provider: Provider, optional: bool = False) -> None:
+        self.provider = provider
+        self.optional = optional
+
+    def on_request(self, exchange: Exchange) -> Any:
+        p = self.provider
+        token = p.token(exchange)
+        if token is None:
+            if self.optional:
+                return None
+            p.failures["missing"] += 1
+            log.info("jwt %s: 401 missing token (%s)", p.name, exchange.client_ip)
+            return _challenge(None, "a bearer token is required")
+        try:
+            return self._admit(exchange, token)
+        except UnknownKeyIdError as e:
+            now = time.monotonic()
+            if p.cfg.jwks.url is None or now - p.last_kid_fetch < KID_REFRESH_INTERVAL:
+                return self._reject(exchange, e)
+            p.last_kid_fetch = now
+            return self._after_refresh(exchange, token)
+        except InvalidTokenError as e:
+            return self._reject(exchange, e)
+
+    async def _after_refresh(self, exchange: Exchange, token: bytes) -> Any:
+        await self.provider.refresh()
+        try:
+            return self._admit(exchange, token)
+        except InvalidTokenError as e:
+            return self._reject(exchange, e)
+
+    def _admit(self, exchange: Exchange, token: bytes) -> None:
+        claims, fields = self.provider.check(token, time.time())
+        exchange.state["jwt_claims"] = claims
+        for name, value in fields:
+            exchange.set_upstream_field(name, value)
+        if not self.provider.cfg.forward_authorization:
+            exchange.remove_upstream_field(b"authorization")
+
+    def _reject(self, exchange: Exchange, e: InvalidTokenError) -> LocalResponse:
+        code = getattr(e, "code", "invalid_token")
+        self.provider.failures[code] += 1
+        log.info("jwt %s: 401 %s (%s): %s", self.provider.name, code, exchange.client_ip, e)
+        return _challenge("invalid_token", str(e) or code)
