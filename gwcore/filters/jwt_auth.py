@@ -6,7 +6,7 @@ Verifier, and its claims go to ``exchange.state["jwt_claims"]``; ``forward_claim
 fields of the upstream request (replacing any the client sent). Failures answer 401 with
 ``WWW-Authenticate: Bearer`` (RFC 6750 §3: ``error="invalid_token"`` and a description, or no
 error code when there was no token at all, §3.1); the reason is counted and logged, never the
-token. Verified tokens are cached per worker, keyed by a digest of the whole token, and an
+token. Verified tokens are cached per worker, keyed by the SHA-256 of the whole token, and an
 entry never outlives the token's ``exp``.
 """
 
@@ -27,6 +27,7 @@ from gwcore.jwt import InvalidTokenError, JWKSet, PyJWTError, UnknownKeyIdError,
 from gwcore.jwt.jwks import fetch
 
 log = logging.getLogger("gwcore")
+_sha256 = hashlib.sha256
 
 KID_REFRESH_INTERVAL = 30.0   # seconds: an unknown kid triggers at most one fetch per this
 NO_EXP_TTL = 300.0            # seconds a verified token without exp stays cached
@@ -121,7 +122,7 @@ class Provider:
 
     def check(self, token: bytes, now: float) -> tuple[dict[str, Any], list]:
         """(claims, upstream fields) for a valid token; InvalidTokenError otherwise."""
-        digest = hashlib.blake2b(token, digest_size=16).digest()
+        digest = _sha256(token).digest()
         hit = self.cache.get(digest)
         if hit is not None:
             if now < hit[0]:
