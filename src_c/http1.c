@@ -6,14 +6,22 @@
  * - The head parser is a single left-to-right pass over buf[0 .. min(len, max_head_bytes)).
  *   Every decision depends only on bytes already read, so a prefix of the input yields -2 or
  *   the very error the whole input yields; a head that has not ended inside the window is
- *   GW_E_HEAD_TOO_LARGE once len exceeds max_head_bytes.
+ *   GW_E_HEAD_TOO_LARGE once len exceeds max_head_bytes. The request-target is checked
+ *   against max_target_len while it is read, so GW_E_TARGET_TOO_LONG needs no complete line.
  * - Framing checks (Content-Length, Transfer-Encoding, Host) run after the empty line.
- * - A leading empty line (CRLF) before the request-line is skipped (RFC 9112 2.2); any number
- *   of them, bounded by max_head_bytes. Responses get no such allowance.
+ * - Choices where the RFCs leave room: empty lines (CRLF) before the request-line are skipped
+ *   (RFC 9112 2.2), any number bounded by max_head_bytes; responses get no such allowance.
+ *   A CR or LF inside the request-target (including "GET /\r\n", no HTTP-version) is
+ *   GW_E_TARGET. "chunked" twice is GW_E_TE_NOT_CHUNKED (400); a transfer coding parameter
+ *   ("chunked;x=1") makes the coding another one. The Host value must be uri-host[:port]
+ *   characters (RFC 3986 3.2.2) or empty. In a chunk-size line, CR not followed by LF is
+ *   GW_E_BARE_CR and LF alone GW_E_BARE_LF; BWS is accepted only before ';' or '=' and after
+ *   them (RFC 9112 7.1.1). Status codes outside 100..599 are GW_E_STATUS.
  * - The request-target and field values are scanned for their first invalid byte with AVX2
  *   (32-byte compares) or SSE4.2 (PCMPESTRI ranges) when the CPU has them, else with a lookup
  *   table. The parser body is compiled once per level (an always_inline template with the level
  *   as a constant) so the SIMD scanners inline into it; gw_parse_* dispatch on the level.
+ *   Field names stay on the table scan: names are short, and a SIMD token test measured slower.
  * - The chunked decoder is a byte-wise state machine except for chunk data, which it passes
  *   through as one run per call.
  */
@@ -371,6 +379,11 @@ static int incomplete(const char *buf, size_t len, size_t wlen, gw_head *h) {
 GW_INLINE int parse_version(const char *p, const char *end, uint8_t *major, uint8_t *minor,
                             const char **bad) {
     static const char pat[8] = {'H', 'T', 'T', 'P', '/', 'd', '.', 'd'};
+    if (GW_LIKELY(end - p >= 8) && (ld8(p) & ~0x0100000000000000ull) == ld8("HTTP/1.0")) {
+        *major = 1; /* "HTTP/1.0" or "HTTP/1.1": the two bytes differ only in bit 0 of byte 7 */
+        *minor = (uint8_t)(p[7] - '0');
+        return 8;
+    }
     size_t avail = (size_t)(end - p) < 8 ? (size_t)(end - p) : 8;
     for (size_t i = 0; i < avail; i++) {
         int ok = pat[i] == 'd' ? (p[i] >= '0' && p[i] <= '9') : p[i] == pat[i];

@@ -41,11 +41,13 @@ enum gw_http_error {
     GW_E_HEAD_TOO_LARGE,       /* head longer than limits.max_head_bytes (431) */
     GW_E_CONTENT_LENGTH,       /* Content-Length not 1*DIGIT or overflows int64 */
     GW_E_CONTENT_LENGTH_REPEATED, /* more than one Content-Length (lines or list) */
-    GW_E_TE_NOT_CHUNKED,       /* Transfer-Encoding whose final coding is not chunked */
+    GW_E_TE_NOT_CHUNKED,       /* Transfer-Encoding whose final coding is not chunked, or
+                                  chunked more than once */
     GW_E_TE_UNSUPPORTED,       /* a transfer coding other than chunked before it (501) */
     GW_E_TE_WITH_CL,           /* Transfer-Encoding together with Content-Length */
     GW_E_TE_HTTP10,            /* Transfer-Encoding in an HTTP/1.0 message */
-    GW_E_HOST,                 /* HTTP/1.1 request with no Host, or more than one */
+    GW_E_HOST,                 /* HTTP/1.1 request with no Host, more than one, or a Host
+                                  value that is not uri-host[:port] (RFC 9112 3.2) */
     GW_E_CHUNK_SIZE,           /* chunk-size missing or not hex */
     GW_E_CHUNK_SIZE_OVERFLOW,  /* chunk-size > 2^63-1 */
     GW_E_CHUNK_EXT,            /* malformed chunk extension, or extensions over 4 KiB */
