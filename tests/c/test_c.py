@@ -5,6 +5,7 @@ Each test program must exit 0. Build output goes to a temporary directory, never
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def test_c_program(test_c: Path, tmp_path: Path) -> None:
         check=False,
         timeout=240,
         env={
+            **os.environ,
             "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
             "UBSAN_OPTIONS": "print_stacktrace=1",
         },
