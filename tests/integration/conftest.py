@@ -21,7 +21,8 @@ Clients
   req               ``req(method, target, headers, body, version)`` -> request bytes.
   pattern, chunk_byte   the origin's body generators, to check bytes received.
   rss_sampler       ``with rss_sampler(pid) as rss:`` samples VmRSS of pid and its
-                    descendants every 50 ms; rss.baseline, rss.peak, rss.growth in bytes.
+                    descendants every 50 ms and reads VmHWM at the end; rss.baseline,
+                    rss.peak, rss.growth in bytes (see RssSampler).
   Default routing: Host ``dead.test`` -> a cluster whose only endpoint has nothing listening;
   Host ``mixed.test`` -> [dead endpoint, origin]; anything else -> origin.
 """
@@ -48,7 +49,7 @@ import pytest
 import yaml
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -153,35 +154,58 @@ def tree_pids(pid: int) -> list[int]:
     return out
 
 
+def mem_status(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of one process in bytes; (0, 0) if it is gone."""
+    rss = hwm = 0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1]) * 1024
+                elif line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return rss, hwm
+
+
 def rss_bytes(pid: int) -> int:
     """Sum of VmRSS of pid and its descendants, in bytes."""
-    total = 0
-    for p in tree_pids(pid):
-        try:
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
+    return sum(mem_status(p)[0] for p in tree_pids(pid))
 
 
 class RssSampler(threading.Thread):
-    """Samples rss_bytes(pid) every ``period`` seconds; ``peak`` is the maximum seen."""
+    """Memory of a process tree during a transfer.
+
+    ``baseline``: the tree's summed VmRSS at the start. ``peak``: an upper bound of the tree's
+    RSS during the transfer: per process, its VmHWM at the end when that rose during the
+    transfer (so spikes between samples count), else the largest VmRSS sampled every
+    ``period`` seconds; summed over the processes (a sum of maxima, never an underestimate).
+    """
 
     def __init__(self, pid: int, period: float = 0.05) -> None:
         super().__init__(daemon=True)
         self.pid, self.period = pid, period
-        self.baseline = rss_bytes(pid)
+        self._before = {p: mem_status(p) for p in tree_pids(pid)}
+        self.baseline = sum(rss for rss, _ in self._before.values())
+        self._max_rss = {p: rss for p, (rss, _) in self._before.items()}
+        self.sampled_peak = self.baseline
         self.peak = self.baseline
         self.samples = 0
         self._halt = threading.Event()
 
+    def _sample(self) -> None:
+        total = 0
+        for p in tree_pids(self.pid):
+            rss = mem_status(p)[0]
+            self._max_rss[p] = max(self._max_rss.get(p, 0), rss)
+            total += rss
+        self.sampled_peak = max(self.sampled_peak, total)
+        self.samples += 1
+
     def run(self) -> None:
         while not self._halt.is_set():
-            self.peak = max(self.peak, rss_bytes(self.pid))
-            self.samples += 1
+            self._sample()
             self._halt.wait(self.period)
 
     def __enter__(self) -> Self:
@@ -191,10 +215,22 @@ class RssSampler(threading.Thread):
     def __exit__(self, *exc: object) -> None:
         self._halt.set()
         self.join()
+        self._sample()
+        bound = 0
+        for p, max_rss in self._max_rss.items():
+            hwm_after = mem_status(p)[1]
+            hwm_before = self._before.get(p, (0, 0))[1]
+            bound += hwm_after if hwm_after > hwm_before else max_rss
+        self.peak = max(self.sampled_peak, bound)
 
     @property
     def growth(self) -> int:
         return self.peak - self.baseline
+
+    def summary(self) -> str:
+        mib = 1 << 20
+        return (f"RSS {self.baseline / mib:.1f} MiB -> peak {self.peak / mib:.1f} MiB "
+                f"(sampled {self.sampled_peak / mib:.1f} MiB, {self.samples} samples)")
 
 
 @dataclass
@@ -500,9 +536,15 @@ class _SharedGateway:
 
 def _use_shared(holder: _SharedGateway) -> Iterator[Gateway]:
     g = holder.get()
+    before = set(tree_pids(g.pid))
     yield g
     if not g.proc.alive():
         pytest.fail(f"the gateway died during the test (exit {g.proc.popen.returncode}):\n"
+                    f"{g.proc.log_tail()}")
+    # A worker that crashed and was respawned by the master is a failure too.
+    vanished = before - set(tree_pids(g.pid))
+    if vanished:
+        pytest.fail(f"gateway process(es) {sorted(vanished)} exited during the test:\n"
                     f"{g.proc.log_tail()}")
 
 
@@ -552,8 +594,12 @@ def gateway_factory(origin: Origin, dead_port: int, tmp_path: Path) -> Iterator[
         return g
 
     yield make
+    dead = [g for g in started if g.proc.stopped_at is None and not g.proc.alive()]
     for g in started:
         g.proc.stop()
+    if dead:
+        pytest.fail(f"{dead[0].proc.name} died during the test (exit {dead[0].proc.returncode})"
+                    f":\n{dead[0].proc.log_tail()}")
 
 
 @pytest.fixture(scope="session")

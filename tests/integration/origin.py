@@ -334,7 +334,7 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             else:
                 try:
                     event = await asyncio.wait_for(ex.next_event(), ex.close_idle)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             if type(event) is h11.ConnectionClosed or event is h11.PAUSED:
                 break

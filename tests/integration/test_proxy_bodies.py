@@ -195,8 +195,7 @@ def test_1gib_download_bounded_memory(gw, rss_sampler, pattern) -> None:
         except TimeoutError:
             extra = b""
     assert count == GiB and extra == b""
-    print(f"1 GiB download: {elapsed:.2f}s ({GiB / elapsed / MiB:.0f} MiB/s), RSS "
-          f"{rss.baseline / MiB:.1f} -> peak {rss.peak / MiB:.1f} MiB, {rss.samples} samples")
+    print(f"1 GiB download: {elapsed:.2f}s ({GiB / elapsed / MiB:.0f} MiB/s), {rss.summary()}")
     assert rss.growth < 64 * MiB, f"RSS grew by {rss.growth / MiB:.1f} MiB"
 
 
@@ -221,6 +220,5 @@ def test_1gib_upload_bounded_memory(gw, rss_sampler) -> None:
             body += chunk
     assert head.split(b"\r\n")[0].split()[1] == b"200", head
     assert body == b'{"received": %d}' % GiB
-    print(f"1 GiB upload: {elapsed:.2f}s ({GiB / elapsed / MiB:.0f} MiB/s), RSS "
-          f"{rss.baseline / MiB:.1f} -> peak {rss.peak / MiB:.1f} MiB, {rss.samples} samples")
+    print(f"1 GiB upload: {elapsed:.2f}s ({GiB / elapsed / MiB:.0f} MiB/s), {rss.summary()}")
     assert rss.growth < 64 * MiB, f"RSS grew by {rss.growth / MiB:.1f} MiB"
