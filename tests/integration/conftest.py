@@ -356,6 +356,19 @@ def start_gateway(config: dict, tmp_dir: Path, name: str = "gateway") -> Gateway
     return Gateway(proc, port, config, path)
 
 
+def start_gateway_on_free_port(make_config: Callable[[int], dict], tmp_dir: Path,
+                               name: str) -> Gateway:
+    """start_gateway(make_config(port)) on a free port; another port if that one was taken
+    meanwhile (other test runs share this machine)."""
+    for attempt in range(3):
+        try:
+            return start_gateway(make_config(free_port()), tmp_dir, name)
+        except RuntimeError as exc:
+            if "in use" not in str(exc) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 # --------------------------------------------------------------------------- raw client
 
 
@@ -525,8 +538,10 @@ class _SharedGateway:
             if self.gw is not None:
                 self.gw.proc.stop()
             self.generation += 1
-            cfg = gateway_config(free_port(), self.origin.port, self.dead_port, **self.config_kw)
-            self.gw = start_gateway(cfg, self.tmp_dir, f"{self.name}-{self.generation}")
+            self.gw = start_gateway_on_free_port(
+                lambda port: gateway_config(port, self.origin.port, self.dead_port,
+                                            **self.config_kw),
+                self.tmp_dir, f"{self.name}-{self.generation}")
         return self.gw
 
     def stop(self) -> None:
@@ -588,8 +603,9 @@ def gateway_factory(origin: Origin, dead_port: int, tmp_path: Path) -> Iterator[
     started: list[Gateway] = []
 
     def make(**kw: object) -> Gateway:
-        cfg = gateway_config(free_port(), origin.port, dead_port, **kw)
-        g = start_gateway(cfg, tmp_path, f"gateway-{len(started) + 1}")
+        g = start_gateway_on_free_port(
+            lambda port: gateway_config(port, origin.port, dead_port, **kw),
+            tmp_path, f"gateway-{len(started) + 1}")
         started.append(g)
         return g
 
