@@ -57,6 +57,15 @@ def test_upstream_stalling_mid_body_closes_downstream(strict_gw, raw, req) -> No
     assert body != b"slow" and not body.endswith(b"0\r\n\r\n"), body
 
 
+def wait_for_stat(origin, key: str, at_least: int, timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while origin.stats()[key] < at_least:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _read_error(c, timeout: float = 5.0):
     r = c.read_response(timeout=timeout)
     closed = c.is_closed(timeout=3)
@@ -207,19 +216,10 @@ def test_stalled_request_body_times_out(strict_gw, origin, raw) -> None:
         started = time.monotonic()
         data, closed = c.read_until_close(timeout=8)
         elapsed = time.monotonic() - started
-    assert closed and elapsed <= 4.5, (closed, elapsed)
+    assert closed and 1.5 <= elapsed <= 4.5, (closed, elapsed)
     assert data == b"" or data.split(b"\r\n")[0].split()[1] == b"408", data[:200]
     # The half-sent upstream request was abandoned, not left open.
     assert wait_for_stat(origin, "aborted", before + 1)
-
-
-def wait_for_stat(origin, key: str, at_least: int, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while origin.stats()[key] < at_least:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_body_at_limit_passes(strict_gw) -> None:
@@ -257,7 +257,7 @@ def test_slowloris_gets_408(strict_gw, raw) -> None:
     data = first + rest
     assert data.split(b"\r\n")[0].split()[1] == b"408", data[:200]
     assert closed
-    assert elapsed <= 3.5, f"header timeout is 1s; answered after {elapsed:.2f}s"
+    assert 0.8 <= elapsed <= 3.5, f"header timeout is 1s; answered after {elapsed:.2f}s"
 
 
 def test_silent_connection_is_closed(strict_gw, raw) -> None:
