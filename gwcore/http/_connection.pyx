@@ -11,6 +11,7 @@ import os
 
 from gwcore.filters.base import Exchange, LocalResponse, run_request_filters
 from gwcore.http._parser import parse_request
+from gwcore.proxy.router import split_absolute
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint32_t
@@ -76,6 +77,7 @@ cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef bytes LAST_CHUNK = b"0\r\n\r\n"
 
 _REASONS = {400: "Bad Request", 404: "Not Found", 408: "Request Timeout",
+            500: "Internal Server Error",
             413: "Content Too Large", 414: "URI Too Long",
             431: "Request Header Fields Too Large", 501: "Not Implemented",
             502: "Bad Gateway", 504: "Gateway Timeout", 505: "HTTP Version Not Supported"}
@@ -160,6 +162,9 @@ cdef class ListenerRuntime:
 
 
 cdef class Downstream(ResponseSink):
+    """Protocol of one client connection (see the module docstring); made by
+    ListenerRuntime.protocol for each accepted connection."""
+
     cdef ListenerRuntime lr
     cdef object transport
     cdef object _write
@@ -169,7 +174,7 @@ cdef class Downstream(ResponseSink):
     cdef int state
     cdef unsigned int paused
     cdef bint keep_alive, http10, head_method, idempotent, peer_eof
-    cdef bint body_chunked, response_started, retried, head_started
+    cdef bint body_chunked, response_started, retried, head_started, partial_head
     cdef int after_connect
     cdef bytes xff_line
     cdef bytes pending_head     # response head held back to go out with the first body bytes
@@ -244,6 +249,9 @@ cdef class Downstream(ResponseSink):
         else:
             self.buf = self.buf[self.pos:] + data
         self.pos = 0
+        if (self.partial_head and self.state == D_HEAD and b"\n" not in data
+                and PyBytes_GET_SIZE(self.buf) <= self.lr.limits.max_head_bytes):
+            return      # a head arriving in pieces is parsed again only when a line ends
         self._process()
 
     # -- request side -------------------------------------------------------------------
@@ -271,6 +279,7 @@ cdef class Downstream(ResponseSink):
         cdef gw_head h
         cdef const char *base = PyBytes_AS_STRING(self.buf) + self.pos
         cdef int r = gw_parse_request(base, n, &self.lr.limits, &h, _fields)
+        self.partial_head = r == -2
         if r == -2:
             if not self.head_started:
                 self.head_started = True
@@ -302,8 +311,7 @@ cdef class Downstream(ResponseSink):
                                              _fields[h.host_index].value_len)
         route = self.lr.match_route(host, target, method)
         if target[0] != 47 and b"://" in target:     # absolute-form (RFC 9112 §3.2.2)
-            authority, _, path = target.partition(b"://")[2].partition(b"/")
-            target = b"/" + path
+            target, authority = split_absolute(target, host)
             if authority != host:
                 host = authority
                 h.host_index = -2       # replace the received Host with the target's
@@ -340,7 +348,7 @@ cdef class Downstream(ResponseSink):
         elif isinstance(result, LocalResponse):
             self._local(result, h.chunked or h.content_length > 0)
         else:
-            self.exchange = (ex, head, method, target, host)
+            self.exchange = (ex, head, method, target, host, h.host_index == -2)
             self.state = D_FILTERING
             self._pause(P_FILTERING, True)
             result.add_done_callback(self._filtered)
@@ -350,7 +358,7 @@ cdef class Downstream(ResponseSink):
         cdef bytes head
         if self.state != D_FILTERING:
             return              # the client went away meanwhile
-        ex, head, method, target, host = self.exchange
+        ex, head, method, target, host, replace_host = self.exchange
         self.exchange = None
         self.state = D_HEAD
         self._pause(P_FILTERING, False)
@@ -364,6 +372,8 @@ cdef class Downstream(ResponseSink):
             self._process()
         else:
             gw_parse_request(PyBytes_AS_STRING(head), len(head), &self.lr.limits, &h, _fields)
+            if replace_host:
+                h.host_index = -2
             self._proceed(PyBytes_AS_STRING(head), &h, method, target, host, ex)
             self._process()
 
@@ -641,6 +651,7 @@ cdef class Downstream(ResponseSink):
                 extra.append(TE_CHUNKED)
         if self.state == D_BODY or self.lr.draining:
             self.keep_alive = False     # answered before the whole body arrived, or draining
+        extra.append(VIA)               # a proxy sends Via on what it forwards (RFC 9110 §7.6.3)
         if not self.keep_alive or self.peer_eof:
             extra.append(CONN_CLOSE)
         elif self.http10:

@@ -149,7 +149,9 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
             if control is None:
                 log.info("listener %s on %s", lst.name, lst.address)
         if control is not None:
-            _heartbeat(loop, control, b"R")
+            # "ready" goes out from the running loop: a signal the master sends on seeing it
+            # then always finds the loop running (uvloop may miss one between run calls)
+            loop.call_soon(_heartbeat, loop, control, b"R")
         sig = loop.run_until_complete(stop)
         log.info("received %s: draining", signal.Signals(sig).name)
         for server in servers:

@@ -27,3 +27,4 @@ cdef class Balancer:
     cdef bint _eligible(self, int i, int exclude, bint need_up) noexcept
     cdef int _pick(self, const char *key, Py_ssize_t key_len, int exclude, bint need_up) noexcept
     cdef int _random_eligible(self, int exclude, bint need_up) noexcept
+    cdef int _index(self, int i) except -1

@@ -36,8 +36,10 @@ cdef class Balancer:
     """Picks endpoint indexes 0..n-1 for one cluster in one worker.
 
     ``policy``: one of round_robin, least_request, random, ring_hash, maglev. ``names``:
-    endpoint names (hash policies hash them). ``weights``: positive ints. ``balance_factor``:
-    bounded load for hash policies (None: off). ``table_size``: Maglev table size (prime)."""
+    endpoint names (hash policies hash them), distinct. ``weights``: positive ints.
+    ``balance_factor``: bounded load for hash policies (None: off). ``table_size``: Maglev
+    table size (prime). ``seed``: of the xorshift generator behind random choices. In panic
+    mode (no endpoint available) hash policies pick at random, not by key."""
 
     def __cinit__(self, str policy, list names, list weights, balance_factor=None,
                   table_size=None, uint64_t seed=0x9E3779B97F4A7C15ULL):
@@ -47,6 +49,8 @@ cdef class Balancer:
         self.n = len(names)
         if self.n == 0 or len(weights) != self.n:
             raise ValueError("names and weights: same non-zero length")
+        if len(set(names)) != self.n:
+            raise ValueError("endpoint names must be distinct")
         self.weight = <long *>PyMem_Calloc(self.n, sizeof(long))
         self.active = <long *>PyMem_Calloc(self.n, sizeof(long))
         self.current = <long *>PyMem_Calloc(self.n, sizeof(long))
@@ -80,18 +84,22 @@ cdef class Balancer:
 
     def set_up(self, int i, bint up):
         """Mark endpoint i available (healthy, not ejected) or not."""
-        if not 0 <= i < self.n:
-            raise IndexError(i)
-        self.up[i] = up
+        self.up[self._index(i)] = up
         if self.ring is not None:
             self.ring.set_available(i, up)
 
+    cdef int _index(self, int i) except -1:
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return i
+
     def is_up(self, int i) -> bool:
-        return bool(self.up[i])
+        """Whether endpoint i may be picked (IndexError out of range)."""
+        return bool(self.up[self._index(i)])
 
     def in_flight(self, int i) -> int:
         """Exchanges under way on endpoint i."""
-        return self.active[i]
+        return self.active[self._index(i)]
 
     def choose(self, key=None, int exclude=-1) -> int:
         """Python entry to pick (tests, benchmarks): key is bytes or None; -1 if none."""
@@ -102,11 +110,11 @@ cdef class Balancer:
 
     def begin(self, int i):
         """Count an exchange on endpoint i (Python entry to acquire)."""
-        self.acquire(i)
+        self.acquire(self._index(i))
 
     def end(self, int i):
-        """Python entry to release."""
-        self.release(i)
+        """Python entry to release; nothing happens when nothing is in flight on i."""
+        self.release(self._index(i))
 
     cdef void acquire(self, int i) noexcept:
         self.active[i] += 1
@@ -170,8 +178,9 @@ cdef class Balancer:
                 if self._eligible((a + i) % self.n, exclude, need_up):
                     b = (a + i) % self.n
                 i += 1
-            # fewer in flight per unit of weight wins: a/wa < b/wb  <=>  a*wb < b*wa
-            if self.active[b] * self.weight[a] < self.active[a] * self.weight[b]:
+            # fewer in flight per unit of weight, counting this request, wins:
+            # (ab+1)/wb < (aa+1)/wa  <=>  (ab+1)*wa < (aa+1)*wb
+            if (self.active[b] + 1) * self.weight[a] < (self.active[a] + 1) * self.weight[b]:
                 return b
             return a
         # random, and hash policies without a key

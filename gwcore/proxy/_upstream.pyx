@@ -77,6 +77,7 @@ cdef class Endpoint:
 
     @property
     def idle_count(self) -> int:
+        """Idle keep-alive connections to this endpoint in this worker's pool."""
         return len(self.idle)
 
 
@@ -113,7 +114,7 @@ cdef class Cluster:
                                  [ep.weight for ep in self.endpoints], balance_factor,
                                  table_size, seed=hash(name) & 0xFFFFFFFF | 1)
         self.attempts = attempts
-        self.retry_on = _retry_bits(retry_on or ["connect_failure"])
+        self.retry_on = _retry_bits(["connect_failure"] if retry_on is None else retry_on)
         self.budget = budget
         self.retry_after_max = retry_after_max
         self.od_failures = od_failures
@@ -122,7 +123,8 @@ cdef class Cluster:
         self.od_max_percent = od_max_percent
         self.hash_kind = {"path": HASH_PATH, "header": HASH_HEADER, "cookie": HASH_COOKIE,
                           "source_ip": HASH_SOURCE_IP, "jwt_claim": HASH_JWT_CLAIM}[hash_on]
-        self.hash_name = hash_name.lower().encode()
+        # field names are case-insensitive; cookie and claim names are not (RFC 6265, 7519)
+        self.hash_name = (hash_name.lower() if hash_on == "header" else hash_name).encode()
 
     def __repr__(self):
         return f"Cluster({self.name!r}, {self.endpoints!r})"
@@ -185,6 +187,8 @@ cdef class Cluster:
 
     def set_healthy(self, int index, bint healthy):
         """Active health check result for endpoint ``index``."""
+        if not 0 <= index < len(self.endpoints):
+            raise IndexError(index)
         cdef Endpoint ep = self.endpoints[index]
         if ep.healthy == healthy:
             return

@@ -46,7 +46,7 @@ class Router:
         """host: the Host field value (b"" if none); target: the request-target as received
         (origin-form or absolute-form, RFC 9112 §3.2); method: the method token. Bytes."""
         if target[:1] != b"/":
-            target, host = _split_absolute(target, host)
+            target, host = split_absolute(target, host)
         path = target.partition(b"?")[0]
         if host:
             host = _host_only(host)
@@ -74,10 +74,15 @@ def _host_only(host: bytes) -> bytes:
     return host.partition(b":")[0]
 
 
-def _split_absolute(target: bytes, host: bytes) -> tuple[bytes, bytes]:
-    """absolute-form → (path and query, authority); the authority replaces Host (§3.2.2)."""
+def split_absolute(target: bytes, host: bytes) -> tuple[bytes, bytes]:
+    """absolute-form → (origin-form target, authority); the authority replaces Host
+    (RFC 9112 §3.2.2). The authority ends at the first "/", "?" or "#" (RFC 3986 §3.2);
+    b"http://h?x=1" → (b"/?x=1", b"h"). Other forms come back unchanged."""
     _scheme, sep, rest = target.partition(b"://")
     if not sep:
         return target, host     # asterisk-form or authority-form: routed by Host only
-    authority, slash, path = rest.partition(b"/")
-    return slash + path or b"/", authority
+    end = next((i for i, c in enumerate(rest) if c in b"/?#"), len(rest))
+    authority, tail = rest[:end], rest[end:].partition(b"#")[0]
+    if not tail.startswith(b"/"):
+        tail = b"/" + tail
+    return tail, authority

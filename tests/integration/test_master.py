@@ -300,3 +300,31 @@ def test_sigquit_and_double_sigint_exit_at_once(master_factory) -> None:
     assert m2.proc.popen.wait(5) == 0
     wait_until(lambda: not any(os.path.exists(f"/proc/{p}") for p in workers),
                what="workers gone")
+
+
+def test_systemd_notify_ready_reloading_stopping(tmp_path, origin) -> None:
+    import socket as socketmod
+    addr = str(tmp_path / "notify.sock")
+    sd = socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_DGRAM)
+    sd.bind(addr)
+    sd.settimeout(10)
+    port = free_port()
+    cfg = gateway_config(port, origin.port, free_port())
+    cfg["workers"] = 2
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env_cmd = ["env", f"NOTIFY_SOCKET={addr}", PYTHON, "-m", "gwcore", "serve", "--config",
+               str(path)]
+    proc = Proc("master-notify", env_cmd, tmp_path / "notify.log")
+    try:
+        assert sd.recv(100) == b"READY=1"          # only once both workers serve
+        assert "serving" in proc.log_tail()
+        os.kill(proc.pid, signal.SIGHUP)
+        assert sd.recv(100) == b"RELOADING=1"
+        assert sd.recv(100) == b"READY=1"
+        os.kill(proc.pid, signal.SIGTERM)
+        assert sd.recv(100) == b"STOPPING=1"
+        assert proc.popen.wait(15) == 0
+    finally:
+        proc.stop()
+        sd.close()

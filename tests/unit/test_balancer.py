@@ -4,6 +4,7 @@ availability, panic mode."""
 import collections
 
 import pytest
+
 from gwcore.proxy._balancer import Balancer
 
 NAMES = ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]
@@ -94,3 +95,17 @@ def test_validation():
         Balancer("round_robin", NAMES, [1, 0, 1])
     with pytest.raises(ValueError):
         Balancer("round_robin", [], [])
+
+
+def test_least_request_follows_weights_when_idle():
+    c = counts(Balancer("least_request", NAMES, [5, 1, 1]), 7000)
+    assert c[0] > c[1] + c[2], c
+
+
+def test_python_entries_check_the_index():
+    b = Balancer("random", NAMES, [1, 1, 1])
+    for call in (b.is_up, b.in_flight, b.begin, b.end):
+        with pytest.raises(IndexError):
+            call(10**6)
+    with pytest.raises(ValueError):
+        Balancer("ring_hash", ["a", "a"], [1, 1])

@@ -34,3 +34,11 @@ def test_no_match_and_absolute_form():
     # absolute-form: the authority in the target wins over Host (RFC 9112 §3.2.2)
     assert r.match(b"b.test", b"http://a.test/p/x", b"GET").cluster == "cluster-a"
     assert r.match(b"[::1]:80", b"/p", b"GET") is None
+
+
+def test_split_absolute_ends_the_authority_at_path_query_or_fragment():
+    from gwcore.proxy.router import split_absolute
+    assert split_absolute(b"http://h?x=1", b"o") == (b"/?x=1", b"h")
+    assert split_absolute(b"http://h:8080/p?q#frag", b"o") == (b"/p?q", b"h:8080")
+    assert split_absolute(b"http://h", b"o") == (b"/", b"h")
+    assert split_absolute(b"*", b"o") == (b"*", b"o")
