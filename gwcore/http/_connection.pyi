@@ -17,7 +17,7 @@ client sent none (HTTP/1.0) the first endpoint's authority; a chunked body re-fr
 (trailers dropped); filters' field changes (gwcore.filters.base.Exchange) applied.
 
 Response to the client: status line ``HTTP/1.1 <status> <reason>`` from the upstream's, its
-hop-by-hop fields removed; a chunked or close-delimited upstream body goes to an HTTP/1.1
+hop-by-hop fields removed, ``Via: 1.1 gwcore`` added; a chunked or close-delimited upstream body goes to an HTTP/1.1
 client as chunked and to an HTTP/1.0 client close-delimited; ``Connection: close`` when the
 connection ends after it, ``Connection: keep-alive`` for an HTTP/1.0 client that keeps it.
 

@@ -10,9 +10,9 @@ Policies:
   sum(w) picks endpoint i gets exactly w_i, interleaved (5, 1, 1 gives a a b a c a a).
 - ``least_request``: power of two random choices (Mitzenmacher, "The Power of Two Choices in
   Randomized Load Balancing", IEEE TPDS 2001; Envoy's default policy): two distinct eligible
-  endpoints are drawn uniformly, and the one with fewer exchanges in flight per unit of weight
-  wins (ties: the first draw). Weights only enter that comparison, so while nothing is in
-  flight every endpoint is picked equally often whatever its weight.
+  endpoints are drawn uniformly, and the one with fewer exchanges in flight per unit of weight,
+  counting the request being placed, wins ((in_flight + 1) / weight; ties: the first draw), so
+  heavier endpoints also win more often while nothing is in flight.
 - ``random``: weighted random (xorshift64*, not for anything secret).
 - ``ring_hash``: ketama continuum over the endpoint names (gwcore.proxy._ring.HashRing,
   uhashring-compatible); ``maglev``: Maglev lookup table (Eisenbud et al., NSDI 2016, §3.4;
@@ -52,9 +52,8 @@ class Balancer:
         ValueError: unknown policy; ``names`` empty or not as long as ``weights``; a weight
         < 1; for hash policies also what HashRing / Maglev reject (weight above 2**32 - 1,
         bad balance_factor or table_size). TypeError / OverflowError: a weight that is not an
-        int or does not fit a C long, a seed outside [0, 2**64). MemoryError.
-        Hash policies key the ring by name, so repeated names are merged into one node (the
-        last weight wins) and the indexes no longer match: give distinct names."""
+        int or does not fit a C long, a seed outside [0, 2**64). MemoryError. ValueError
+        when two names are equal."""
     @property
     def policy(self) -> int:
         """Policy code: 0 round_robin, 1 least_request, 2 random, 3 ring_hash, 4 maglev."""
