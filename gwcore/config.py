@@ -89,6 +89,20 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pass
 
 
+class _Addressed(_Section):
+    """A section with a ``host:port`` ``address`` (validated by the subclass)."""
+
+    address: str
+
+    @property
+    def host(self) -> str:
+        return _split_address(self.address)[0]
+
+    @property
+    def port(self) -> int:
+        return _split_address(self.address)[1]
+
+
 class Limits(_Section):
     """Per-listener request limits (bytes / counts)."""
 
@@ -114,9 +128,8 @@ class ListenerTimeouts(_Section):
     idle: Duration = Duration(60.0)
 
 
-class Listener(_Section):
+class Listener(_Addressed):
     name: str
-    address: str
     backlog: int = 1024
     limits: Limits = msgspec.field(default_factory=Limits)
     timeouts: ListenerTimeouts = msgspec.field(default_factory=ListenerTimeouts)
@@ -131,13 +144,6 @@ class Listener(_Section):
         except ValueError:
             raise ValueError(f"address: listener host must be an IP address, got {host!r}")
 
-    @property
-    def host(self) -> str:
-        return _split_address(self.address)[0]
-
-    @property
-    def port(self) -> int:
-        return _split_address(self.address)[1]
 
 
 class ClusterTimeouts(_Section):
@@ -155,10 +161,9 @@ class Pool(_Section):
     idle_timeout: Duration = Duration(60.0)
 
 
-class Endpoint(_Section):
+class Endpoint(_Addressed):
     """One upstream: ``address`` host:port (an IP or a DNS name) and a relative ``weight``."""
 
-    address: str
     weight: int = 1
 
     def __post_init__(self) -> None:
@@ -169,13 +174,6 @@ class Endpoint(_Section):
         if not 1 <= self.weight <= 10000:
             raise ValueError("weight: must be between 1 and 10000")
 
-    @property
-    def host(self) -> str:
-        return _split_address(self.address)[0]
-
-    @property
-    def port(self) -> int:
-        return _split_address(self.address)[1]
 
 
 class HashOn(_Section):
