@@ -42,8 +42,8 @@ class Provider:
     def __init__(self, name: str, cfg: ProviderConfig) -> None:
         self.name = name
         self.cfg = cfg
-        keys = (JWKSet.from_file(cfg.jwks.file) if cfg.jwks.file is not None
-                else self._fetch_at_start())
+        # url keys arrive with the first refresh (started at once, asynchronously)
+        keys = JWKSet.from_file(cfg.jwks.file) if cfg.jwks.file is not None else JWKSet()
         self.verifier = Verifier(keys, cfg.algorithms, audience=cfg.audiences,
                                  issuer=cfg.issuer, leeway=cfg.leeway)
         self.cache: dict[bytes, tuple[float, dict[str, Any], list[tuple[bytes, bytes]]]] = {}
@@ -58,14 +58,6 @@ class Provider:
         self.query = src.query if src and src.query else None
 
     # -- keys ---------------------------------------------------------------------------
-
-    def _fetch_at_start(self) -> JWKSet:
-        try:
-            return fetch(self.cfg.jwks.url, self.cfg.jwks.timeout)
-        except (OSError, PyJWTError) as e:
-            log.error("jwt %s: JWKS fetch from %s failed, starting with no keys: %s",
-                      self.name, self.cfg.jwks.url, e)
-            return JWKSet()
 
     async def refresh(self) -> None:
         """Fetch the JWKS again (one fetch at a time); keep the old keys on failure."""
@@ -90,10 +82,10 @@ class Provider:
             self.fetching = None
 
     async def refresh_forever(self) -> None:
-        """Periodic refresh (``jwks.refresh``) for url-based providers."""
+        """For url-based providers: the first fetch at once, then every ``jwks.refresh``."""
         while True:
-            await asyncio.sleep(self.cfg.jwks.refresh)
             await self.refresh()
+            await asyncio.sleep(self.cfg.jwks.refresh)
 
     # -- tokens -------------------------------------------------------------------------
 
@@ -183,6 +175,8 @@ class JwtAuth:
             return self._admit(exchange, token)
         except UnknownKeyIdError as e:
             now = time.monotonic()
+            if p.fetching is not None:          # a fetch is under way (e.g. the first one)
+                return self._after_refresh(exchange, token)
             if p.cfg.jwks.url is None or now - p.last_kid_fetch < KID_REFRESH_INTERVAL:
                 return self._reject(exchange, e)
             p.last_kid_fetch = now

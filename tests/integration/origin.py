@@ -18,7 +18,8 @@ Endpoints (method-agnostic unless noted; HEAD gets the GET head without a body):
                                  reading any of it); JSON {"received": N}
   /chunked?n=K&size=S            chunked response: chunk i is S bytes of chunk_byte(i)
   /big?size=N                    N bytes of pattern() with Content-Length, streamed
-  /slow?delay=S[&head=1][&status=C]  waits S seconds, then answers (status C, default 200);
+  /slow?delay=S[&head=1][&status=C][&retry_after=R]  waits S seconds, then answers (status C,
+                                 default 200; a Retry-After field R);
                                  with head=1 the head is sent
                                  first and only the 4-byte body waits
   /abort?size=N&sent=M[&rst=1]   Content-Length N, then M < N bytes of pattern(), then close
@@ -264,7 +265,8 @@ async def handle_request(ex: Exchange, req: h11.Request) -> bool:
             await ex.send(h11.EndOfMessage())
         else:
             await asyncio.sleep(delay)
-            await ex.respond(int(q.get("status", "200")), b"slow", b"text/plain")
+            extra = [(b"retry-after", q["retry_after"].encode())] if "retry_after" in q else []
+            await ex.respond(int(q.get("status", "200")), b"slow", b"text/plain", extra)
     elif path == "/abort":
         size, sent = int(q.get("size", "100000")), int(q.get("sent", "50000"))
         headers = [(b"content-type", b"application/octet-stream"),

@@ -206,3 +206,24 @@ def test_endpoint_given_by_dns_name(origins, tmp_path) -> None:
         assert served(origins[2], "/hello?dns=") == 2
     finally:
         gw.proc.stop()
+
+
+def test_retry_after_is_honoured_up_to_its_bound(origins, tmp_path) -> None:
+    gw = three(origins, tmp_path, retries={"attempts": 3, "on": ["503"],
+                                           "retry_after_max": "1s"},
+               outlier_detection={"consecutive_failures": 1000})
+    try:
+        def attempts(query: str) -> tuple[int, int, float]:
+            before = sum(served(o, "/slow") for o in origins)
+            started = time.monotonic()
+            status, _ = get(gw.port, f"/slow?delay=0&status=503&{query}")
+            took = time.monotonic() - started
+            return status, sum(served(o, "/slow") for o in origins) - before, took
+        status, n, took = attempts("retry_after=1")     # within the bound: wait, then retry
+        assert (status, n) == (503, 3) and took >= 2.0, (status, n, took)
+        status, n, took = attempts("retry_after=30")    # over the bound: the 503 is final
+        assert (status, n) == (503, 1) and took < 1.0, (status, n, took)
+        status, n, _ = attempts("x=1")                  # no Retry-After: retried at once
+        assert (status, n) == (503, 3)
+    finally:
+        gw.proc.stop()
