@@ -118,6 +118,7 @@ cdef class ListenerRuntime:
     cdef unsigned long long next_id
     cdef set conns
     cdef readonly bint draining
+    cdef double drain_grace
 
     def __cinit__(self, router, Clock clock, *, int max_head_bytes, int max_headers,
                   int max_target_bytes, int64_t max_body_bytes, double header_timeout,
@@ -153,6 +154,7 @@ cdef class ListenerRuntime:
         already be on the wire). Stopping accepts is the caller's job (server.close())."""
         cdef Downstream c
         self.draining = True
+        self.drain_grace = grace
         for c in list(self.conns):
             c.drain(grace)
 
@@ -207,7 +209,7 @@ cdef class Downstream(ResponseSink):
         self.head_started = True     # the first head is timed from the accept
         self.deadline = self.lr.clock.now + self.lr.header_timeout
         if self.lr.draining:
-            self.drain(1.0)
+            self.drain(self.lr.drain_grace)
 
     def connection_lost(self, exc):
         self.state = D_CLOSED
