@@ -52,6 +52,10 @@ def sd_notify(state: str) -> None:
             log.warning("sd_notify failed: %s", e)
 
 
+class BindError(OSError):
+    """A listener's address cannot be bound (in use, not local, no permission)."""
+
+
 @dataclass
 class Worker:
     slot: int
@@ -103,7 +107,11 @@ class Master:
         for lst in cfg.listeners:
             group = list(self.sockets.get(lst.address, []))
             while len(group) < n:
-                group.append(worker.bind(lst, reuseport=True))
+                try:
+                    group.append(worker.bind(lst, reuseport=True))
+                except OSError as e:
+                    raise BindError(f"listeners: {lst.name}: cannot listen on {lst.address}: "
+                                    f"{e.strerror}") from None
             if lst.address not in self.sockets:
                 log.info("bound listener %s on %s (backlog %d, %d sockets)", lst.name,
                          lst.address, lst.backlog, len(group))
@@ -253,7 +261,7 @@ class Master:
         try:
             cfg = load(self.config_path)
             socks = self.bind_all(cfg)
-        except (ConfigError, OSError) as e:
+        except (ConfigError, BindError) as e:
             log.error("reload rejected, keeping the running config: %s", e)
             sd_notify("READY=1")
             return
@@ -337,4 +345,8 @@ def run(config_path: str, workers: int | None = None, pid_file: str | None = Non
     except ConfigError as e:
         print(f"gwcore: {e}", file=sys.stderr)
         return 1
-    return Master(config_path, cfg, workers, pid_file).run()
+    try:
+        return Master(config_path, cfg, workers, pid_file).run()
+    except BindError as e:
+        print(f"gwcore: {e}", file=sys.stderr)
+        return 1

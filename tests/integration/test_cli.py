@@ -69,3 +69,18 @@ def test_demo_serves_and_ctrl_c_stops_both(tmp_path) -> None:
         assert _free(ORIGIN_PORT) and _free(GATEWAY_PORT)      # the origin child is gone too
     finally:
         demo.stop()
+
+
+def test_serve_on_a_taken_port_names_the_listener(tmp_path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = tmp_path / "gw.yaml"
+        cfg.write_text(f"listeners: [{{name: public, address: '127.0.0.1:{port}'}}]\n"
+                       "clusters: [{name: c, endpoints: ['127.0.0.1:9']}]\n"
+                       "routes: [{cluster: c}]\n")
+        out = gwcore("serve", "--config", str(cfg))
+    assert out.returncode == 1
+    assert out.stderr.strip() == (f"gwcore: listeners: public: cannot listen on "
+                                  f"127.0.0.1:{port}: Address already in use")
