@@ -20,39 +20,22 @@ static uint64_t fnv1a(const uint8_t *p, size_t n) {
 
 static void fuzz_head(kind_t k, const char *in, size_t len, const gw_limits *lim, uint64_t seed) {
     static result whole, r;
-    for (int li = 0; li < nlevels; li++) {
-        gw_http1_set_simd(levels[li]);
-        run(k, in, len, lim, li ? &r : &whole);
-        if (li == 0) check_invariants(k, in, len, lim, &whole, "libfuzzer");
-        else CHECK(same_result(&whole, &r), "level %d differs", levels[li]);
-    }
+    parse_levels(k, in, len, lim, &whole, "libfuzzer");
     size_t step = len > 512 ? len / 32 : 1;
     for (size_t p = len > 512 ? seed % step : 0; p < len; p += step) {
         run(k, in, p, lim, &r);
-        CHECK(r.ret == -2 || same_result(&whole, &r), "prefix %zu of %zu: %d vs %d", p, len,
-              r.ret, whole.ret);
+        CHECK_MSG(r.ret == -2 || same_result(&whole, &r), "prefix %zu of %zu: %d vs %d", p, len,
+                  r.ret, whole.ret);
     }
 }
 
 static void fuzz_chunked(const char *in, size_t len, uint64_t seed) {
     static cresult whole, r;
     chunked_feed(in, len, NULL, 0, &whole);
-    size_t cuts[3];
-    cuts[0] = len ? seed % (len + 1) : 0;
-    cuts[1] = cuts[0] + (seed >> 20) % (len + 1 - cuts[0]);
-    cuts[2] = cuts[1] + (seed >> 40) % (len + 1 - cuts[1]);
-    chunked_feed(in, len, cuts, 3, &r);
-    CHECK(r.error == whole.error && r.done == whole.done && r.data_len == whole.data_len &&
-              memcmp(r.data, whole.data, whole.data_len) == 0 &&
-              (whole.error || r.consumed == whole.consumed),
-          "cuts differ");
-    size_t *every = malloc((len + 1) * sizeof(size_t));
-    for (size_t i = 0; i < len; i++) every[i] = i + 1;
-    chunked_feed(in, len, every, len, &r);
-    free(every);
-    CHECK(r.error == whole.error && r.done == whole.done && r.data_len == whole.data_len &&
-              memcmp(r.data, whole.data, whole.data_len) == 0,
-          "byte at a time differs");
+    chunked_feed_3cuts(in, len, seed, seed >> 20, seed >> 40, &r);
+    CHECK_MSG(same_chunked(&whole, &r), "cuts differ");
+    chunked_feed_bytewise(in, len, &r);
+    CHECK_MSG(same_chunked_data(&whole, &r), "byte at a time differs");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -23,15 +23,7 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
-static int failures;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
-    } while (0)
+#include "check.h"
 
 /* ---------------------------------------------------------------------------------------- */
 /* helpers                                                                                  */
@@ -263,15 +255,11 @@ static void test_json(void)
     int dup;
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         int rc = json(good[i], &dup);
-        CHECK(rc == 0);
-        if (rc != 0)
-            fprintf(stderr, "  good[%zu] rejected: %s\n", i, good[i]);
+        CHECK_MSG(rc == 0, "good[%zu] rejected: %s", i, good[i]);
     }
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int rc = json(bad[i], &dup);
-        CHECK(rc == -1 && dup == 0);
-        if (rc != -1)
-            fprintf(stderr, "  bad[%zu] accepted: %s\n", i, bad[i]);
+        CHECK_MSG(rc == -1 && dup == 0, "bad[%zu]: rc %d dup %d: %s", i, rc, dup, bad[i]);
     }
     for (size_t i = 0; i < sizeof dups / sizeof dups[0]; i++)
         CHECK(json(dups[i], &dup) == -1 && dup == 1);
@@ -417,9 +405,8 @@ static void test_header(void)
     };
     for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
         n = make_token(tok, errs[i].header, "{}", sig, 1);
-        CHECK(parse(tok, n) == -1 && T.error == errs[i].error);
-        if (T.error != errs[i].error)
-            fprintf(stderr, "  errs[%zu]: got %d\n", i, T.error);
+        CHECK_MSG(parse(tok, n) == -1 && T.error == errs[i].error, "errs[%zu]: got %d", i,
+                  T.error);
     }
     /* a header carrying a NUL byte inside the JSON text */
     {
@@ -711,9 +698,7 @@ static void sign_and_verify(EVP_PKEY *pkey, gw_jws_key *key, const char *header,
     size_t base = make_token(tok, header, "{\"sub\":\"s\"}", (const uint8_t *)"", 0) - 1;
     size_t n = sign_token(pkey, md, pss, ec_half, tok, base);
     int rc = verify_token(key, tok, n, GW_JWS_F_ENFORCE_MIN_KEY);
-    CHECK(rc == expect);
-    if (rc != expect)
-        fprintf(stderr, "  %s: got %d, expected %d\n", header, rc, expect);
+    CHECK_MSG(rc == expect, "%s: got %d, expected %d", header, rc, expect);
     if (expect == 0) {  /* and a changed payload character fails */
         tok[base - 2] = tok[base - 2] == 'A' ? 'B' : 'A';
         CHECK(verify_token(key, tok, n, 0) != 0);
@@ -863,10 +848,5 @@ int main(void)
     test_hmac();
     test_ecdsa_shapes();
     test_pem_keys();
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    puts("test_jws: all checks passed");
-    return 0;
+    return check_summary("test_jws");
 }

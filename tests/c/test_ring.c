@@ -10,15 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-            failures++;                                                                \
-        }                                                                              \
-    } while (0)
+#include "check.h"
 
 static gw_ring_node node(const char *name, uint32_t weight)
 {
@@ -271,6 +263,19 @@ static void test_load_bookkeeping(void)
     gw_maglev_free(g);
 }
 
+/* Builds a ketama (maglev 0) or a 1009-slot Maglev (maglev 1) over nodes into *k or *g, the
+ * other one NULL; returns its load, or NULL (a failed check) when the constructor failed. */
+static gw_ring_load *build_ring(int maglev, const gw_ring_node *nodes, uint32_t n, gw_ketama **k,
+                                gw_maglev **g)
+{
+    *k = maglev ? NULL : gw_ketama_new(nodes, n, NULL);
+    *g = maglev ? gw_maglev_new(nodes, n, 1009, NULL) : NULL;
+    CHECK(*k != NULL || *g != NULL);
+    if (*k == NULL && *g == NULL)
+        return NULL;
+    return maglev ? gw_maglev_load(*g) : gw_ketama_load(*k);
+}
+
 /* Down nodes: keys of up nodes stay; keys of the down node go to another up node. */
 static void check_down_stability(int maglev)
 {
@@ -281,12 +286,11 @@ static void check_down_stability(int maglev)
         snprintf(names[i], sizeof(names[i]), "10.0.0.%d", i);
         nodes[i] = node(names[i], (uint32_t)(1 + i % 3));
     }
-    gw_ketama *k = maglev ? NULL : gw_ketama_new(nodes, N, NULL);
-    gw_maglev *g = maglev ? gw_maglev_new(nodes, N, 1009, NULL) : NULL;
-    CHECK(k != NULL || g != NULL);
-    if (k == NULL && g == NULL)
+    gw_ketama *k;
+    gw_maglev *g;
+    gw_ring_load *l = build_ring(maglev, nodes, N, &k, &g);
+    if (l == NULL)
         return;
-    gw_ring_load *l = maglev ? gw_maglev_load(g) : gw_ketama_load(k);
     static int before[KEYS];
     char key[64];
     for (int i = 0; i < KEYS; i++) {
@@ -415,12 +419,11 @@ static void check_bounded(int maglev, uint32_t factor_pct, int with_departures)
         snprintf(names[i], sizeof(names[i]), "n%d", i);
         nodes[i] = node(names[i], i == 0 ? 3u : 1u);
     }
-    gw_ketama *k = maglev ? NULL : gw_ketama_new(nodes, N, NULL);
-    gw_maglev *g = maglev ? gw_maglev_new(nodes, N, 1009, NULL) : NULL;
-    CHECK(k != NULL || g != NULL);
-    if (k == NULL && g == NULL)
+    gw_ketama *k;
+    gw_maglev *g;
+    gw_ring_load *l = build_ring(maglev, nodes, N, &k, &g);
+    if (l == NULL)
         return;
-    gw_ring_load *l = maglev ? gw_maglev_load(g) : gw_ketama_load(k);
     CHECK(gw_ring_set_factor(l, factor_pct) == 0);
     /* A few hot keys make the unbounded choice badly unbalanced. */
     static uint32_t live[STEPS];
@@ -503,10 +506,5 @@ int main(void)
         check_bounded(maglev, 200, 1);
     }
     test_bounded_edges();
-    if (failures != 0) {
-        fprintf(stderr, "test_ring: %d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_ring: all checks passed\n");
-    return 0;
+    return check_summary("test_ring");
 }
