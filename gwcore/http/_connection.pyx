@@ -10,17 +10,18 @@ import logging
 import os
 
 from gwcore.filters.base import Exchange, LocalResponse, run_request_filters
-from gwcore.http._parser import parse_request
+from gwcore.http._parser import METHOD_NAMES, parse_request
 from gwcore.proxy.router import split_absolute
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint32_t
+from libc.stdio cimport snprintf
 from libc.string cimport memcpy, memset
 
 from gwcore.http._chttp1 cimport (
     GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, GW_CONN_OTHER, GW_FK_EXPECT, GW_FK_HOST, GW_FK_X_FORWARDED_FOR,
     GW_FK_X_FORWARDED_HOST, GW_FK_X_FORWARDED_PROTO, GW_FK_X_REQUEST_ID, GW_M_DELETE, GW_M_GET,
-    GW_M_HEAD, GW_M_OPTIONS, GW_M_PUT, GW_M_TRACE, gw_chunked, gw_chunked_decode,
+    GW_M_HEAD, GW_M_OPTIONS, GW_M_OTHER, GW_M_PUT, GW_M_TRACE, gw_chunked, gw_chunked_decode,
     gw_chunked_init, gw_field, gw_find_field, gw_head, gw_http_error_name, gw_http_error_status,
     gw_limits, gw_parse_request,
 )
@@ -67,8 +68,11 @@ cdef unsigned int DROP_REQUEST_ID = 1u << GW_FK_X_REQUEST_ID
 
 log = logging.getLogger("gwcore")
 
+cdef tuple _METHODS = METHOD_NAMES       # interned method bytes by enum gw_method
 cdef bytes CRLF = b"\r\n"
 cdef bytes HTTP11 = b" HTTP/1.1\r\n"
+cdef bytes HTTP11_STATUS = b"HTTP/1.1 "
+cdef bytes EMPTY = b""
 cdef bytes VIA = b"Via: 1.1 gwcore\r\n"
 cdef bytes TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
 cdef bytes CONN_CLOSE = b"Connection: close\r\n"
@@ -114,7 +118,8 @@ cdef class ListenerRuntime:
     cdef object match_route
     cdef Clock clock
     cdef bytes proto_line
-    cdef str id_prefix
+    cdef bytes id_prefix        # 12 hex digits, random per worker
+    cdef const char *id_prefix_c
     cdef unsigned long long next_id
     cdef set conns
     cdef readonly bint draining
@@ -134,7 +139,8 @@ cdef class ListenerRuntime:
         self.match_route = router.match
         self.clock = clock
         self.proto_line = f"X-Forwarded-Proto: {scheme}\r\n".encode()
-        self.id_prefix = os.urandom(6).hex()
+        self.id_prefix = os.urandom(6).hex().encode()
+        self.id_prefix_c = self.id_prefix
         self.next_id = 0
         self.conns = set()
 
@@ -159,8 +165,12 @@ cdef class ListenerRuntime:
             c.drain(grace)
 
     cdef bytes request_id_line(self):
+        cdef char line[80]
+        cdef int n
         self.next_id += 1
-        return f"X-Request-Id: {self.id_prefix}-{self.next_id:x}\r\n".encode()
+        n = snprintf(line, sizeof(line), "X-Request-Id: %s-%llx\r\n", self.id_prefix_c,
+                     self.next_id)
+        return PyBytes_FromStringAndSize(line, n)
 
 
 cdef class Downstream(ResponseSink):
@@ -295,7 +305,8 @@ cdef class Downstream(ResponseSink):
         return self.state != D_CLOSED
 
     cdef void _start(self, const char *base, gw_head *h):
-        cdef bytes method = PyBytes_FromStringAndSize(base + h.method_off, h.method_len)
+        cdef bytes method = (<bytes>_METHODS[h.method] if h.method != GW_M_OTHER else
+                             PyBytes_FromStringAndSize(base + h.method_off, h.method_len))
         cdef bytes target = PyBytes_FromStringAndSize(base + h.target_off, h.target_len)
         cdef bytes host = b""
         cdef bint has_body = h.chunked or h.content_length > 0
@@ -476,8 +487,13 @@ cdef class Downstream(ResponseSink):
             drop = _drop
             if ex is not None:
                 self._apply_exchange(base, h, ex, extra)
-        return build_head(base, method + b" " + target + HTTP11, _fields, h.num_fields,
-                          drop_kinds, drop, extra)
+        if len(target) != h.target_len:     # absolute-form, rewritten to origin-form
+            return build_head(base, method + b" ", target, len(target), HTTP11, _fields,
+                              h.num_fields, drop_kinds, drop, extra)
+        # "method SP request-target" is one span of the received request-line
+        return build_head(base, EMPTY, base + h.method_off,
+                          h.target_off + h.target_len - h.method_off, HTTP11, _fields,
+                          h.num_fields, drop_kinds, drop, extra)
 
     cdef void _apply_exchange(self, const char *base, gw_head *h, ex, list extra):
         """The fields filters set or removed (Exchange.set_upstream_field and friends)."""
@@ -662,9 +678,10 @@ cdef class Downstream(ResponseSink):
             memset(_drop, 0, h.num_fields)
             mark_connection_options(buf, fields, h.num_fields, _drop)
             drop = _drop
-        status_line = b"HTTP/1.1 " + PyBytes_FromStringAndSize(
-            buf + 9, h.reason_off + h.reason_len - 9) + CRLF
-        self.pending_head = build_head(buf, status_line, fields, h.num_fields, 0, drop, extra)
+        # "HTTP/1.x " is 9 bytes; the status code and reason follow as received
+        self.pending_head = build_head(buf, HTTP11_STATUS, buf + 9,
+                                       h.reason_off + h.reason_len - 9, CRLF, fields,
+                                       h.num_fields, 0, drop, extra)
 
     cdef void flush_head(self):
         if self.pending_head is not None:

@@ -10,6 +10,9 @@ from typing import Final, TypeAlias
 
 Buffer: TypeAlias = bytes | bytearray | memoryview
 
+METHOD_NAMES: tuple[bytes | None, ...]
+"""Interned method tokens indexed by the C parser's method id (index 0: other methods)."""
+
 class ParseError(ValueError):
     """Malformed or unsupported HTTP/1.1 input; the message is rejected.
 

@@ -53,6 +53,7 @@ cdef object _parse_error(int code, Py_ssize_t offset):
 # Common methods as shared constants: no allocation for them.
 cdef tuple _METHODS = (None, b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH",
                        b"CONNECT", b"TRACE")
+METHOD_NAMES = _METHODS     # by enum gw_method; shared with the connection module
 
 cdef gw_field _scratch[_SCRATCH_FIELDS]
 

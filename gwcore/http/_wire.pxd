@@ -14,9 +14,9 @@ cdef class Clock:
     cdef void watch(self, Timed t)
     cdef void unwatch(self, Timed t)
 
-cdef bytes build_head(const char *buf, bytes start_line, const gw_field *fields,
-                      Py_ssize_t nfields, unsigned int drop_kinds, const unsigned char *drop,
-                      list extra)
+cdef bytes build_head(const char *buf, bytes prefix, const char *mid, Py_ssize_t mid_len,
+                      bytes suffix, const gw_field *fields, Py_ssize_t nfields,
+                      unsigned int drop_kinds, const unsigned char *drop, list extra)
 
 cdef void mark_connection_options(const char *buf, const gw_field *fields, Py_ssize_t nfields,
                                   unsigned char *drop)

@@ -84,14 +84,16 @@ cdef void mark_connection_options(const char *buf, const gw_field *fields, Py_ss
                     drop[j] = 1
 
 
-cdef bytes build_head(const char *buf, bytes start_line, const gw_field *fields,
-                      Py_ssize_t nfields, unsigned int drop_kinds, const unsigned char *drop,
-                      list extra):
-    """start_line (with its CRLF) + every field line of buf not dropped (copied as received)
-    + the already-formatted ``extra`` field lines + the empty line. A field is dropped when
-    it is hop-by-hop, its kind bit is set in drop_kinds, or drop[i] is set (drop may be NULL).
-    One allocation, one pass of memcpy."""
-    cdef Py_ssize_t i, n, total = PyBytes_GET_SIZE(start_line) + 2
+cdef bytes build_head(const char *buf, bytes prefix, const char *mid, Py_ssize_t mid_len,
+                      bytes suffix, const gw_field *fields, Py_ssize_t nfields,
+                      unsigned int drop_kinds, const unsigned char *drop, list extra):
+    """The start line, written as prefix + mid[0:mid_len] (usually a span of the received
+    head) + suffix (ending in CRLF); then every field line of buf not dropped (copied as
+    received), the already-formatted ``extra`` field lines, and the empty line. A field is
+    dropped when it is hop-by-hop, its kind bit is set in drop_kinds, or drop[i] is set (drop
+    may be NULL). One allocation, one pass of memcpy."""
+    cdef Py_ssize_t i, n
+    cdef Py_ssize_t total = PyBytes_GET_SIZE(prefix) + mid_len + PyBytes_GET_SIZE(suffix) + 2
     cdef const gw_field *f
     cdef bytes piece
     for i in range(nfields):
@@ -103,9 +105,14 @@ cdef bytes build_head(const char *buf, bytes start_line, const gw_field *fields,
         total += PyBytes_GET_SIZE(piece)
     cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
     cdef char *w = PyBytes_AS_STRING(out)
-    n = PyBytes_GET_SIZE(start_line)
-    memcpy(w, PyBytes_AS_STRING(start_line), n)
-    w += n
+    for piece in (prefix, None, suffix):
+        if piece is None:
+            memcpy(w, mid, mid_len)
+            w += mid_len
+        else:
+            n = PyBytes_GET_SIZE(piece)
+            memcpy(w, PyBytes_AS_STRING(piece), n)
+            w += n
     for i in range(nfields):
         f = &fields[i]
         if f.hop or (drop_kinds >> f.kind) & 1 or (drop != NULL and drop[i]):
