@@ -50,7 +50,7 @@ class Exchange:
     """One request on a filtered route: what filters read and the one object they write.
 
     ``request``: the parsed head (gwcore.http.Request: method, target, get(name) -> bytes).
-    ``route``: the matched gwcore.proxy.router.Route. ``client_ip``: str.
+    ``route``: the matched gwcore.proxy._router.Route. ``client_ip``: str.
     ``state``: per-request scratch space shared by the filters (e.g. verified JWT claims).
     """
 

@@ -34,8 +34,8 @@ import logging
 from typing import Any, Protocol
 
 from gwcore.http._wire import Clock
+from gwcore.proxy._router import Route
 from gwcore.proxy._upstream import Endpoint, ResponseSink
-from gwcore.proxy.router import Route
 
 log: logging.Logger  # the "gwcore" logger: request filter failures
 
@@ -59,7 +59,7 @@ class ListenerRuntime:
         idle_timeout: float,
         scheme: str = "http",
     ) -> None:
-        """``router``: gwcore.proxy.router.Router or anything with its ``match(host, target,
+        """``router``: gwcore.proxy._router.Router or anything with its ``match(host, target,
         method)`` (bytes arguments; the route's ``cluster`` is a gwcore.proxy._upstream.Cluster
         and ``filters`` its request filters); ``match`` is looked up once, here.
 

@@ -11,7 +11,8 @@ import os
 
 from gwcore.filters.base import Exchange, LocalResponse, run_request_filters
 from gwcore.http._parser import METHOD_NAMES, parse_request
-from gwcore.proxy.router import split_absolute
+from gwcore.proxy._router cimport Route, Router
+from gwcore.proxy._router import split_absolute
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint32_t
@@ -115,7 +116,7 @@ cdef class ListenerRuntime:
     cdef gw_limits limits
     cdef int64_t max_body
     cdef double header_timeout, idle_timeout
-    cdef object match_route
+    cdef Router router
     cdef Clock clock
     cdef bytes proto_line
     cdef bytes id_prefix        # 12 hex digits, random per worker
@@ -125,7 +126,7 @@ cdef class ListenerRuntime:
     cdef readonly bint draining
     cdef double drain_grace
 
-    def __cinit__(self, router, Clock clock, *, int max_head_bytes, int max_headers,
+    def __cinit__(self, Router router, Clock clock, *, int max_head_bytes, int max_headers,
                   int max_target_bytes, int64_t max_body_bytes, double header_timeout,
                   double idle_timeout, str scheme="http"):
         if not 1 <= max_headers <= MAX_FIELDS:
@@ -136,7 +137,7 @@ cdef class ListenerRuntime:
         self.max_body = max_body_bytes
         self.header_timeout = header_timeout
         self.idle_timeout = idle_timeout
-        self.match_route = router.match
+        self.router = router
         self.clock = clock
         self.proto_line = f"X-Forwarded-Proto: {scheme}\r\n".encode()
         self.id_prefix = os.urandom(6).hex().encode()
@@ -322,7 +323,7 @@ cdef class Downstream(ResponseSink):
         if h.host_index >= 0:
             host = PyBytes_FromStringAndSize(base + _fields[h.host_index].value_off,
                                              _fields[h.host_index].value_len)
-        route = self.lr.match_route(host, target, method)
+        cdef Route route = self.lr.router.match(host, target, method)
         if target[0] != 47 and b"://" in target:     # absolute-form (RFC 9112 §3.2.2)
             target, authority = split_absolute(target, host)
             if authority != host:

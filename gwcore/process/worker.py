@@ -21,9 +21,9 @@ from gwcore.config import Route as RouteConfig
 from gwcore.filters.jwt_auth import JwtAuth, Provider
 from gwcore.http._connection import ListenerRuntime
 from gwcore.http._wire import Clock
+from gwcore.proxy._router import Router
 from gwcore.proxy._upstream import Cluster
 from gwcore.proxy.health import HealthBoard, maintain, resolve
-from gwcore.proxy.router import Router
 
 log = logging.getLogger("gwcore")
 

@@ -47,7 +47,7 @@ class HealthBoard:
 
 def _first(infos: list) -> str:
     """IPv4 first (an origin bound to 127.0.0.1 is not reachable as ::1), then IPv6."""
-    return sorted(infos, key=lambda i: i[0] != socket.AF_INET)[0][4][0]
+    return min(infos, key=lambda i: i[0] != socket.AF_INET)[4][0]
 
 
 def resolve(host: str, port: int) -> str:

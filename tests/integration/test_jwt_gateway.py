@@ -162,7 +162,7 @@ def test_key_rotation_and_jwks_outage(setup) -> None:
 
 
 def test_optional_route_and_cookie_source(setup) -> None:
-    gw, _, k1, ec_key = setup
+    gw, _, _, ec_key = setup
     assert httpx.get(f"{gw.url}/hello", headers={"Host": "optional.test"}).status_code == 200
     bad = httpx.get(f"{gw.url}/hello", headers={"Host": "optional.test",
                                                 "Authorization": "Bearer x.y.z"})

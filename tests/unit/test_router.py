@@ -3,7 +3,7 @@
 import msgspec
 
 from gwcore.config import Route as RouteConfig
-from gwcore.proxy.router import Router
+from gwcore.proxy._router import Router
 
 
 def router(*routes):
@@ -37,7 +37,7 @@ def test_no_match_and_absolute_form():
 
 
 def test_split_absolute_ends_the_authority_at_path_query_or_fragment():
-    from gwcore.proxy.router import split_absolute
+    from gwcore.proxy._router import split_absolute
     assert split_absolute(b"http://h?x=1", b"o") == (b"/?x=1", b"h")
     assert split_absolute(b"http://h:8080/p?q#frag", b"o") == (b"/p?q", b"h:8080")
     assert split_absolute(b"http://h", b"o") == (b"/", b"h")

@@ -1,0 +1,8 @@
+cdef class Route:
+    cdef readonly object config       # gwcore.config.Route
+    cdef readonly object cluster      # gwcore.proxy._upstream.Cluster
+    cdef readonly tuple filters
+
+cdef class Router:
+    cdef list _matchers
+    cpdef Route match(self, bytes host, bytes target, bytes method)
