@@ -1016,7 +1016,7 @@ def benchmark(args: argparse.Namespace) -> int:
         print(f"note: {layout.workers} workers on {os.cpu_count()} CPUs", flush=True)
     tools = ensure_tools("haproxy" in args.proxy_list, install=not args.no_install)
     machine = machine_description(tools)
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     load_start = load_average()
 
     builders: dict[str, Builder] = {"gwcore": build_gwcore(pin_cpus=True),

@@ -16,7 +16,6 @@ from gwcore.proxy._router import split_absolute
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint32_t
-from libc.stdio cimport snprintf
 from libc.string cimport memcpy, memset
 
 from gwcore.http._chttp1 cimport (
@@ -166,12 +165,30 @@ cdef class ListenerRuntime:
             c.drain(grace)
 
     cdef bytes request_id_line(self):
-        cdef char line[80]
-        cdef int n
+        """``X-Request-Id: <12 hex, per worker>-<counter in hex>`` and its CRLF."""
+        cdef char line[64]
+        cdef char digits[16]
+        cdef int n = 0, k = 0
+        cdef unsigned long long v
         self.next_id += 1
-        n = snprintf(line, sizeof(line), "X-Request-Id: %s-%llx\r\n", self.id_prefix_c,
-                     self.next_id)
-        return PyBytes_FromStringAndSize(line, n)
+        v = self.next_id
+        while True:
+            digits[k] = b"0123456789abcdef"[v & 15]
+            k += 1
+            v >>= 4
+            if v == 0:
+                break
+        memcpy(line, b"X-Request-Id: ", 14)
+        memcpy(line + 14, self.id_prefix_c, 12)
+        line[26] = 45       # "-"
+        n = 27
+        while k:
+            k -= 1
+            line[n] = digits[k]
+            n += 1
+        line[n] = 13
+        line[n + 1] = 10
+        return PyBytes_FromStringAndSize(line, n + 2)
 
 
 cdef class Downstream(ResponseSink):
