@@ -71,6 +71,20 @@ int gw_jws_init(void)
     return 0;
 }
 
+int gw_jws_sha256(const uint8_t *data, size_t len, uint8_t out[32])
+{
+    static EVP_MD_CTX *ctx;     /* reused: one allocation for the process */
+    unsigned int n = 0;
+    if (ctx == NULL && (ctx = EVP_MD_CTX_new()) == NULL)
+        return -1;
+    if (EVP_DigestInit_ex2(ctx, g_md[0], NULL) != 1 || EVP_DigestUpdate(ctx, data, len) != 1
+        || EVP_DigestFinal_ex(ctx, out, &n) != 1 || n != 32) {
+        ERR_clear_error();
+        return -1;
+    }
+    return 0;
+}
+
 int gw_jws_alg_from_name(const uint8_t *name, size_t len)
 {
     for (int a = 0; a < GW_JWS_ALG__COUNT; a++)

@@ -127,6 +127,11 @@ typedef struct gw_jws_key gw_jws_key;
 /* Fetch the algorithms once. 0 ok, -1 if libcrypto lacks one. Idempotent, not thread-safe. */
 int gw_jws_init(void);
 
+/* SHA-256 of data[0..len) into out[32] with the digest fetched by gw_jws_init (the token
+ * cache's key). 0 ok, -1 on a libcrypto failure (error queue cleared). Reuses one static
+ * context: not thread-safe (callers hold the GIL). */
+int gw_jws_sha256(const uint8_t *data, size_t len, uint8_t out[32]);
+
 /* Strict base64url (RFC 4648 5, RFC 7515 2 and C): no padding, alphabet only, length % 4 != 1,
  * unused trailing bits zero. Writes at most gw_b64url_decoded_len(len) bytes to out (which
  * must hold that many). Returns the decoded length, or -1. */

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import hashlib
 import json
 import logging
 import time
@@ -24,10 +23,10 @@ from urllib.parse import parse_qsl
 from gwcore.config import JwtProvider as ProviderConfig
 from gwcore.filters.base import Exchange, LocalResponse
 from gwcore.jwt import InvalidTokenError, JWKSet, PyJWTError, UnknownKeyIdError, Verifier
+from gwcore.jwt._jws import sha256
 from gwcore.jwt.jwks import fetch
 
 log = logging.getLogger("gwcore")
-_sha256 = hashlib.sha256
 
 KID_REFRESH_INTERVAL = 30.0   # seconds: an unknown kid triggers at most one fetch per this
 NO_EXP_TTL = 300.0            # seconds a verified token without exp stays cached
@@ -114,7 +113,7 @@ class Provider:
 
     def check(self, token: bytes, now: float) -> tuple[dict[str, Any], list]:
         """(claims, upstream fields) for a valid token; InvalidTokenError otherwise."""
-        digest = _sha256(token).digest()
+        digest = sha256(token)
         hit = self.cache.get(digest)
         if hit is not None:
             if now < hit[0]:

@@ -13,6 +13,10 @@ from typing import Any, TypeAlias
 MAX_TOKEN_BYTES: int
 """Longest accepted token (8192 bytes); longer ones fail with DecodeError before any crypto."""
 
+def sha256(data: bytes) -> bytes:
+    """SHA-256 digest (32 bytes) of data through libcrypto, the digest fetched once: the key
+    of the gateway's verified-token cache. RuntimeError if libcrypto fails."""
+
 def b64url_decode(data: bytes | str) -> bytes:
     """Strict base64url (RFC 7515 2): no padding, canonical final bits. ValueError otherwise."""
 

@@ -78,6 +78,7 @@ cdef extern from "jws.h" nogil:
         pass
 
     int gw_jws_init()
+    int gw_jws_sha256(const uint8_t *data, size_t len, uint8_t *out)
     size_t gw_b64url_decoded_len(size_t length)
     long gw_b64url_decode(const char *inp, size_t length, uint8_t *out)
     int gw_jws_parse(gw_jws *t, const char *token, size_t length)
@@ -169,6 +170,16 @@ cdef bytes _as_bytes(object data, str what):
     if isinstance(data, (bytearray, memoryview)):
         return bytes(data)
     raise TypeError(f"{what} must be bytes or str, not {type(data).__name__}")
+
+
+def sha256(bytes data) -> bytes:
+    """SHA-256 digest (32 bytes) of data, through libcrypto with the digest fetched once:
+    the key of the gateway's verified-token cache. RuntimeError if libcrypto fails."""
+    cdef uint8_t out[32]
+    if gw_jws_sha256(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                     out) != 0:
+        raise RuntimeError("libcrypto SHA-256 failed")
+    return PyBytes_FromStringAndSize(<char *>out, 32)
 
 
 def b64url_decode(data: bytes | str) -> bytes:

@@ -834,6 +834,26 @@ static void test_alg_names(void)
     CHECK(gw_jws_alg_from_name((const uint8_t *)"NoNe", 4) == GW_JWS_ALG_NONE);
 }
 
+/* FIPS 180-2 B.1 and B.2 message digests. */
+static void test_sha256(void)
+{
+    static const uint8_t abc[32] = {
+        0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae,
+        0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61,
+        0xf2, 0x00, 0x15, 0xad};
+    static const uint8_t two_blocks[32] = {
+        0x24, 0x8d, 0x6a, 0x61, 0xd2, 0x06, 0x38, 0xb8, 0xe5, 0xc0, 0x26, 0x93, 0x0c, 0x3e,
+        0x60, 0x39, 0xa3, 0x3c, 0xe4, 0x59, 0x64, 0xff, 0x21, 0x67, 0xf6, 0xec, 0xed, 0xd4,
+        0x19, 0xdb, 0x06, 0xc1};
+    static const char msg2[] = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    uint8_t out[32];
+    for (int round = 0; round < 2; round++) {   /* the context is reused */
+        CHECK(gw_jws_sha256((const uint8_t *)"abc", 3, out) == 0 && memcmp(out, abc, 32) == 0);
+        CHECK(gw_jws_sha256((const uint8_t *)msg2, sizeof msg2 - 1, out) == 0
+              && memcmp(out, two_blocks, 32) == 0);
+    }
+}
+
 int main(void)
 {
     if (gw_jws_init() != 0 || gw_jws_init() != 0) {
@@ -844,6 +864,7 @@ int main(void)
     test_json();
     test_header();
     test_alg_names();
+    test_sha256();
     test_vectors();
     test_hmac();
     test_ecdsa_shapes();

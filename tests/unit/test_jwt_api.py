@@ -626,3 +626,11 @@ def test_keys_embedded_in_the_header_are_ignored(keys: dict[str, object]) -> Non
         keys["ES256"].public_key(), as_dict=True), "kid": "real"}]})  # fmt: skip
     with pytest.raises(jwt.InvalidSignatureError):
         jwt.decode(token, keyset, algorithms=["ES256"])
+
+
+def test_sha256_matches_hashlib():
+    import hashlib
+
+    from gwcore.jwt._jws import sha256
+    for data in (b"", b"abc", b"x" * 243, bytes(range(256)) * 40):
+        assert sha256(data) == hashlib.sha256(data).digest()
