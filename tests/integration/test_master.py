@@ -169,6 +169,7 @@ def test_killed_worker_is_respawned_under_load(master_factory) -> None:
         wait_until(lambda: len(m.workers()) == 2 and victim not in m.workers(),
                    what="respawn")
         time.sleep(1.0)
+    print(f"kill -9 under load: {load.total} requests, {load.failures} failed")
     assert "exited unexpectedly (signal SIGKILL)" in m.log()
     # only requests in flight on the killed worker may fail: at most one per connection
     assert load.failures <= 8, (load.statuses, load.errors[:5])
@@ -226,6 +227,8 @@ def test_ten_reloads_under_load_fail_no_request(master_factory) -> None:
         while time.monotonic() - start < 5.0:
             time.sleep(0.1)
     elapsed = time.monotonic() - start
+    print(f"10 reloads in {elapsed:.1f} s under load: {load.total} requests, {load.failures} "
+          f"failed, statuses {dict(load.statuses)}")
     assert elapsed >= 5.0
     assert load.total > 500, load.statuses
     assert load.failures == 0, (load.statuses, load.errors[:5])
