@@ -106,12 +106,16 @@ class Master:
         n = self.worker_count(cfg)
         for lst in cfg.listeners:
             group = list(self.sockets.get(lst.address, []))
-            while len(group) < n:
-                try:
+            try:
+                if not group:
+                    # SO_REUSEPORT would let us join another process's listening group and
+                    # silently split its traffic: a plain bind first proves the address free
+                    worker.bind(lst, listen=False).close()
+                while len(group) < n:
                     group.append(worker.bind(lst, reuseport=True))
-                except OSError as e:
-                    raise BindError(f"listeners: {lst.name}: cannot listen on {lst.address}: "
-                                    f"{e.strerror}") from None
+            except OSError as e:
+                raise BindError(f"listeners: {lst.name}: cannot listen on {lst.address}: "
+                                f"{e.strerror}") from None
             if lst.address not in self.sockets:
                 log.info("bound listener %s on %s (backlog %d, %d sockets)", lst.name,
                          lst.address, lst.backlog, len(group))

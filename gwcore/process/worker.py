@@ -28,10 +28,11 @@ from gwcore.proxy.health import HealthBoard, maintain, resolve
 log = logging.getLogger("gwcore")
 
 
-def bind(listener: Listener, reuseport: bool = False) -> socket.socket:
+def bind(listener: Listener, reuseport: bool = False, listen: bool = True) -> socket.socket:
     """A listening, non-blocking TCP socket for the listener (IPv4 or IPv6). OSError.
     ``reuseport``: SO_REUSEPORT, so several sockets (one per worker slot) share the address
-    and the kernel spreads connections across them."""
+    and the kernel spreads connections across them. ``listen=False`` only binds (a probe
+    that the address is free)."""
     host, port = listener.host, listener.port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -41,7 +42,8 @@ def bind(listener: Listener, reuseport: bool = False) -> socket.socket:
     if family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     sock.bind((host, port))
-    sock.listen(listener.backlog)
+    if listen:
+        sock.listen(listener.backlog)
     sock.setblocking(False)
     return sock
 

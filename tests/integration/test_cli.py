@@ -10,7 +10,7 @@ import time
 
 import httpx
 import pytest
-from conftest import PYTHON, Proc, wait_for_port
+from conftest import PYTHON, Proc, free_port, wait_for_port
 
 from gwcore.demo import GATEWAY_PORT, ORIGIN_PORT
 
@@ -84,3 +84,20 @@ def test_serve_on_a_taken_port_names_the_listener(tmp_path) -> None:
     assert out.returncode == 1
     assert out.stderr.strip() == (f"gwcore: listeners: public: cannot listen on "
                                   f"127.0.0.1:{port}: Address already in use")
+
+
+def test_a_second_gateway_cannot_join_a_running_ones_port(tmp_path) -> None:
+    port = free_port()
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text(f"workers: 2\nlisteners: [{{name: public, address: '127.0.0.1:{port}'}}]\n"
+                   "clusters: [{name: c, endpoints: ['127.0.0.1:9']}]\n"
+                   "routes: [{cluster: c}]\n")
+    first = Proc("first", [PYTHON, "-m", "gwcore", "serve", "--config", str(cfg)],
+                 tmp_path / "first.log")
+    try:
+        wait_for_port(port, first)
+        second = gwcore("serve", "--config", str(cfg))     # same address, SO_REUSEPORT or not
+        assert second.returncode == 1
+        assert "cannot listen on" in second.stderr and "in use" in second.stderr
+    finally:
+        first.stop()
