@@ -519,8 +519,21 @@ def origin(session_dir: Path) -> Iterator[Origin]:
 
 
 @pytest.fixture(scope="session")
-def dead_port() -> int:
-    return free_port()
+def dead_port() -> Iterator[int]:
+    """A port where connects are refused for the whole session: bound, never listening, so
+    no later free_port() can hand it to a real listener."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        yield s.getsockname()[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_everything_at_the_end() -> Iterator[None]:
+    """Safety net: whatever a failed set-up left running is stopped when the session ends."""
+    yield
+    for proc in _WATCHED:
+        if proc.alive():
+            proc.stop()
 
 
 class _SharedGateway:

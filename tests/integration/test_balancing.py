@@ -57,10 +57,14 @@ def wait_until(cond, timeout: float = 10.0, what: str = "condition"):
 
 @pytest.fixture
 def origins(tmp_path: Path):
-    made = [start_origin(tmp_path, f"origin{i}") for i in range(3)]
-    yield made
-    for o in made:
-        o.proc.stop()
+    made = []
+    try:
+        for i in range(3):
+            made.append(start_origin(tmp_path, f"origin{i}"))
+        yield made
+    finally:
+        for o in made:
+            o.proc.stop()
 
 
 def three(origins, tmp_path: Path, name: str = "gateway", workers: int = 1, **cluster):
