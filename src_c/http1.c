@@ -379,8 +379,8 @@ static int incomplete(const char *buf, size_t len, size_t wlen, gw_head *h) {
 GW_INLINE int parse_version(const char *p, const char *end, uint8_t *major, uint8_t *minor,
                             const char **bad) {
     static const char pat[8] = {'H', 'T', 'T', 'P', '/', 'd', '.', 'd'};
-    if (GW_LIKELY(end - p >= 8) && (ld8(p) & ~0x0100000000000000ull) == ld8("HTTP/1.0")) {
-        *major = 1; /* "HTTP/1.0" or "HTTP/1.1": the two bytes differ only in bit 0 of byte 7 */
+    if (GW_LIKELY(end - p >= 8) && memcmp(p, "HTTP/1.", 7) == 0 && (p[7] == '0' || p[7] == '1')) {
+        *major = 1; /* "HTTP/1.0" or "HTTP/1.1" (a byte-order-independent fast path) */
         *minor = (uint8_t)(p[7] - '0');
         return 8;
     }

@@ -6,6 +6,7 @@
  * parameters (RFC 7517, 7518 6, 8037 2) with OSSL_PARAM_BLD/EVP_PKEY_fromdata; and verification
  * through EVP_MAC / EVP_DigestVerify (RFC 7518 3, RFC 8037 3.1).
  */
+#define _GNU_SOURCE     /* memmem */
 #include "jws.h"
 
 #include <stdlib.h>
@@ -73,10 +74,12 @@ int gw_jws_init(void)
 
 int gw_jws_sha256(const uint8_t *data, size_t len, uint8_t out[32])
 {
-    static EVP_MD_CTX *ctx;     /* reused: one allocation for the process */
+    static EVP_MD_CTX *ctx;     /* reused: spares an EVP_MD_CTX allocation per call */
     unsigned int n = 0;
-    if (ctx == NULL && (ctx = EVP_MD_CTX_new()) == NULL)
+    if (ctx == NULL && (ctx = EVP_MD_CTX_new()) == NULL) {
+        ERR_clear_error();
         return -1;
+    }
     if (EVP_DigestInit_ex2(ctx, g_md[0], NULL) != 1 || EVP_DigestUpdate(ctx, data, len) != 1
         || EVP_DigestFinal_ex(ctx, out, &n) != 1 || n != 32) {
         ERR_clear_error();
@@ -675,6 +678,7 @@ int gw_jws_parse(gw_jws *t, const char *token, size_t len)
     t->kid = t->typ = NULL;
     t->kid_len = t->typ_len = 0;
     t->header_len = t->sig_len = t->json_len = 0;
+    t->signing_input_len = t->payload_off = t->payload_len = 0;
     t->error = GW_JWS_E_NONE;
     if (len > GW_JWS_MAX_TOKEN)
         return fail(t, GW_JWS_E_TOO_LONG);
@@ -870,6 +874,8 @@ int gw_jws_key_pem(const char *pem, size_t len, gw_jws_key **out, int *error)
     if (close == NULL)
         return key_fail(error, GW_JWS_E_KEY_INVALID);
     size_t label_len = (size_t)(close - label);
+    if (memmem(close, (size_t)(end - close), begin, sizeof begin - 1) != NULL)
+        return key_fail(error, GW_JWS_E_KEY_INVALID);     /* one PEM block only */
 #define LABEL_IS(s) (label_len == sizeof(s) - 1 && memcmp(label, s, label_len) == 0)
     static const char private[] = "PRIVATE KEY";
     if (label_len >= sizeof private - 1 &&

@@ -8,8 +8,9 @@
  *   any object is an error, compared after unescaping.
  * - Every cryptographic operation goes through libcrypto EVP (EVP_MAC for HMAC,
  *   EVP_DigestVerify for RSA, RSA-PSS, ECDSA and EdDSA); MACs are compared with CRYPTO_memcmp.
- * - Nothing here allocates per token except the short-lived OpenSSL contexts of an asymmetric
- *   verification. A gw_jws is the caller's (usually on the stack); keys are created once by the
+ * - Nothing here allocates per token itself; OpenSSL 3.0 does inside EVP: the short-lived
+ *   contexts of an asymmetric verification, and two small copies in EVP_MAC_init for HS*.
+ *   A gw_jws is the caller's (usually on the stack); keys are created once by the
  *   gw_jws_key_* constructors and freed with gw_jws_key_free.
  * - Return values: >= 0 success, -1 error with a gw_jws_error code (in ->error or *error).
  * - Threads: gw_jws_init must have returned 0 before anything else is called. A gw_jws_key is
@@ -129,7 +130,8 @@ int gw_jws_init(void);
 
 /* SHA-256 of data[0..len) into out[32] with the digest fetched by gw_jws_init (the token
  * cache's key). 0 ok, -1 on a libcrypto failure (error queue cleared). Reuses one static
- * context: not thread-safe (callers hold the GIL). */
+ * EVP_MD_CTX: not thread-safe (callers hold the GIL); OpenSSL 3.0 still allocates its
+ * provider context once per call. */
 int gw_jws_sha256(const uint8_t *data, size_t len, uint8_t out[32]);
 
 /* Strict base64url (RFC 4648 5, RFC 7515 2 and C): no padding, alphabet only, length % 4 != 1,

@@ -14,6 +14,7 @@
 #include "ring.h"
 
 #include <openssl/core_dispatch.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/provider.h>
 #include <stdlib.h>
@@ -107,6 +108,7 @@ static int md5_open(gw_md5 *h)
     return 0;
 fail:
     md5_close(h);
+    ERR_clear_error();      /* leave no stale error for unrelated OpenSSL users */
     return -1;
 }
 
@@ -383,6 +385,10 @@ static uint32_t next_epoch(gw_ring_load *l)
 static int walk_first(gw_ring_load *l, const uint16_t *owners, uint32_t count, uint32_t start,
                       int bounded)
 {
+    if (l->up_weight == 0) {    /* nothing can answer: fail now, not after a whole table */
+        l->error = GW_RING_E_ALL_DOWN;
+        return -1;
+    }
     uint32_t s = start;
     for (uint32_t step = 0; step < count; step++) {
         uint32_t i = owners[s];
@@ -399,7 +405,7 @@ static int walk_first(gw_ring_load *l, const uint16_t *owners, uint32_t count, u
 static int walk_range(gw_ring_load *l, const uint16_t *owners, uint32_t count, uint32_t start,
                       uint32_t *out, uint32_t max)
 {
-    if (count == 0 || max == 0)
+    if (count == 0 || max == 0 || l->up_weight == 0)
         return 0;
     uint32_t mark = next_epoch(l);
     uint32_t found = 0, s = start;

@@ -231,3 +231,16 @@ def test_escaped_and_unicode_kids_match(keys: dict[str, object]) -> None:
     assert b"\\u00e9" in pyjwt.utils.base64url_decode(token.split(".")[0])
     assert jwt.decode(token, keyset, algorithms=["EdDSA"]) == {"sub": "u"}
     assert jwt.get_unverified_header(token)["kid"] == "clé/1"
+
+
+def test_pem_with_a_second_block_is_refused():
+    from gwcore.jwt import InvalidKeyError, Key
+    priv = ec.generate_private_key(ec.SECP256R1())
+    pub = priv.public_key().public_bytes(serialization.Encoding.PEM,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert Key.from_pem(pub).kty == "EC"
+    secret = priv.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    with pytest.raises(InvalidKeyError):
+        Key.from_pem(pub + secret)

@@ -412,3 +412,10 @@ def test_bounded_skips_unavailable_and_uses_available_weight(cls):
         ring.acquire(i)
     # the bound is over the two available nodes: they split the load evenly
     assert ring.inflight(ring.index("b")) == ring.inflight(ring.index("c")) == 100
+
+
+def test_all_down_fails_fast_with_no_node():
+    ring = Maglev(["a", "b", "c"])
+    for i in range(3):
+        ring.set_available(i, False)
+    assert ring.range("k", 3) == []
