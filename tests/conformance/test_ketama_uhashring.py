@@ -10,8 +10,7 @@ from __future__ import annotations
 import random
 
 import pytest
-
-uhashring = pytest.importorskip("uhashring")
+import uhashring
 
 from gwcore.proxy._ring import HashRing
 
