@@ -55,6 +55,18 @@ _SIZE_UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30,
                "KB": 1000, "MB": 1000**2, "GB": 1000**3}
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 also reads on/off/yes/no as booleans,
+    which would turn ``retries: {on: [...]}`` into a True key."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+
+
 def _dec_hook(typ: type, obj: Any) -> Any:
     if typ is Duration:
         if isinstance(obj, (int, float)) and not isinstance(obj, bool) and obj >= 0:
@@ -86,7 +98,11 @@ def _split_address(address: str) -> tuple[str, int]:
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    pass
+    def _positive(self, *names: str) -> None:
+        """ValueError naming the first of these durations that is not above zero."""
+        for name in names:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be more than 0s")
 
 
 class _Addressed(_Section):
@@ -127,6 +143,9 @@ class ListenerTimeouts(_Section):
     header: Duration = Duration(10.0)
     idle: Duration = Duration(60.0)
 
+    def __post_init__(self) -> None:
+        self._positive("header", "idle")
+
 
 class Listener(_Addressed):
     name: str
@@ -152,6 +171,9 @@ class ClusterTimeouts(_Section):
 
     connect: Duration = Duration(1.0)
     response: Duration = Duration(15.0)
+
+    def __post_init__(self) -> None:
+        self._positive("connect", "response")
 
 
 class Pool(_Section):
@@ -206,6 +228,9 @@ class Balancer(_Section):
     def __post_init__(self) -> None:
         if self.balance_factor is not None and not 1.0 <= self.balance_factor <= 100:
             raise ValueError("balance_factor: must be between 1.0 and 100")
+        if self.table_size is not None and not (
+                self.table_size <= 1 << 26 and _is_prime(self.table_size)):
+            raise ValueError("table_size: must be a prime no larger than 2^26")
 
 
 class HealthCheck(_Section):
@@ -222,6 +247,7 @@ class HealthCheck(_Section):
     expected_statuses: list[list[int]] = msgspec.field(default_factory=lambda: [[200, 399]])
 
     def __post_init__(self) -> None:
+        self._positive("interval", "timeout")
         if not self.path.startswith("/"):
             raise ValueError(f"path: must start with '/', got {self.path!r}")
         if self.healthy_threshold < 1 or self.unhealthy_threshold < 1:
@@ -281,6 +307,10 @@ class Retries(_Section):
         return float(self.budget[:-1]) / 100
 
 
+def _is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, int(n**0.5) + 1))
+
+
 class Cluster(_Section):
     name: str
     endpoints: list[str | Endpoint]
@@ -293,6 +323,7 @@ class Cluster(_Section):
     dns_refresh: Duration = Duration(30.0)
 
     def __post_init__(self) -> None:
+        self._positive("dns_refresh")
         if not self.endpoints:
             raise ValueError("endpoints: a cluster needs at least one endpoint")
         for i, ep in enumerate(self.endpoints):
@@ -305,10 +336,10 @@ class Cluster(_Section):
         names = [ep.address for ep in self.endpoints]
         if len(set(names)) != len(names):
             raise ValueError("endpoints: the same address is listed twice")
-
-    @property
-    def addresses(self) -> list[tuple[str, int]]:
-        return [(ep.host, ep.port) for ep in self.endpoints]
+        size = self.balancer.table_size
+        if self.balancer.policy == "maglev" and size is not None and size < 100 * len(names):
+            raise ValueError(f"balancer: table_size {size} is under 100 × the "
+                             f"{len(names)} endpoints")
 
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -349,6 +380,7 @@ class JwksSource(_Section):
     timeout: Duration = Duration(5.0)
 
     def __post_init__(self) -> None:
+        self._positive("refresh", "timeout")
         if (self.file is None) == (self.url is None):
             raise ValueError("give exactly one of file, url")
         if self.url is not None and not re.match(r"^https?://", self.url):
@@ -422,6 +454,9 @@ class Config(_Section):
     heartbeat_timeout: Duration = Duration(10.0)
     drain_timeout: Duration = Duration(30.0)
 
+    def __post_init__(self) -> None:
+        self._positive("heartbeat_timeout", "drain_timeout")
+
     def worker_count(self) -> int:
         """``workers: auto`` → CPUs in this process's affinity mask."""
         return len(os.sched_getaffinity(0)) if self.workers == "auto" else self.workers
@@ -470,7 +505,7 @@ def _describe(msg: str) -> str:
 def parse(text: str, source: str = "<config>") -> Config:
     """Parse YAML text into a :class:`Config`; ``ConfigError`` names ``source`` and the key."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "YAML"

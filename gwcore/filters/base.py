@@ -15,12 +15,17 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any, Protocol
 
 from gwcore.http import Request
 
-_REASONS = {200: "OK", 204: "No Content", 401: "Unauthorized", 403: "Forbidden",
-            429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Status"
 
 
 @dataclass(slots=True)
@@ -32,9 +37,14 @@ class LocalResponse:
     body: bytes = b""
     headers: Sequence[tuple[str, str]] = ()
 
+    @classmethod
+    def error(cls, status: int, detail: str) -> LocalResponse:
+        """A gateway error: stable status, body ``"<status> <reason>: <detail>\n"``."""
+        return cls(status, f"{status} {_reason(status)}: {detail}\n".encode())
+
     def encode(self, close: bool) -> bytes:
         """The whole HTTP/1.1 message; ``close`` adds ``Connection: close``."""
-        lines = [f"HTTP/1.1 {self.status} {_REASONS.get(self.status, 'Status')}"]
+        lines = [f"HTTP/1.1 {self.status} {_reason(self.status)}"]
         names = {n.lower() for n, _ in self.headers}
         if "content-type" not in names and self.body:
             lines.append("Content-Type: text/plain")

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 
 from gwcore.config import JwtProvider as ProviderConfig
 from gwcore.filters.base import Exchange, LocalResponse
-from gwcore.jwt import InvalidTokenError, JWKSet, PyJWTError, UnknownKeyIdError, Verifier
+from gwcore.jwt import InvalidTokenError, JWKSet, UnknownKeyIdError, Verifier
 from gwcore.jwt._jws import sha256
 from gwcore.jwt.jwks import fetch
 
@@ -67,7 +67,7 @@ class Provider:
         try:
             keys = await loop.run_in_executor(None, fetch, self.cfg.jwks.url,
                                               self.cfg.jwks.timeout)
-        except (OSError, PyJWTError) as e:
+        except Exception as e:      # noqa: BLE001 (any failure: keep the keys, keep refreshing)
             self.fetch_failures += 1
             log.warning("jwt %s: JWKS fetch from %s failed, keeping %d cached keys: %s",
                         self.name, self.cfg.jwks.url, len(self.verifier.keys), e)

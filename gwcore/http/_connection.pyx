@@ -21,7 +21,7 @@ from libc.string cimport memcpy, memset
 from gwcore.http._chttp1 cimport (
     GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, GW_CONN_OTHER, GW_FK_EXPECT, GW_FK_HOST, GW_FK_X_FORWARDED_FOR,
     GW_FK_X_FORWARDED_HOST, GW_FK_X_FORWARDED_PROTO, GW_FK_X_REQUEST_ID, GW_M_DELETE, GW_M_GET,
-    GW_M_HEAD, GW_M_OPTIONS, GW_M_OTHER, GW_M_PUT, GW_M_TRACE, gw_chunked, gw_chunked_decode,
+    GW_M_CONNECT, GW_M_HEAD, GW_M_OPTIONS, GW_M_OTHER, GW_M_PUT, GW_M_TRACE, gw_chunked, gw_chunked_decode,
     gw_chunked_init, gw_field, gw_find_field, gw_head, gw_http_error_name, gw_http_error_status,
     gw_limits, gw_parse_request,
 )
@@ -74,25 +74,41 @@ cdef bytes HTTP11 = b" HTTP/1.1\r\n"
 cdef bytes HTTP11_STATUS = b"HTTP/1.1 "
 cdef bytes EMPTY = b""
 cdef bytes VIA = b"Via: 1.1 gwcore\r\n"
+cdef bytes VIA10 = b"Via: 1.0 gwcore\r\n"     # Via names the protocol received (§7.6.3)
 cdef bytes TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
 cdef bytes CONN_CLOSE = b"Connection: close\r\n"
 cdef bytes CONN_KEEP_ALIVE = b"Connection: keep-alive\r\n"
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef bytes LAST_CHUNK = b"0\r\n\r\n"
 
-_REASONS = {400: "Bad Request", 404: "Not Found", 408: "Request Timeout",
-            500: "Internal Server Error",
-            413: "Content Too Large", 414: "URI Too Long",
-            431: "Request Header Fields Too Large", 501: "Not Implemented",
-            502: "Bad Gateway", 504: "Gateway Timeout", 505: "HTTP Version Not Supported"}
+cdef inline bint _dot_segment(const char *p, Py_ssize_t n) noexcept:
+    """A path segment that is "." or ".." once %2e is decoded (RFC 3986 §5.2.4): routes
+    match raw paths, so such a path could reach an origin that resolves it past a route."""
+    cdef Py_ssize_t i = 0, dots = 0
+    while i < n:
+        if p[i] == 46:
+            i += 1
+        elif i + 2 < n and p[i] == 37 and p[i + 1] == 50 and (p[i + 2] == 101 or p[i + 2] == 69):
+            i += 3
+        else:
+            return False
+        dots += 1
+    return 1 <= dots <= 2
 
 
-cdef bytes _local_response(int status, str detail, bint close):
-    """A complete response the gateway answers itself (stable status, short text body)."""
-    body = f"{status} {_REASONS[status]}: {detail}\n".encode()
-    head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: text/plain\r\n"
-            f"Content-Length: {len(body)}\r\n").encode()
-    return head + (CONN_CLOSE if close else b"") + CRLF + body
+cdef bint _has_dot_segments(const char *t, Py_ssize_t n) noexcept:
+    cdef Py_ssize_t i = 0, start
+    while i < n and t[i] != 63 and t[i] != 35:          # up to "?" or "#"
+        if t[i] == 47:                                   # "/"
+            start = i + 1
+            i = start
+            while i < n and t[i] != 47 and t[i] != 63 and t[i] != 35:
+                i += 1
+            if _dot_segment(t + start, i - start):
+                return True
+        else:
+            i += 1
+    return False
 
 
 cdef inline bint _request_id_ok(const char *p, uint32_t n) noexcept:
@@ -205,6 +221,7 @@ cdef class Downstream(ResponseSink):
     cdef unsigned int paused
     cdef bint keep_alive, http10, head_method, idempotent, peer_eof
     cdef bint body_chunked, response_started, retried, head_started, partial_head
+    cdef bint writing_paused    # the client's send buffer is full (asyncio flow control)
     cdef int after_connect
     cdef bytes xff_line
     cdef bytes pending_head     # response head held back to go out with the first body bytes
@@ -248,6 +265,10 @@ cdef class Downstream(ResponseSink):
             self.up = None
         self._end_try()
 
+    cdef bint _last(self):
+        """The client half-closed and nothing more is buffered: this response is the last."""
+        return self.peer_eof and (self.buf is None or self.pos >= PyBytes_GET_SIZE(self.buf))
+
     cdef void drain(self, double grace):
         cdef double at = self.lr.clock.now + grace
         if self.state == D_HEAD and (self.buf is None or self.pos == PyBytes_GET_SIZE(self.buf)):
@@ -264,10 +285,12 @@ cdef class Downstream(ResponseSink):
         return True                 # half-close: still answer the request in flight
 
     def pause_writing(self):
+        self.writing_paused = True
         if self.up is not None:
             self.up.pause_reading(True)
 
     def resume_writing(self):
+        self.writing_paused = False
         if self.up is not None:
             self.up.pause_reading(False)
 
@@ -343,9 +366,19 @@ cdef class Downstream(ResponseSink):
         cdef Route route = self.lr.router.match(host, target, method)
         if target[0] != 47 and b"://" in target:     # absolute-form (RFC 9112 §3.2.2)
             target, authority = split_absolute(target, host)
+            if not authority or b"@" in authority:
+                self._error(400, "absolute-form target without a valid authority", True)
+                return
             if authority != host:
                 host = authority
                 h.host_index = -2       # replace the received Host with the target's
+        if _has_dot_segments(PyBytes_AS_STRING(target), PyBytes_GET_SIZE(target)):
+            self._error(400, "dot segments in the path", True)
+            return
+        if h.method == GW_M_CONNECT or h.method == GW_M_TRACE:
+            self._error(501 if h.method == GW_M_CONNECT else 405, "method not supported",
+                        has_body)
+            return
         if route is None:
             self._error(404, "no route", has_body)
             return
@@ -410,7 +443,7 @@ cdef class Downstream(ResponseSink):
 
     cdef void _local(self, response, bint body_pending):
         """Answers a filter's LocalResponse; closes when the request body was not read."""
-        cdef bint close = body_pending or not self.keep_alive or self.peer_eof \
+        cdef bint close = body_pending or not self.keep_alive or self._last() \
             or self.lr.draining
         self._write(response.encode(close))
         if close:
@@ -434,6 +467,8 @@ cdef class Downstream(ResponseSink):
         if h.expect_continue and has_body and not self.http10:
             self._write(CONTINUE)
         self.state = D_BODY if has_body else D_WAIT
+        if has_body:        # the body must keep arriving (re-armed by each read)
+            self.deadline = self.lr.clock.now + self.lr.idle_timeout
         self.retried = False
         self._dispatch(None, False)
 
@@ -493,7 +528,7 @@ cdef class Downstream(ResponseSink):
             extra.append(b"X-Forwarded-Host: " + host + CRLF)
         else:
             extra.append(b"Host: " + self.cluster.endpoints[0].authority + CRLF)
-        extra.append(VIA)
+        extra.append(VIA10 if self.http10 else VIA)
         if rid < 0 or not _request_id_ok(base + _fields[rid].value_off, _fields[rid].value_len):
             drop_kinds |= DROP_REQUEST_ID
             extra.append(self.lr.request_id_line())
@@ -562,11 +597,14 @@ cdef class Downstream(ResponseSink):
     def _retry_later(self, Endpoint failed):
         if self.state == D_CONNECTING:
             self.state = self.after_connect
+            self._pause(P_CONNECTING, False)
             self._dispatch(failed, False)
 
     cdef void _use(self, Upstream up):
         self.up = up
         up.send(self, self.up_head, self.head_method)
+        if self.writing_paused:
+            up.pause_reading(True)      # the client is still not reading: neither do we
         if self.state != D_BODY:
             self.state = D_WAIT
             up.finish_request()
@@ -628,6 +666,7 @@ cdef class Downstream(ResponseSink):
                 return False
         self.deadline = 0
         self.state = D_WAIT
+        self._pause(P_UPSTREAM_FULL, False)
         self.up.finish_request()
         return True
 
@@ -687,8 +726,8 @@ cdef class Downstream(ResponseSink):
                 extra.append(TE_CHUNKED)
         if self.state == D_BODY or self.lr.draining:
             self.keep_alive = False     # answered before the whole body arrived, or draining
-        extra.append(VIA)               # a proxy sends Via on what it forwards (RFC 9110 §7.6.3)
-        if not self.keep_alive or self.peer_eof:
+        extra.append(VIA10 if h.version_minor == 0 else VIA)    # RFC 9110 §7.6.3
+        if not self.keep_alive or self._last():
             extra.append(CONN_CLOSE)
         elif self.http10:
             extra.append(CONN_KEEP_ALIVE)
@@ -724,6 +763,7 @@ cdef class Downstream(ResponseSink):
     cdef void on_response_end(self):
         self.up = None
         self._end_try()
+        self._pause(P_UPSTREAM_FULL, False)
         self.response_started = False
         if self.out_mode == OUT_CHUNKED:
             if self.pending_head is not None:
@@ -734,11 +774,13 @@ cdef class Downstream(ResponseSink):
         self.flush_head()
         if self.state == D_CLOSED:
             return
-        if not self.keep_alive or self.peer_eof or self.state != D_WAIT:
+        if not self.keep_alive or self.state != D_WAIT:
             self._close(False)
             return
         self._next_request()
         self._process()
+        if self.peer_eof and self.state == D_HEAD:
+            self._close(False)      # half-closed: the pipelined requests are answered
 
     cdef void _next_request(self):
         """Back to reading heads; the caller runs _process for pipelined requests."""
@@ -774,6 +816,8 @@ cdef class Downstream(ResponseSink):
                      else RETRY_TIMEOUT if error == UE_TIMEOUT else 0)
         if condition and self._may_retry(condition):
             self._dispatch(failed, False)
+            if self.state == D_BODY:
+                self._process()     # a pooled connection: send the buffered body now
             return
         cdef bint body_pending = self.state == D_BODY or self.after_connect == D_BODY
         if error == UE_CONNECT_TIMEOUT or error == UE_TIMEOUT:
@@ -790,8 +834,11 @@ cdef class Downstream(ResponseSink):
             self.up.abandon()
             self.up = None
         self._end_try()
-        close = close or not self.keep_alive or self.peer_eof or self.lr.draining
-        self._write(_local_response(status, detail, close))
+        if self.response_started or self.pending_head is not None:
+            self._close(True)       # a response is under way: no second one inside it
+            return
+        close = close or not self.keep_alive or self._last() or self.lr.draining
+        self._write(LocalResponse.error(status, detail).encode(close))
         if close:
             self._close(False)
         else:

@@ -150,7 +150,8 @@ class Master:
 
     def start_generation(self, cfg: Config) -> list[Worker]:
         self.gen += 1
-        self.board = HealthBoard(cfg)        # mapped before fork: shared by the generation
+        # mapped before fork: shared by the generation; known endpoints keep their health
+        self.board = HealthBoard(cfg, self.board)
         n = self.worker_count(cfg)
         log.info("starting generation %d: %d workers", self.gen, n)
         return [self.spawn(cfg, slot) for slot in range(n)]

@@ -76,7 +76,6 @@ cdef class Cluster:
     cdef unsigned int retry_on
     cdef double budget, retry_after_max
     cdef readonly long in_flight, retries_in_flight
-    cdef readonly long upstream_attempts
     cdef readonly int hash_kind          # HASH_* below
     cdef readonly bytes hash_name        # header / cookie / claim name (lower-case)
     cdef Endpoint pick(self, bytes key, Endpoint exclude)

@@ -148,8 +148,6 @@ class Cluster:
         max(3, budget x in_flight) (Envoy's retry budget: budget_percent of active requests,
         min_retry_concurrency 3), so an outage never becomes a retry storm."""
     @property
-    def upstream_attempts(self) -> int:
-        """Tries started since the cluster was built (first tries and retries)."""
     @property
     def hash_kind(self) -> int:
         """``hash_on`` as a code: 0 path, 1 header, 2 cookie, 3 source_ip, 4 jwt_claim."""

@@ -4,6 +4,7 @@ endpoint, and the Upstream protocol that writes a request and parses and streams
 (RFC 9112 §6.3 message body length) to a ResponseSink. No asyncio Task except to connect."""
 
 import logging
+import os
 from functools import partial
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -112,7 +113,8 @@ cdef class Cluster:
                           for i, (host, port, weight) in enumerate(endpoints)]
         self.balancer = Balancer(policy, [ep.authority.decode() for ep in self.endpoints],
                                  [ep.weight for ep in self.endpoints], balance_factor,
-                                 table_size, seed=hash(name) & 0xFFFFFFFF | 1)
+                                 table_size,      # per process: workers must not move in step
+                                 seed=int.from_bytes(os.urandom(8), "little") | 1)
         self.attempts = attempts
         self.retry_on = _retry_bits(["connect_failure"] if retry_on is None else retry_on)
         self.budget = budget
@@ -139,7 +141,6 @@ cdef class Cluster:
     cdef void begin(self, Endpoint ep, bint retry):
         self.balancer.acquire(ep.index)
         self.in_flight += 1
-        self.upstream_attempts += 1
         if retry:
             self.retries_in_flight += 1
 
@@ -328,9 +329,13 @@ cdef class Upstream(Timed):
         if self.state != U_ACTIVE or pause == self.reading_paused:
             return
         self.reading_paused = pause
+        # the upstream cannot be late while we are not reading it (the client is slow)
         if pause:
+            self.deadline = 0
             self.transport.pause_reading()
         else:
+            if self.request_done:
+                self.deadline = self.ep.cluster.clock.now + self.ep.cluster.response_timeout
             self.transport.resume_reading()
 
     cdef void abandon(self):

@@ -30,13 +30,23 @@ class HealthBoard:
     """One byte per endpoint of a config, in a MAP_SHARED anonymous mapping: create it
     before fork() and every process of the generation sees the same bytes."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, previous: HealthBoard | None = None) -> None:
+        """``previous``: the board of the generation being replaced; endpoints it knew (same
+        cluster name and address) keep their state, so a reload does not revive dead ones."""
         self.offsets: dict[str, int] = {}
+        self.addresses: dict[tuple[str, str], int] = {}
         n = 0
         for c in cfg.clusters:
             self.offsets[c.name] = n
+            for i, ep in enumerate(c.endpoints):
+                self.addresses[(c.name, ep.address)] = n + i
             n += len(c.endpoints)
         self._mem = mmap.mmap(-1, max(n, 1))
+        if previous is not None:
+            for key, at in self.addresses.items():
+                old = previous.addresses.get(key)
+                if old is not None:
+                    self._mem[at] = previous._mem[old]
 
     def healthy(self, cluster: str, index: int) -> bool:
         return self._mem[self.offsets[cluster] + index] != UNHEALTHY

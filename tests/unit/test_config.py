@@ -28,7 +28,8 @@ def test_values_are_typed():
     assert lst.limits.max_body_bytes == 10 * 1024 * 1024
     assert lst.timeouts.header == pytest.approx(0.25)
     assert lst.timeouts.idle == 300.0
-    assert cfg.clusters[0].addresses == [("127.0.0.1", 9001), ("::1", 9002)]
+    assert [(e.host, e.port) for e in cfg.clusters[0].endpoints] == [
+        ("127.0.0.1", 9001), ("::1", 9002)]
     assert cfg.routes[0].match.methods == ["GET", "POST"]
     assert cfg.workers == "auto"
 
@@ -73,3 +74,19 @@ def test_load_names_the_file(tmp_path):
     good = tmp_path / "gateway.yaml"
     good.write_text(BASE)
     assert load(good).clusters[0].name == "video"
+
+
+def test_on_is_a_key_not_a_boolean_and_bad_values_are_caught():
+    cfg = parse(BASE.replace("timeouts: {connect: 1s, response: 15s}",
+                             "retries: {attempts: 3, on: [connect_failure, reset]}"), "g.yaml")
+    assert cfg.clusters[0].retries.on == ["connect_failure", "reset"]
+    for change, message in [
+        (("connect: 1s", "connect: 0s"), "clusters[0].timeouts.connect: must be more than 0s"),
+        (("timeouts: {connect", "balancer: {policy: maglev, table_size: 65536}\n"
+          "    timeouts: {connect"), "clusters[0].balancer.table_size: must be a prime"),
+        (("timeouts: {connect", "balancer: {policy: maglev, table_size: 101}\n"
+          "    timeouts: {connect"), "clusters[0].balancer: table_size 101 is under 100"),
+    ]:
+        with pytest.raises(ConfigError) as e:
+            parse(BASE.replace(*change), "g.yaml")
+        assert str(e.value).startswith(f"g.yaml: {message}"), str(e.value)

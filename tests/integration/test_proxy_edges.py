@@ -1,0 +1,131 @@
+"""Edge cases of the proxy found in review: path normalization, methods a gateway refuses,
+timeouts around request bodies and slow clients, retries that land on pooled connections,
+pipelining with a half-closed client, and errors after a response has started."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+pytestmark = pytest.mark.timeout(60)
+
+MiB = 1 << 20
+
+
+@pytest.mark.parametrize("target", [b"/public/../private/x", b"/%2e%2e/private/x",
+                                    b"/a/./b", b"/a/%2E/b", b"/a/..?q=1"])
+def test_dot_segments_are_refused(gw, raw, origin, target) -> None:
+    before = origin.stats()["requests"]
+    with raw(gw.port) as c:
+        c.send(b"GET " + target + b" HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 400 and b"dot segments" in r.body
+        assert c.is_closed()
+    assert origin.stats()["requests"] == before       # nothing reached the origin
+
+
+def test_dotted_names_are_not_dot_segments(gw, raw) -> None:
+    with raw(gw.port) as c:
+        c.send(b"GET /hello/...x/.well-known/a..b HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        assert c.read_response().status == 404            # the origin's answer
+
+
+@pytest.mark.parametrize("line, status", [
+    (b"CONNECT gw.test:443 HTTP/1.1", 501),
+    (b"TRACE / HTTP/1.1", 405),
+    (b"GET http:///headers HTTP/1.1", 400),            # absolute-form without a host
+    (b"GET http://user@gw.test/headers HTTP/1.1", 400),
+])
+def test_methods_and_targets_a_gateway_refuses(gw, raw, line, status) -> None:
+    with raw(gw.port) as c:
+        c.send(line + b"\r\nHost: gw.test\r\n\r\n")
+        assert c.read_response().status == status
+
+
+def test_a_body_that_never_comes_times_out(strict_gw, raw) -> None:
+    """Content-Length promised, no byte sent: 408 after the idle timeout (2 s), not a hang."""
+    with raw(strict_gw.port) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 10\r\n\r\n")
+        started = time.monotonic()
+        data, closed = c.read_until_close(timeout=10)
+    assert closed and 1.5 <= time.monotonic() - started <= 8
+    assert data.startswith(b"HTTP/1.1 408"), data[:100]
+
+
+def test_connect_failure_retry_on_a_pooled_connection_sends_the_body(gateway_factory,
+                                                                    raw) -> None:
+    gw = gateway_factory()
+    with raw(gw.port) as c:
+        for _ in range(4):      # warm the live endpoint's pool through the mixed cluster
+            c.send(b"GET /hello HTTP/1.1\r\nHost: mixed.test\r\n\r\n")
+            assert c.read_response().status == 200
+        c.send(b"POST /echo HTTP/1.1\r\nHost: mixed.test\r\nContent-Length: 5\r\n\r\nhello")
+        r = c.read_response(timeout=10)
+    assert r.status == 200 and r.body == b"hello"
+
+
+def test_delayed_retry_leaves_the_connection_readable(gateway_factory, origin, raw) -> None:
+    live = f"127.0.0.1:{origin.port}"
+    gw = gateway_factory(clusters=[{"name": "origin", "endpoints": [live],
+                                    "retries": {"attempts": 2, "on": ["503"]}}],
+                         routes=[{"match": {"path_prefix": "/"}, "cluster": "origin"}])
+    with raw(gw.port) as c:
+        c.send(b"GET /hello HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        assert c.read_response().status == 200
+        c.send(b"GET /slow?delay=0&status=503&retry_after=1 HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        assert c.read_response(timeout=10).status == 503       # retried once after 1 s
+        c.send(b"GET /hello HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        assert c.read_response(timeout=5).status == 200        # still reading requests
+
+
+def test_pipelined_requests_are_answered_after_a_half_close(gw, raw) -> None:
+    with raw(gw.port) as c:
+        c.send(b"GET /hello?a HTTP/1.1\r\nHost: gw.test\r\n\r\n"
+               b"GET /hello?b HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        first = c.read_response()
+        second = c.read_response()
+        assert (first.status, second.status) == (200, 200)
+        assert second.header("connection") == "close"
+        assert c.is_closed()
+
+
+def test_via_names_the_received_protocol(gw, raw) -> None:
+    with raw(gw.port) as c:
+        c.send(b"GET /headers HTTP/1.0\r\nHost: gw.test\r\n\r\n")
+        r = c.read_response()
+    seen = {k.lower(): v for k, v in r.json()["headers"]}
+    assert seen["via"] == "1.0 gwcore"
+    assert r.header("via") == "1.1 gwcore"     # the origin answered in HTTP/1.1
+
+
+def test_a_slow_client_is_not_an_upstream_timeout(strict_gw, raw) -> None:
+    """Response timeout 1 s: a client that stops reading for 3 s still gets every byte."""
+    size = 64 * MiB
+    with raw(strict_gw.port, timeout=20) as c:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        c.send(f"GET /big?size={size} HTTP/1.1\r\nHost: gw.test\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += c.sock.recv(65536)
+        got = len(head.partition(b"\r\n\r\n")[2])
+        time.sleep(3)
+        buf = bytearray(MiB)
+        while got < size:
+            n = c.sock.recv_into(buf)
+            assert n, f"closed after {got} of {size} bytes"
+            got += n
+    assert got == size
+
+
+def test_a_bad_chunk_after_the_response_started_resets_instead_of_a_second_response(
+        gw, raw) -> None:
+    with raw(gw.port) as c:
+        c.send(b"POST /slow?delay=2&head=1 HTTP/1.1\r\nHost: gw.test\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        time.sleep(0.5)                          # the origin's head is out by now
+        c.send(b"zz\r\n")
+        data, _ = c.read_until_close(timeout=10)
+    assert data.count(b"HTTP/1.1 ") <= 1, data[:300]
