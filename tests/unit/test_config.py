@@ -76,16 +76,19 @@ def test_load_names_the_file(tmp_path):
     assert load(good).clusters[0].name == "video"
 
 
+MAGLEV = "balancer: {{policy: maglev, table_size: {}}}\n    timeouts: {{connect"
+
+
 def test_on_is_a_key_not_a_boolean_and_bad_values_are_caught():
     cfg = parse(BASE.replace("timeouts: {connect: 1s, response: 15s}",
                              "retries: {attempts: 3, on: [connect_failure, reset]}"), "g.yaml")
     assert cfg.clusters[0].retries.on == ["connect_failure", "reset"]
     for change, message in [
         (("connect: 1s", "connect: 0s"), "clusters[0].timeouts.connect: must be more than 0s"),
-        (("timeouts: {connect", "balancer: {policy: maglev, table_size: 65536}\n"
-          "    timeouts: {connect"), "clusters[0].balancer.table_size: must be a prime"),
-        (("timeouts: {connect", "balancer: {policy: maglev, table_size: 101}\n"
-          "    timeouts: {connect"), "clusters[0].balancer: table_size 101 is under 100"),
+        (("timeouts: {connect", MAGLEV.format(65536)),
+         "clusters[0].balancer.table_size: must be a prime"),
+        (("timeouts: {connect", MAGLEV.format(101)),
+         "clusters[0].balancer: table_size 101 is under 100"),
     ]:
         with pytest.raises(ConfigError) as e:
             parse(BASE.replace(*change), "g.yaml")
