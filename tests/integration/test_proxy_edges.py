@@ -71,9 +71,11 @@ def test_delayed_retry_leaves_the_connection_readable(gateway_factory, origin, r
     gw = gateway_factory(clusters=[{"name": "origin", "endpoints": [live],
                                     "retries": {"attempts": 2, "on": ["503"]}}],
                          routes=[{"match": {"path_prefix": "/"}, "cluster": "origin"}])
-    with raw(gw.port) as c:
-        c.send(b"GET /hello HTTP/1.1\r\nHost: gw.test\r\n\r\n")
-        assert c.read_response().status == 200
+    with raw(gw.port) as c, raw(gw.port) as other:
+        # two requests at once leave two pooled connections: the retry will reuse one
+        for conn in (c, other):
+            conn.send(b"GET /slow?delay=0.3 HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        assert c.read_response().status == 200 and other.read_response().status == 200
         c.send(b"GET /slow?delay=0&status=503&retry_after=1 HTTP/1.1\r\nHost: gw.test\r\n\r\n")
         assert c.read_response(timeout=10).status == 503       # retried once after 1 s
         c.send(b"GET /hello HTTP/1.1\r\nHost: gw.test\r\n\r\n")
