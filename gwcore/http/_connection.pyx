@@ -288,11 +288,15 @@ cdef class Downstream(ResponseSink):
         self.writing_paused = True
         if self.up is not None:
             self.up.pause_reading(True)
+        if self.state == D_WAIT:    # a client that stops reading gets idle_timeout to resume
+            self.deadline = self.lr.clock.now + self.lr.idle_timeout
 
     def resume_writing(self):
         self.writing_paused = False
         if self.up is not None:
             self.up.pause_reading(False)
+        if self.state == D_WAIT:
+            self.deadline = 0
 
     def data_received(self, bytes data):
         if self.state == D_CLOSED:
@@ -845,7 +849,9 @@ cdef class Downstream(ResponseSink):
             self._next_request()
 
     cdef void on_deadline(self):
-        if self.state == D_HEAD:
+        if self.writing_paused and self.state == D_WAIT:
+            self._close(True)           # the client stopped reading (NGINX's send_timeout)
+        elif self.state == D_HEAD:
             if self.buf is not None and self.pos < PyBytes_GET_SIZE(self.buf):
                 self._error(408, "request head not received in time", True)
             else:
