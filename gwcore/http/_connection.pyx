@@ -81,6 +81,27 @@ cdef bytes CONN_KEEP_ALIVE = b"Connection: keep-alive\r\n"
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef bytes LAST_CHUNK = b"0\r\n\r\n"
 
+cdef bytes _chunk_line(Py_ssize_t n):
+    """``<size in hex>\r\n``, the chunk-size line of the chunked coding (RFC 9112 §7.1)."""
+    cdef char line[20]
+    cdef char digits[16]
+    cdef int k = 0, w = 0
+    cdef size_t v = <size_t>n
+    while True:
+        digits[k] = b"0123456789abcdef"[v & 15]
+        k += 1
+        v >>= 4
+        if v == 0:
+            break
+    while k:
+        k -= 1
+        line[w] = digits[k]
+        w += 1
+    line[w] = 13
+    line[w + 1] = 10
+    return PyBytes_FromStringAndSize(line, w + 2)
+
+
 cdef inline bint _dot_segment(const char *p, Py_ssize_t n) noexcept:
     """A path segment that is "." or ".." once %2e is decoded (RFC 3986 §5.2.4): routes
     match raw paths, so such a path could reach an origin that resolves it past a route."""
@@ -224,7 +245,7 @@ cdef class Downstream(ResponseSink):
     cdef bint writing_paused    # the client's send buffer is full (asyncio flow control)
     cdef int after_connect
     cdef bytes xff_line
-    cdef bytes pending_head     # response head held back to go out with the first body bytes
+    cdef list pending           # response bytes of this upstream read, for one writev
     cdef object exchange        # filters' Exchange while a filter is waiting
     cdef Endpoint ep            # endpoint of the current try
     cdef int tries
@@ -740,29 +761,31 @@ cdef class Downstream(ResponseSink):
             mark_connection_options(buf, fields, h.num_fields, _drop)
             drop = _drop
         # "HTTP/1.x " is 9 bytes; the status code and reason follow as received
-        self.pending_head = build_head(buf, HTTP11_STATUS, buf + 9,
+        self.pending = [build_head(buf, HTTP11_STATUS, buf + 9,
                                        h.reason_off + h.reason_len - 9, CRLF, fields,
-                                       h.num_fields, 0, drop, extra)
+                                       h.num_fields, 0, drop, extra)]
 
-    cdef void flush_head(self):
-        if self.pending_head is not None:
-            self._write(self.pending_head)
-            self.pending_head = None
+    cdef void flush(self):
+        """Writes what this upstream read produced: one write or one writev."""
+        cdef list out = self.pending
+        if out is None:
+            return
+        self.pending = None
+        if len(out) == 1:
+            self._write(out[0])
+        else:
+            self.transport.writelines(out)
 
     cdef void on_response_data(self, object data):
-        # one writev per upstream read: head (first time), chunk framing, data
-        cdef list out
-        if self.out_mode == OUT_CHUNKED:
-            out = [f"{len(data):x}\r\n".encode(), data, CRLF]
-        elif self.pending_head is None:
-            self._write(data)
+        if self.out_mode != OUT_CHUNKED:
+            if self.pending is None:
+                self._write(data)       # the common case: body bytes go out as they came
+            else:
+                self.pending.append(data)
             return
-        else:
-            out = [data]
-        if self.pending_head is not None:
-            out.insert(0, self.pending_head)
-            self.pending_head = None
-        self.transport.writelines(out)
+        if self.pending is None:
+            self.pending = []
+        self.pending += [_chunk_line(len(data)), data, CRLF]
 
     cdef void on_response_end(self):
         self.up = None
@@ -770,12 +793,10 @@ cdef class Downstream(ResponseSink):
         self._pause(P_UPSTREAM_FULL, False)
         self.response_started = False
         if self.out_mode == OUT_CHUNKED:
-            if self.pending_head is not None:
-                self.transport.writelines([self.pending_head, LAST_CHUNK])
-                self.pending_head = None
-            else:
-                self._write(LAST_CHUNK)
-        self.flush_head()
+            if self.pending is None:
+                self.pending = []
+            self.pending.append(LAST_CHUNK)
+        self.flush()
         if self.state == D_CLOSED:
             return
         if not self.keep_alive or self.state != D_WAIT:
@@ -838,7 +859,7 @@ cdef class Downstream(ResponseSink):
             self.up.abandon()
             self.up = None
         self._end_try()
-        if self.response_started or self.pending_head is not None:
+        if self.response_started or self.pending is not None:
             self._close(True)       # a response is under way: no second one inside it
             return
         close = close or not self.keep_alive or self._last() or self.lr.draining
@@ -863,7 +884,7 @@ cdef class Downstream(ResponseSink):
         if self.state == D_CLOSED:
             return
         if not abort:
-            self.flush_head()
+            self.flush()
         self.state = D_CLOSED
         self.buf = None
         if self.up is not None:

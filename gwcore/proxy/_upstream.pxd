@@ -20,13 +20,14 @@ cdef enum BodyMode:
 
 cdef class ResponseSink(Timed):
     """The downstream side of one exchange; the Upstream calls these in order:
-    on_upstream_ready? → on_response_head → on_response_data* → on_response_end,
+    on_upstream_ready? → on_response_head → on_response_data* → on_response_end, with flush
+    after each upstream read (what the read produced goes out in one write),
     or on_upstream_error at any point."""
     cdef void on_upstream_ready(self, Upstream up)
     cdef void on_upstream_error(self, Upstream up, int error)
     cdef void on_response_head(self, Upstream up, const char *buf, const gw_field *fields)
     cdef void on_response_data(self, object data)
-    cdef void flush_head(self)
+    cdef void flush(self)
     cdef void on_response_end(self)
     cdef void pause_request_body(self, bint pause)
 

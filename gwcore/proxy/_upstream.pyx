@@ -48,7 +48,7 @@ cdef class ResponseSink(Timed):
     cdef void on_response_data(self, object data):
         pass
 
-    cdef void flush_head(self):
+    cdef void flush(self):
         pass
 
     cdef void on_response_end(self):
@@ -287,14 +287,16 @@ cdef class Upstream(Timed):
         self.deadline = self.ep.cluster.clock.now + self.ep.cluster.response_timeout
         if self.head_done:
             self._body(data, 0)
-            return
-        if self.buf is None:
-            self.buf = data
-            self.pos = 0
         else:
-            self.buf = self.buf[self.pos:] + data
-            self.pos = 0
-        self._parse_head()
+            if self.buf is None:
+                self.buf = data
+                self.pos = 0
+            else:
+                self.buf = self.buf[self.pos:] + data
+                self.pos = 0
+            self._parse_head()
+        if self.sink is not None:
+            self.sink.flush()       # what this read produced leaves in one write
 
     cdef void on_deadline(self):
         if self.state == U_IDLE:
@@ -404,8 +406,6 @@ cdef class Upstream(Timed):
             self._end()
         else:
             self._body(self.buf, self.pos)
-            if self.sink is not None:
-                self.sink.flush_head()     # no body bytes in this read: don't hold the head
         self.buf = None
 
     cdef void _body(self, object data, Py_ssize_t start):
