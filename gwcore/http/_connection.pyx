@@ -831,8 +831,10 @@ cdef class Downstream(ResponseSink):
         if (error == UE_RESET and up is not None and up.reused and not up.got_bytes
                 and not self.retried and self.idempotent and self.state == D_WAIT
                 and not self.has_body):
-            # a pooled connection the upstream had already closed: nothing was processed
+            # a pooled connection the upstream had already closed: nothing was processed, so
+            # this try does not count against attempts or the retry budget
             self.retried = True
+            self.tries -= 1
             self._dispatch(None, True)
             return
         self.cluster.report(failed, False)
