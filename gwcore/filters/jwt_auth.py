@@ -184,7 +184,7 @@ class JwtAuth:
             return self._reject(exchange, e)
 
     async def _after_refresh(self, exchange: Exchange, token: bytes) -> Any:
-        await self.provider.refresh()
+        await asyncio.shield(self.provider.refresh())   # a client leaving can't cancel it
         try:
             return self._admit(exchange, token)
         except InvalidTokenError as e:

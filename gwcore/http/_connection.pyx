@@ -278,6 +278,9 @@ cdef class Downstream(ResponseSink):
             self.drain(self.lr.drain_grace)
 
     def connection_lost(self, exc):
+        if self.state == D_FILTERING:
+            self.exchange[-1].cancel()      # nobody waits for this filter any more
+            self.exchange = None
         self.state = D_CLOSED
         self.lr.clock.unwatch(self)
         self.lr.conns.discard(self)
@@ -437,7 +440,7 @@ cdef class Downstream(ResponseSink):
         elif isinstance(result, LocalResponse):
             self._local(result, h.chunked or h.content_length > 0)
         else:
-            self.exchange = (ex, head, method, target, host, h.host_index == -2)
+            self.exchange = (ex, head, method, target, host, h.host_index == -2, result)
             self.state = D_FILTERING
             self._pause(P_FILTERING, True)
             result.add_done_callback(self._filtered)
@@ -447,7 +450,7 @@ cdef class Downstream(ResponseSink):
         cdef bytes head
         if self.state != D_FILTERING:
             return              # the client went away meanwhile
-        ex, head, method, target, host, replace_host = self.exchange
+        ex, head, method, target, host, replace_host, _ = self.exchange
         self.exchange = None
         self.state = D_HEAD
         self._pause(P_FILTERING, False)
