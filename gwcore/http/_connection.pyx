@@ -40,6 +40,7 @@ cdef enum DState:
     D_WAIT = 3          # request sent; waiting for the response to finish
     D_CLOSED = 4
     D_FILTERING = 5     # a request filter is waiting (slow path)
+    D_LINGER = 6        # answered and half-closed; discarding the rest of a request body
 
 cdef enum Out:
     OUT_RAW = 0         # bytes as received (Content-Length or no body)
@@ -56,6 +57,7 @@ cdef enum Pause:
 cdef enum:
     MAX_FIELDS = 1000               # config bound for max_headers
     PIPELINE_BUFFER = 64 * 1024     # buffered bytes of waiting requests before pausing reads
+    LINGER_SECONDS = 2              # NGINX's lingering close: see _close
 
 # Request heads are parsed and rewritten synchronously: one field array per worker.
 cdef gw_field _fields[MAX_FIELDS]
@@ -243,6 +245,7 @@ cdef class Downstream(ResponseSink):
     cdef bint keep_alive, http10, head_method, idempotent, peer_eof
     cdef bint body_chunked, response_started, retried, head_started, partial_head
     cdef bint writing_paused    # the client's send buffer is full (asyncio flow control)
+    cdef bint body_unread       # the current request's body has not been received whole
     cdef int after_connect
     cdef bytes xff_line
     cdef list pending           # response bytes of this upstream read, for one writev
@@ -301,6 +304,8 @@ cdef class Downstream(ResponseSink):
 
     def eof_received(self):
         self.peer_eof = True
+        if self.state == D_LINGER:
+            return False        # the client is done sending: close now
         if self.state == D_HEAD and (self.buf is None or self.pos == PyBytes_GET_SIZE(self.buf)):
             return False
         if self.state == D_BODY or self.state == D_HEAD or self.after_connect == D_BODY:
@@ -323,7 +328,7 @@ cdef class Downstream(ResponseSink):
             self.deadline = 0
 
     def data_received(self, bytes data):
-        if self.state == D_CLOSED:
+        if self.state == D_CLOSED or self.state == D_LINGER:
             return
         if self.buf is None or self.pos >= PyBytes_GET_SIZE(self.buf):
             self.buf = data
@@ -379,6 +384,7 @@ cdef class Downstream(ResponseSink):
         cdef bytes target = PyBytes_FromStringAndSize(base + h.target_off, h.target_len)
         cdef bytes host = b""
         cdef bint has_body = h.chunked or h.content_length > 0
+        self.body_unread = has_body
         self.deadline = 0
         self.head_started = False
         self.after_connect = D_HEAD
@@ -694,6 +700,7 @@ cdef class Downstream(ResponseSink):
                 return False
         self.deadline = 0
         self.state = D_WAIT
+        self.body_unread = False
         self._pause(P_UPSTREAM_FULL, False)
         self.up.finish_request()
         return True
@@ -707,7 +714,7 @@ cdef class Downstream(ResponseSink):
             self.paused |= reason
         else:
             self.paused &= ~reason
-        if self.state == D_CLOSED:
+        if self.state == D_CLOSED or self.state == D_LINGER:
             return
         if before == 0 and self.paused != 0:
             self.transport.pause_reading()
@@ -800,7 +807,7 @@ cdef class Downstream(ResponseSink):
                 self.pending = []
             self.pending.append(LAST_CHUNK)
         self.flush()
-        if self.state == D_CLOSED:
+        if self.state == D_CLOSED or self.state == D_LINGER:
             return
         if not self.keep_alive or self.state != D_WAIT:
             self._close(False)
@@ -820,7 +827,7 @@ cdef class Downstream(ResponseSink):
     cdef void on_upstream_error(self, Upstream up, int error):
         cdef Endpoint failed = self.ep
         cdef unsigned int condition
-        if self.state == D_CLOSED:
+        if self.state == D_CLOSED or self.state == D_LINGER:
             return
         self._pause(P_CONNECTING, False)
         self._end_try()
@@ -875,7 +882,10 @@ cdef class Downstream(ResponseSink):
             self._next_request()
 
     cdef void on_deadline(self):
-        if self.writing_paused and self.state == D_WAIT:
+        if self.state == D_LINGER:
+            self.state = D_CLOSED
+            self.transport.close()
+        elif self.writing_paused and self.state == D_WAIT:
             self._close(True)           # the client stopped reading (NGINX's send_timeout)
         elif self.state == D_HEAD:
             if self.buf is not None and self.pos < PyBytes_GET_SIZE(self.buf):
@@ -886,17 +896,28 @@ cdef class Downstream(ResponseSink):
             self._error(408, "request body not received in time", True)
 
     cdef void _close(self, bint abort):
-        if self.state == D_CLOSED:
+        """Ends the connection: abort (RST) when a response was cut short; else close. When
+        the client may still be sending a request body we answered early (413, 4xx, an early
+        upstream answer), half-close and discard its bytes for a moment first: a close with
+        unread data would send RST, and the client could lose the response it was sent."""
+        if self.state == D_CLOSED or self.state == D_LINGER:
             return
         if not abort:
             self.flush()
-        self.state = D_CLOSED
         self.buf = None
         if self.up is not None:
             self.up.abandon()
             self.up = None
         self._end_try()
         if abort:
+            self.state = D_CLOSED
             self.transport.abort()
+        elif self.body_unread and not self.peer_eof and self.transport.can_write_eof():
+            self.state = D_LINGER
+            self.transport.write_eof()
+            self.deadline = self.lr.clock.now + LINGER_SECONDS
+            self.paused = 0
+            self.transport.resume_reading()
         else:
+            self.state = D_CLOSED
             self.transport.close()

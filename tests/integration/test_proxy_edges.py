@@ -157,3 +157,24 @@ def test_a_client_that_stops_reading_is_dropped(strict_gw, raw, origin) -> None:
             got += n
     assert closed and got < 256 * MiB, got
     assert origin.stats()["open"] < during
+
+
+def test_an_early_answer_reaches_a_client_still_uploading(strict_gw, raw) -> None:
+    """413 while the client is still sending a 32 MiB body: the gateway half-closes and
+    discards the rest for a moment instead of closing with unread data (which sends RST and
+    can destroy the response in the client's buffers), like NGINX's lingering close."""
+    with raw(strict_gw.port, timeout=10) as c:
+        c.send(f"POST /echo HTTP/1.1\r\nHost: gw.test\r\nContent-Length: {32 * MiB}\r\n\r\n"
+               .encode())
+        chunk = b"x" * MiB
+        sent, error = 0, None
+        for _ in range(32):
+            try:
+                c.sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError) as e:
+                error = e
+                break
+            sent += len(chunk)
+        r = c.read_response(timeout=10)
+    assert r.status == 413
+    assert error is None and sent == 32 * MiB, (error, sent)   # no reset while uploading
