@@ -297,32 +297,30 @@ GW_INLINE uint8_t method_id(const char *m, size_t n) {
 GW_INLINE int next_element(const char *value, size_t value_len, size_t *pos, size_t *el_off,
                            size_t *el_len) {
     size_t i = *pos;
-    for (;;) {
-        while (i < value_len && (IS_WS(value[i]) || value[i] == ',')) i++;
-        if (i >= value_len) {
-            *pos = value_len;
-            return 0;
-        }
-        size_t start = i, last = i; /* last: one past the last non-OWS byte */
-        int quoted = 0;
-        while (i < value_len) {
-            char c = value[i];
-            if (quoted) {
-                if (c == '\\' && i + 1 < value_len) i++;
-                else if (c == '"') quoted = 0;
-            } else if (c == ',') {
-                break;
-            } else if (c == '"') {
-                quoted = 1;
-            }
-            i++;
-            if (!IS_WS(c)) last = i;
-        }
-        *pos = i;
-        *el_off = start;
-        *el_len = last - start;
-        return 1;
+    while (i < value_len && (IS_WS(value[i]) || value[i] == ',')) i++;
+    if (i >= value_len) {
+        *pos = value_len;
+        return 0;
     }
+    size_t start = i, last = i; /* last: one past the last non-OWS byte */
+    int quoted = 0;
+    while (i < value_len) {
+        char c = value[i];
+        if (quoted) {
+            if (c == '\\' && i + 1 < value_len) i++;
+            else if (c == '"') quoted = 0;
+        } else if (c == ',') {
+            break;
+        } else if (c == '"') {
+            quoted = 1;
+        }
+        i++;
+        if (!IS_WS(c)) last = i;
+    }
+    *pos = i;
+    *el_off = start;
+    *el_len = last - start;
+    return 1;
 }
 
 int gw_next_list_element(const char *value, size_t value_len, size_t *pos, size_t *el_off,

@@ -75,6 +75,8 @@ cdef bytes CRLF = b"\r\n"
 cdef bytes HTTP11 = b" HTTP/1.1\r\n"
 cdef bytes HTTP11_STATUS = b"HTTP/1.1 "
 cdef bytes EMPTY = b""
+cdef bytes HOST_PREFIX = b"Host: "
+cdef bytes XFH_PREFIX = b"X-Forwarded-Host: "
 cdef bytes VIA = b"Via: 1.1 gwcore\r\n"
 cdef bytes VIA10 = b"Via: 1.0 gwcore\r\n"     # Via names the protocol received (§7.6.3)
 cdef bytes TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
@@ -556,12 +558,13 @@ cdef class Downstream(ResponseSink):
         else:
             xff.append(self.client_ip)
             extra = [b"X-Forwarded-For: " + b", ".join(xff) + CRLF, self.lr.proto_line]
+        # pieces, not concatenations: build_head copies each of them once anyway
         if h.host_index == -2:
-            extra.append(b"Host: " + host + CRLF)
+            extra += [HOST_PREFIX, host, CRLF]
         if host:
-            extra.append(b"X-Forwarded-Host: " + host + CRLF)
+            extra += [XFH_PREFIX, host, CRLF]
         else:
-            extra.append(b"Host: " + self.cluster.endpoints[0].authority + CRLF)
+            extra += [HOST_PREFIX, self.cluster.endpoints[0].authority, CRLF]
         extra.append(VIA10 if self.http10 else VIA)
         if rid < 0 or not _request_id_ok(base + _fields[rid].value_off, _fields[rid].value_len):
             drop_kinds |= DROP_REQUEST_ID
