@@ -16,7 +16,7 @@ from gwcore.proxy._router import split_absolute
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint32_t
-from libc.string cimport memcpy, memset
+from libc.string cimport memchr, memcmp, memcpy, memset
 
 from gwcore.http._chttp1 cimport (
     GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, GW_CONN_OTHER, GW_FK_EXPECT, GW_FK_HOST, GW_FK_X_FORWARDED_FOR,
@@ -25,7 +25,9 @@ from gwcore.http._chttp1 cimport (
     gw_chunked_init, gw_field, gw_find_field, gw_head, gw_http_error_name, gw_http_error_status,
     gw_limits, gw_parse_request,
 )
-from gwcore.http._wire cimport Clock, build_head, mark_connection_options
+from gwcore.http._wire cimport (
+    Clock, build_head, mark_connection_options, protected_connection_option,
+)
 from gwcore.proxy._upstream cimport (
     BODY_CHUNKED, BODY_CLOSE, HASH_COOKIE, HASH_HEADER, HASH_JWT_CLAIM, HASH_PATH,
     HASH_SOURCE_IP, RETRY_502, RETRY_503, RETRY_504, RETRY_CONNECT_FAILURE, RETRY_RESET,
@@ -41,6 +43,7 @@ cdef enum DState:
     D_CLOSED = 4
     D_FILTERING = 5     # a request filter is waiting (slow path)
     D_LINGER = 6        # answered and half-closed; discarding the rest of a request body
+    D_BUFFER = 7        # receiving a small request body whole before choosing an upstream
 
 cdef enum Out:
     OUT_RAW = 0         # bytes as received (Content-Length or no body)
@@ -83,6 +86,7 @@ cdef bytes TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
 cdef bytes CONN_CLOSE = b"Connection: close\r\n"
 cdef bytes CONN_KEEP_ALIVE = b"Connection: keep-alive\r\n"
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+cdef tuple RETRY_AFTER = (("Retry-After", "1"),)
 cdef bytes LAST_CHUNK = b"0\r\n\r\n"
 
 cdef bytes _chunk_line(Py_ssize_t n):
@@ -136,6 +140,13 @@ cdef bint _has_dot_segments(const char *t, Py_ssize_t n) noexcept:
     return False
 
 
+cdef inline bytes _path_part(bytes target):
+    """The path of an origin-form request-target: up to "?" (RFC 9112 §3.2.1)."""
+    cdef const char *t = PyBytes_AS_STRING(target)
+    cdef const char *q = <const char *>memchr(t, 63, PyBytes_GET_SIZE(target))
+    return target if q == NULL else PyBytes_FromStringAndSize(t, q - t)
+
+
 cdef inline bint _request_id_ok(const char *p, uint32_t n) noexcept:
     """1..128 of [A-Za-z0-9._:-]: anything else is replaced, never forwarded."""
     cdef uint32_t i
@@ -154,8 +165,8 @@ cdef class ListenerRuntime:
     """What every connection of one listener shares: limits, timeouts (seconds), router."""
 
     cdef gw_limits limits
-    cdef int64_t max_body
-    cdef double header_timeout, idle_timeout
+    cdef int64_t max_body, buffer_body
+    cdef double header_timeout, idle_timeout, filter_timeout
     cdef Router router
     cdef Clock clock
     cdef bytes proto_line
@@ -168,13 +179,16 @@ cdef class ListenerRuntime:
 
     def __cinit__(self, Router router, Clock clock, *, int max_head_bytes, int max_headers,
                   int max_target_bytes, int64_t max_body_bytes, double header_timeout,
-                  double idle_timeout, str scheme="http"):
+                  double idle_timeout, int64_t buffer_body_bytes=64 * 1024,
+                  double filter_timeout=5.0, str scheme="http"):
         if not 1 <= max_headers <= MAX_FIELDS:
             raise ValueError(f"max_headers must be 1..{MAX_FIELDS}")
         self.limits.max_head_bytes = max_head_bytes
         self.limits.max_fields = max_headers
         self.limits.max_target_len = max_target_bytes
         self.max_body = max_body_bytes
+        self.buffer_body = buffer_body_bytes
+        self.filter_timeout = filter_timeout
         self.header_timeout = header_timeout
         self.idle_timeout = idle_timeout
         self.router = router
@@ -262,6 +276,10 @@ cdef class Downstream(ResponseSink):
     cdef Cluster cluster
     cdef bytes up_head
     cdef int out_mode
+    cdef object req_body        # body bytes written right after the head (buffered), or None
+    cdef bint body_buffered     # req_body is the whole body: a retry can send it again
+    cdef list body_parts        # D_BUFFER: the body received so far
+    cdef object request_timer   # the route's request timeout (a TimerHandle), or None
 
     def __cinit__(self, ListenerRuntime lr):
         self.lr = lr
@@ -293,6 +311,7 @@ cdef class Downstream(ResponseSink):
             self.up.abandon()
             self.up = None
         self._end_try()
+        self._end_request()
 
     cdef bint _last(self):
         """The client half-closed and nothing more is buffered: this response is the last."""
@@ -310,7 +329,8 @@ cdef class Downstream(ResponseSink):
             return False        # the client is done sending: close now
         if self.state == D_HEAD and (self.buf is None or self.pos == PyBytes_GET_SIZE(self.buf)):
             return False
-        if self.state == D_BODY or self.state == D_HEAD or self.after_connect == D_BODY:
+        if (self.state == D_BODY or self.state == D_HEAD or self.state == D_BUFFER
+                or self.after_connect == D_BODY):
             self._close(True)       # the request can no longer complete
             return False
         return True                 # half-close: still answer the request in flight
@@ -357,8 +377,13 @@ cdef class Downstream(ResponseSink):
             elif self.state == D_BODY:
                 if n == 0 or not self._forward_body(n):
                     return
+            elif self.state == D_BUFFER:
+                if n == 0 or not self._buffer_body(n):
+                    return
             else:
-                if n > PIPELINE_BUFFER:
+                # only while waiting for a response are the buffered bytes later requests;
+                # while connecting or filtering they may be this request's body
+                if n > PIPELINE_BUFFER and self.state == D_WAIT:
                     self._pause(P_PIPELINE_FULL, True)
                 return
 
@@ -396,10 +421,14 @@ cdef class Downstream(ResponseSink):
         self.head_method = h.method == GW_M_HEAD
         self.idempotent = h.method in (GW_M_GET, GW_M_HEAD, GW_M_OPTIONS, GW_M_PUT,
                                        GW_M_DELETE, GW_M_TRACE)
+        if h.connection & GW_CONN_OTHER:
+            bad = protected_connection_option(base, _fields, h.num_fields, False)
+            if bad is not None:
+                self._error(400, f"Connection names {bad.decode()}", True)
+                return
         if h.host_index >= 0:
             host = PyBytes_FromStringAndSize(base + _fields[h.host_index].value_off,
                                              _fields[h.host_index].value_len)
-        cdef Route route = self.lr.router.match(host, target, method)
         if target[0] != 47 and b"://" in target:     # absolute-form (RFC 9112 §3.2.2)
             target, authority = split_absolute(target, host)
             if not authority or b"@" in authority:
@@ -408,27 +437,42 @@ cdef class Downstream(ResponseSink):
             if authority != host:
                 host = authority
                 h.host_index = -2       # replace the received Host with the target's
-        if _has_dot_segments(PyBytes_AS_STRING(target), PyBytes_GET_SIZE(target)):
-            self._error(400, "dot segments in the path", True)
-            return
         if h.method == GW_M_CONNECT or h.method == GW_M_TRACE:
             self._error(501 if h.method == GW_M_CONNECT else 405, "method not supported",
                         has_body)
             return
+        cdef bytes path = self._normalized_path(target)
+        if path is None:
+            return
+        cdef Route route = self.lr.router.match(host, path, method)
         if route is None:
             self._error(404, "no route", has_body)
             return
         if h.content_length > self.lr.max_body:
             self._error(413, "body over limit", True)
             return
+        if route.forward_normalized_path and target[0] == 47:
+            target = path + target[PyBytes_GET_SIZE(_path_part(target)):]
         self.cluster = route.cluster
+        if route.request_timeout > 0:
+            self.request_timer = self.lr.clock.loop.call_later(
+                route.request_timeout, self._request_timed_out)
         if route.filters:
-            self._filter(base, h, route, method, target, host)
+            self._filter(base, h, route, method, target, host, path)
         else:
             self._proceed(base, h, method, target, host, None)
 
+    cdef bytes _normalized_path(self, bytes target):
+        """The path routes match, or None after answering 400."""
+        if PyBytes_AS_STRING(target)[0] != 47:
+            return target       # asterisk-form: routed by Host only
+        if _has_dot_segments(PyBytes_AS_STRING(target), PyBytes_GET_SIZE(target)):
+            self._error(400, "dot segments in the path", True)
+            return None
+        return _path_part(target)
+
     cdef void _filter(self, const char *base, gw_head *h, route, bytes method, bytes target,
-                      bytes host):
+                      bytes host, bytes path):
         """Runs the route's request filters; on the slow path the head is kept as bytes and
         parsed again when the filters are done."""
         cdef bytes head = PyBytes_FromStringAndSize(base, self.pos - (base - PyBytes_AS_STRING(
@@ -436,7 +480,7 @@ cdef class Downstream(ResponseSink):
         ex = Exchange(parse_request(head, max_head_bytes=len(head) + 1,
                                     max_fields=self.lr.limits.max_fields,
                                     max_target_len=self.lr.limits.max_target_len),
-                      route, self.client_ip.decode())
+                      route, self.client_ip.decode(), path)
         try:
             result = run_request_filters(ex, route.filters)
         except Exception:
@@ -450,6 +494,7 @@ cdef class Downstream(ResponseSink):
         else:
             self.exchange = (ex, head, method, target, host, h.host_index == -2, result)
             self.state = D_FILTERING
+            self.deadline = self.lr.clock.now + self.lr.filter_timeout
             self._pause(P_FILTERING, True)
             result.add_done_callback(self._filtered)
 
@@ -461,6 +506,7 @@ cdef class Downstream(ResponseSink):
         ex, head, method, target, host, replace_host, _ = self.exchange
         self.exchange = None
         self.state = D_HEAD
+        self.deadline = 0
         self._pause(P_FILTERING, False)
         if fut.cancelled() or fut.exception() is not None:
             if not fut.cancelled():
@@ -481,6 +527,7 @@ cdef class Downstream(ResponseSink):
         """Answers a filter's LocalResponse; closes when the request body was not read."""
         cdef bint close = body_pending or not self.keep_alive or self._last() \
             or self.lr.draining
+        self._end_request()
         self._write(response.encode(close))
         if close:
             self._close(False)
@@ -498,15 +545,78 @@ cdef class Downstream(ResponseSink):
         self.body_chunked = h.chunked
         self.body_remaining = h.content_length if h.content_length > 0 else 0
         self.body_seen = 0
+        self.req_body = None
+        self.body_buffered = False
+        self.retried = False
         if h.chunked:
             gw_chunked_init(&self.chunked)
         if h.expect_continue and has_body and not self.http10:
             self._write(CONTINUE)
-        self.state = D_BODY if has_body else D_WAIT
         if has_body:        # the body must keep arriving (re-armed by each read)
             self.deadline = self.lr.clock.now + self.lr.idle_timeout
-        self.retried = False
+        if has_body and (h.chunked or h.content_length <= self.lr.buffer_body):
+            # received and validated whole before an upstream is chosen (NGINX's
+            # proxy_request_buffering): a bad body never reaches the origin, and the
+            # request can be retried
+            self.state = D_BUFFER
+            self.body_parts = []
+            return          # _process goes on with _buffer_body
+        self.state = D_BODY if has_body else D_WAIT
         self._dispatch(None, False)
+
+    cdef bint _buffer_body(self, Py_ssize_t n):
+        """D_BUFFER: takes body bytes at pos; True once the request went on to an upstream
+        (or was answered). A chunked body larger than buffer_body_bytes streams from there."""
+        cdef Py_ssize_t take
+        cdef ssize_t used
+        cdef size_t doff, dlen
+        cdef const char *base
+        self.deadline = self.lr.clock.now + self.lr.idle_timeout
+        if not self.body_chunked:
+            take = n if n < self.body_remaining else self.body_remaining
+            self.body_parts.append(self.buf[self.pos:self.pos + take])
+            self.pos += take
+            self.body_remaining -= take
+            if self.body_remaining:
+                return False
+            self.req_body = b"".join(self.body_parts)
+        else:
+            base = PyBytes_AS_STRING(self.buf)
+            while n > 0 and not self.chunked.done:
+                used = gw_chunked_decode(&self.chunked, base + self.pos, n, &doff, &dlen)
+                if used < 0:
+                    self._error(400, gw_http_error_name(self.chunked.error).decode(), True)
+                    return False
+                if dlen:
+                    self.body_seen += dlen
+                    if self.body_seen > self.lr.max_body:
+                        self._error(413, "body over limit", True)
+                        return False
+                    self.body_parts.append(self.buf[self.pos + doff:self.pos + doff + dlen])
+                self.pos += used
+                n -= used
+                if self.body_seen > self.lr.buffer_body and not self.chunked.done:
+                    # too large to hold: stream it, starting with what was received
+                    self.req_body = b"".join([_chunk_line(self.body_seen)]
+                                             + self.body_parts + [CRLF])
+                    self.body_parts = None
+                    self.state = D_BODY
+                    self._dispatch(None, False)
+                    return self.state == D_BODY
+            if not self.chunked.done:
+                return False
+            body = b"".join(self.body_parts)
+            # sent with Content-Length: the length is known now (RFC 9112 §7.1.3)
+            self.up_head = (self.up_head[:-PyBytes_GET_SIZE(TE_CHUNKED) - 2]
+                            + b"Content-Length: %d\r\n\r\n" % len(body))
+            self.req_body = body
+        self.body_parts = None
+        self.body_buffered = True
+        self.body_unread = False
+        self.deadline = 0
+        self.state = D_WAIT
+        self._dispatch(None, False)
+        return True
 
     cdef bytes _hash_key(self, const char *base, gw_head *h, bytes target, ex):
         """The request's key for ring_hash / maglev (None: no key, pick at random)."""
@@ -569,15 +679,17 @@ cdef class Downstream(ResponseSink):
         if rid < 0 or not _request_id_ok(base + _fields[rid].value_off, _fields[rid].value_len):
             drop_kinds |= DROP_REQUEST_ID
             extra.append(self.lr.request_id_line())
-        if h.chunked:
-            extra.append(TE_CHUNKED)
         if h.connection & GW_CONN_OTHER or ex is not None:
             memset(_drop, 0, h.num_fields)
             mark_connection_options(base, _fields, h.num_fields, _drop)
             drop = _drop
             if ex is not None:
                 self._apply_exchange(base, h, ex, extra)
-        if len(target) != h.target_len:     # absolute-form, rewritten to origin-form
+        if h.chunked:
+            extra.append(TE_CHUNKED)        # last: _buffer_body may swap it for Content-Length
+        if len(target) != h.target_len or memcmp(PyBytes_AS_STRING(target),
+                                                 base + h.target_off, h.target_len) != 0:
+            # absolute-form rewritten to origin-form, or the normalised path forwarded
             return build_head(base, method + b" ", target, len(target), HTTP11, _fields,
                               h.num_fields, drop_kinds, drop, extra)
         # "method SP request-target" is one span of the received request-line
@@ -599,10 +711,16 @@ cdef class Downstream(ResponseSink):
 
     cdef void _dispatch(self, Endpoint exclude, bint fresh):
         """Starts a try: picks an endpoint (not ``exclude`` when there is another), sends on
-        a pooled connection, or starts connecting (slow path, reading paused). ``fresh``: do
-        not use the pool (the retry after a stale pooled connection)."""
+        a pooled connection, or starts connecting (slow path, reading paused), or waits for
+        a connection slot (circuit breakers). ``fresh``: do not use the pool (the retry after
+        a stale pooled connection)."""
         cdef Upstream up = None
-        cdef Endpoint ep = self.cluster.pick(self.hash_key, exclude)
+        cdef Endpoint ep
+        cdef int r
+        if self.cluster.in_flight >= self.cluster.max_requests:
+            self._overflow("max_requests")
+            return
+        ep = self.cluster.pick(self.hash_key, exclude)
         if ep is None:
             ep = exclude
         self.ep = ep
@@ -613,22 +731,55 @@ cdef class Downstream(ResponseSink):
         if up is not None:
             self._use(up)
             return
+        r = self.cluster.connect(ep, self)
+        if r < 0:
+            self._overflow("max_pending_requests")
+            return
         self._pause(P_CONNECTING, True)
         self.after_connect = self.state
         self.state = D_CONNECTING
-        self.cluster.connect(ep, self)
+        if r == 1:      # queued for a connection slot
+            self.deadline = self.lr.clock.now + self.cluster.pending_timeout
+
+    cdef void _overflow(self, str limit):
+        """A circuit breaker is open: 503 with Retry-After, nothing sent upstream."""
+        self.cluster.note_overflow(limit)
+        self._error(503, f"upstream overflow ({limit})",
+                    self.body_unread, RETRY_AFTER)
 
     cdef void _end_try(self):
         if self.ep is not None:
+            self.cluster.cancel_wait(self)
             self.cluster.finish(self.ep, self.tries > 1)
             self.ep = None
 
+    cdef void _end_request(self):
+        """The exchange is over, however it ended: its route timer stops."""
+        if self.request_timer is not None:
+            self.request_timer.cancel()
+            self.request_timer = None
+        self.req_body = None
+
+    def _request_timed_out(self):
+        """The route's ``timeouts.request`` ran out: 504, or a reset once a response began
+        (a cut response must never look whole)."""
+        self.request_timer = None
+        if self.state == D_CLOSED or self.state == D_LINGER or self.state == D_HEAD:
+            return
+        if self.state == D_FILTERING:
+            self._cancel_filter()
+        if self.ep is not None:
+            self.cluster.report(self.ep, False)
+        self._error(504, "request timed out", self.body_unread)
+
     cdef bint _may_retry(self, unsigned int condition):
-        """Retry policy: a configured condition, tries left, within the budget, and safe:
-        nothing was sent (connect failure) or an idempotent request without a body."""
+        """Retry policy: a configured condition, tries left, within the budget and the
+        max_retries circuit breaker, and safe: nothing was sent (connect failure), or an
+        idempotent request whose body (if any) is held whole."""
         return ((self.cluster.retry_on & condition) != 0
                 and self.tries < self.cluster.attempts
-                and (condition == RETRY_CONNECT_FAILURE or (self.idempotent and not self.has_body))
+                and (condition == RETRY_CONNECT_FAILURE
+                     or (self.idempotent and (not self.has_body or self.body_buffered)))
                 and self.cluster.retry_allowed())
 
     def _retry_later(self, Endpoint failed):
@@ -639,7 +790,7 @@ cdef class Downstream(ResponseSink):
 
     cdef void _use(self, Upstream up):
         self.up = up
-        up.send(self, self.up_head, self.head_method)
+        up.send(self, self.up_head, self.req_body, self.head_method)
         if self.writing_paused:
             up.pause_reading(True)      # the client is still not reading: neither do we
         if self.state != D_BODY:
@@ -650,7 +801,7 @@ cdef class Downstream(ResponseSink):
         if self.state != D_CONNECTING:
             up.release()            # the client went away while we connected
             return
-        up.reused = False
+        self.deadline = 0
         self.state = self.after_connect
         self.after_connect = D_HEAD
         self._use(up)
@@ -665,7 +816,6 @@ cdef class Downstream(ResponseSink):
         cdef size_t doff, dlen
         cdef const char *base
         cdef list out
-        self.deadline = self.lr.clock.now + self.lr.idle_timeout
         if not self.body_chunked:
             take = n if n < self.body_remaining else self.body_remaining
             if take == PyBytes_GET_SIZE(self.buf) and self.pos == 0:
@@ -675,6 +825,7 @@ cdef class Downstream(ResponseSink):
             self.pos += take
             self.body_remaining -= take
             if self.body_remaining:
+                self._body_deadline()
                 return False
         else:
             out = []
@@ -700,6 +851,7 @@ cdef class Downstream(ResponseSink):
             if out:
                 self.up.writelines(out)
             if not self.chunked.done:
+                self._body_deadline()
                 return False
         self.deadline = 0
         self.state = D_WAIT
@@ -708,8 +860,16 @@ cdef class Downstream(ResponseSink):
         self.up.finish_request()
         return True
 
+    cdef void _body_deadline(self):
+        """More body is due from the client within idle_timeout, unless the upstream is the
+        one not taking it (then the upstream's timeout runs)."""
+        self.deadline = (0 if self.paused & P_UPSTREAM_FULL
+                         else self.lr.clock.now + self.lr.idle_timeout)
+
     cdef void pause_request_body(self, bint pause):
         self._pause(P_UPSTREAM_FULL, pause)
+        if self.state == D_BODY:
+            self._body_deadline()
 
     cdef void _pause(self, unsigned int reason, bint on):
         cdef unsigned int before = self.paused
@@ -803,6 +963,7 @@ cdef class Downstream(ResponseSink):
     cdef void on_response_end(self):
         self.up = None
         self._end_try()
+        self._end_request()
         self._pause(P_UPSTREAM_FULL, False)
         self.response_started = False
         if self.out_mode == OUT_CHUNKED:
@@ -843,7 +1004,7 @@ cdef class Downstream(ResponseSink):
             self.state = self.after_connect
         if (error == UE_RESET and up is not None and up.reused and not up.got_bytes
                 and not self.retried and self.idempotent and self.state == D_WAIT
-                and not self.has_body):
+                and (not self.has_body or self.body_buffered)):
             # a pooled connection the upstream had already closed: nothing was processed, so
             # this try does not count against attempts or the retry budget
             self.retried = True
@@ -869,25 +1030,46 @@ cdef class Downstream(ResponseSink):
 
     # -- local answers and closing ------------------------------------------------------
 
-    cdef void _error(self, int status, str detail, bint close):
+    cdef void _error(self, int status, str detail, bint close, tuple headers=()):
+        """Answers a gateway error (``headers``: extra (name, value) str pairs)."""
         if self.up is not None:
             self.up.abandon()
             self.up = None
         self._end_try()
+        self._end_request()
         if self.response_started or self.pending is not None:
             self._close(True)       # a response is under way: no second one inside it
             return
         close = close or not self.keep_alive or self._last() or self.lr.draining
-        self._write(LocalResponse.error(status, detail).encode(close))
+        response = LocalResponse.error(status, detail)
+        if headers:
+            response.headers = headers
+        self._write(response.encode(close))
         if close:
             self._close(False)
         else:
             self._next_request()
 
+    cdef void _cancel_filter(self):
+        """Stops waiting for a request filter (its task is cancelled; reading resumes)."""
+        fut = self.exchange[-1]
+        self.exchange = None
+        self.state = D_HEAD
+        self._pause(P_FILTERING, False)
+        fut.cancel()
+
     cdef void on_deadline(self):
         if self.state == D_LINGER:
             self.state = D_CLOSED
             self.transport.close()
+        elif self.state == D_FILTERING:
+            self._cancel_filter()
+            self._error(504, "request filter timed out", True)
+        elif self.state == D_CONNECTING:
+            if self.cluster.cancel_wait(self):      # still queued for a connection slot
+                self.state = self.after_connect
+                self._pause(P_CONNECTING, False)
+                self._overflow("pending_timeout")
         elif self.writing_paused and self.state == D_WAIT:
             self._close(True)           # the client stopped reading (NGINX's send_timeout)
         elif self.state == D_HEAD:
@@ -895,7 +1077,7 @@ cdef class Downstream(ResponseSink):
                 self._error(408, "request head not received in time", True)
             else:
                 self._close(False)      # idle keep-alive connection
-        elif self.state == D_BODY:
+        elif self.state == D_BODY or self.state == D_BUFFER:
             self._error(408, "request body not received in time", True)
 
     cdef void _close(self, bint abort):
@@ -912,6 +1094,7 @@ cdef class Downstream(ResponseSink):
             self.up.abandon()
             self.up = None
         self._end_try()
+        self._end_request()
         if abort:
             self.state = D_CLOSED
             self.transport.abort()

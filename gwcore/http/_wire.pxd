@@ -20,3 +20,6 @@ cdef bytes build_head(const char *buf, bytes prefix, const char *mid, Py_ssize_t
 
 cdef void mark_connection_options(const char *buf, const gw_field *fields, Py_ssize_t nfields,
                                   unsigned char *drop)
+
+cdef bytes protected_connection_option(const char *buf, const gw_field *fields,
+                                       Py_ssize_t nfields, bint response)

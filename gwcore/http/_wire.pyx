@@ -84,6 +84,37 @@ cdef void mark_connection_options(const char *buf, const gw_field *fields, Py_ss
                     drop[j] = 1
 
 
+# Fields a Connection option may not remove: they frame the message, route it, or are set by
+# the gateway. Dropping Content-Length as "hop-by-hop" would turn a body into a second request.
+cdef tuple _FRAMING = (b"content-length", b"transfer-encoding")
+cdef tuple _PROTECTED = _FRAMING + (
+    b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id",
+    b"via", b"forwarded")
+
+
+cdef bytes protected_connection_option(const char *buf, const gw_field *fields,
+                                       Py_ssize_t nfields, bint response):
+    """The first Connection option (lower-case) that names a field no Connection option may
+    remove, or None. Requests: the framing fields, Host and the fields the gateway sets;
+    responses: the framing fields (Content-Length, Transfer-Encoding)."""
+    cdef Py_ssize_t i
+    cdef size_t pos, el_off, el_len
+    cdef const char *value
+    cdef bytes name
+    cdef tuple names = _FRAMING if response else _PROTECTED
+    for i in range(nfields):
+        if fields[i].kind != GW_FK_CONNECTION:
+            continue
+        value = buf + fields[i].value_off
+        pos = 0
+        while gw_next_list_element(value, fields[i].value_len, &pos, &el_off, &el_len):
+            for name in names:
+                if <size_t>PyBytes_GET_SIZE(name) == el_len and _ieq(
+                        PyBytes_AS_STRING(name), value + el_off, el_len):
+                    return name
+    return None
+
+
 cdef bytes build_head(const char *buf, bytes prefix, const char *mid, Py_ssize_t mid_len,
                       bytes suffix, const gw_field *fields, Py_ssize_t nfields,
                       unsigned int drop_kinds, const unsigned char *drop, list extra):

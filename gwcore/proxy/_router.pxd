@@ -2,6 +2,8 @@ cdef class Route:
     cdef readonly object config       # gwcore.config.Route
     cdef readonly object cluster      # gwcore.proxy._upstream.Cluster
     cdef readonly tuple filters
+    cdef readonly bint forward_normalized_path
+    cdef readonly double request_timeout   # seconds; 0: none
 
 cdef class Router:
     cdef list _matchers

@@ -17,6 +17,9 @@ cdef class Route:
         self.config = config
         self.cluster = cluster
         self.filters = filters
+        self.forward_normalized_path = getattr(config, "forward_normalized_path", False)
+        timeouts = getattr(config, "timeouts", None)
+        self.request_timeout = (timeouts.request or 0.0) if timeouts is not None else 0.0
 
     def __repr__(self):
         return f"Route({self.config!r}, {self.cluster!r})"
@@ -60,8 +63,9 @@ cdef class Router:
             for r in routes]
 
     cpdef Route match(self, bytes host, bytes target, bytes method):
-        """host: the Host field value (b"" if none); target: the request-target as received
-        (origin-form or absolute-form, RFC 9112 §3.2); method: the method token. Bytes.
+        """host: the Host field value (b"" if none); target: the request-target (origin-form,
+        or absolute-form, RFC 9112 §3.2; the gateway passes the normalised path); method:
+        the method token. Bytes.
         Returns the first matching Route or None."""
         cdef _Matcher m
         cdef const char *t

@@ -77,6 +77,13 @@ cdef class Cluster:
     cdef unsigned int retry_on
     cdef double budget, retry_after_max
     cdef readonly long in_flight, retries_in_flight
+    # circuit breakers (per worker)
+    cdef readonly int max_connections, max_pending, max_requests, max_retries
+    cdef readonly double pending_timeout
+    cdef readonly int connections        # open or being opened
+    cdef object waiters                  # deque of (sink, endpoint) waiting for a slot
+    cdef readonly dict overflows         # limit name → times it answered 503
+    cdef double overflow_logged
     cdef readonly int hash_kind          # HASH_* below
     cdef readonly bytes hash_name        # header / cookie / claim name (lower-case)
     cdef Endpoint pick(self, bytes key, Endpoint exclude)
@@ -85,7 +92,11 @@ cdef class Cluster:
     cdef void report(self, Endpoint ep, bint ok)
     cdef bint retry_allowed(self)
     cdef Upstream acquire(self, Endpoint ep)
-    cdef void connect(self, Endpoint ep, ResponseSink sink)
+    cdef int connect(self, Endpoint ep, ResponseSink sink)
+    cdef bint cancel_wait(self, ResponseSink sink)
+    cdef void note_overflow(self, str limit)
+    cdef void _slot_freed(self)
+    cdef bint _hand_over(self, Upstream up)
 
 cdef class Upstream(Timed):
     cdef object transport
@@ -94,6 +105,7 @@ cdef class Upstream(Timed):
     cdef ResponseSink sink
     cdef int state
     cdef bint reused
+    cdef bint counted                # holds one of the cluster's connection slots
     cdef bint got_bytes
     cdef bint request_done
     cdef bint no_body
@@ -106,7 +118,7 @@ cdef class Upstream(Timed):
     cdef int body_mode
     cdef int64_t remaining
     cdef gw_chunked chunked
-    cdef void send(self, ResponseSink sink, bytes head, bint no_body)
+    cdef void send(self, ResponseSink sink, bytes head, bytes body, bint no_body)
     cdef void write(self, object data)
     cdef void writelines(self, list data)
     cdef void finish_request(self)

@@ -5,16 +5,17 @@ endpoint, and the Upstream protocol that writes a request and parses and streams
 
 import logging
 import os
+from collections import deque
 from functools import partial
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t
 
 from gwcore.http._chttp1 cimport (
-    GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, gw_chunked_decode, gw_chunked_init, gw_field, gw_limits,
+    GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, GW_CONN_OTHER, gw_chunked_decode, gw_chunked_init, gw_field, gw_limits,
     gw_parse_response,
 )
-from gwcore.http._wire cimport Clock, Timed
+from gwcore.http._wire cimport Clock, Timed, protected_connection_option
 from gwcore.proxy._balancer cimport Balancer
 
 log = logging.getLogger("gwcore")
@@ -92,8 +93,10 @@ cdef unsigned int _retry_bits(list on):
 
 
 cdef class Cluster:
-    """A named set of endpoints with a balancer, per-endpoint pools, outlier detection and a
-    retry policy. Times in seconds. ``endpoints``: (host, port, weight) tuples."""
+    """A named set of endpoints with a balancer, per-endpoint pools, outlier detection, a
+    retry policy and circuit breakers (Envoy's: max_connections, max_pending_requests,
+    max_requests, max_retries; per worker). Times in seconds. ``endpoints``: (host, port,
+    weight) tuples."""
 
     def __cinit__(self, str name, list endpoints, Clock clock, loop, *,
                   double connect_timeout, double response_timeout, int max_idle,
@@ -101,7 +104,8 @@ cdef class Cluster:
                   table_size=None, int attempts=2, list retry_on=None, double budget=0.2,
                   double retry_after_max=1.0, int od_failures=5, double od_base=30.0,
                   double od_max=300.0, int od_max_percent=50, str hash_on="path",
-                  str hash_name=""):
+                  str hash_name="", int max_connections=1024, int max_pending_requests=1024,
+                  int max_requests=1024, int max_retries=3, double pending_timeout=5.0):
         self.name = name
         self.clock = clock
         self.loop = loop
@@ -123,6 +127,13 @@ cdef class Cluster:
         self.od_base = od_base
         self.od_max = od_max
         self.od_max_percent = od_max_percent
+        self.max_connections = max_connections
+        self.max_pending = max_pending_requests
+        self.max_requests = max_requests
+        self.max_retries = max_retries
+        self.pending_timeout = pending_timeout
+        self.waiters = deque()
+        self.overflows = {}
         self.hash_kind = {"path": HASH_PATH, "header": HASH_HEADER, "cookie": HASH_COOKIE,
                           "source_ip": HASH_SOURCE_IP, "jwt_claim": HASH_JWT_CLAIM}[hash_on]
         # field names are case-insensitive; cookie and claim names are not (RFC 6265, 7519)
@@ -152,8 +163,19 @@ cdef class Cluster:
 
     cdef bint retry_allowed(self):
         """Envoy's retry budget: retries in flight stay under budget × active requests
-        (at least 3 are always allowed)."""
+        (at least 3 are always allowed), and under the max_retries circuit breaker."""
+        if self.retries_in_flight >= self.max_retries:
+            self.note_overflow("max_retries")
+            return False
         return self.retries_in_flight < max(3.0, self.budget * self.in_flight)
+
+    cdef void note_overflow(self, str limit):
+        """A circuit breaker refused something: counted, and logged at most once a second."""
+        self.overflows[limit] = self.overflows.get(limit, 0) + 1
+        if self.clock.now - self.overflow_logged >= 1.0:
+            self.overflow_logged = self.clock.now
+            log.warning("cluster %s: overflow: %s reached (%d refused so far)", self.name,
+                        limit, self.overflows[limit])
 
     cdef void report(self, Endpoint ep, bint ok):
         """Passive outlier detection: consecutive failures eject the endpoint."""
@@ -217,23 +239,83 @@ cdef class Cluster:
                 return up
         return None
 
-    cdef void connect(self, Endpoint ep, ResponseSink sink):
-        """Slow path: open a connection; then sink.on_upstream_ready(up) or
-        sink.on_upstream_error(None, UE_CONNECT_FAILED / UE_CONNECT_TIMEOUT)."""
+    cdef int connect(self, Endpoint ep, ResponseSink sink):
+        """Slow path: open a connection; later sink.on_upstream_ready(up) or
+        sink.on_upstream_error(None, UE_CONNECT_FAILED / UE_CONNECT_TIMEOUT). Returns 0.
+        With max_connections open (after closing an idle one if any, to make room), the sink
+        waits for a slot instead (returns 1; the same callbacks follow once it has one,
+        unless cancel_wait), or, with max_pending_requests already waiting, returns -1 and
+        nothing follows."""
+        cdef Endpoint other
+        cdef Upstream idle
+        if self.connections >= self.max_connections:
+            for other in self.endpoints:
+                if other.idle:
+                    idle = other.idle.pop(0)        # the oldest: LIFO reuse keeps it coldest
+                    idle.state = U_CLOSED
+                    idle.transport.close()
+                    idle.counted = False
+                    self.connections -= 1
+                    break
+        if self.connections >= self.max_connections:
+            if len(self.waiters) >= self.max_pending:
+                return -1
+            self.waiters.append((sink, ep))
+            return 1
+        self.connections += 1
         task = self.loop.create_task(
             self.loop.create_connection(partial(Upstream, ep), ep.connect_host, ep.port))
         timer = self.loop.call_later(self.connect_timeout, task.cancel)
         task.add_done_callback(partial(self._connected, sink, timer))
+        return 0
+
+    cdef bint cancel_wait(self, ResponseSink sink):
+        """Takes sink out of the queue for a connection slot; False if it was not in it."""
+        if self.waiters:
+            for i, w in enumerate(self.waiters):
+                if w[0] is sink:
+                    del self.waiters[i]
+                    return True
+        return False
+
+    cdef void _slot_freed(self):
+        """A connection closed or a connect failed: the first waiters may connect."""
+        self.connections -= 1
+        while self.waiters and self.connections < self.max_connections:
+            sink, ep = self.waiters.popleft()
+            self.connect(ep, sink)
+
+    cdef bint _hand_over(self, Upstream up):
+        """A connection coming back to its pool goes to the first request waiting for a
+        slot on its endpoint instead; True if one took it."""
+        cdef ResponseSink sink
+        for i, w in enumerate(self.waiters):
+            if w[1] is up.ep:
+                del self.waiters[i]
+                sink = w[0]
+                up.state = U_ACTIVE
+                up.reused = True
+                sink.on_upstream_ready(up)
+                return True
+        return False
 
     def _connected(self, ResponseSink sink, timer, task):
         cdef Upstream up
         timer.cancel()
         if task.cancelled():
+            self._slot_freed()
             sink.on_upstream_error(None, UE_CONNECT_TIMEOUT)
         elif task.exception() is not None:
+            self._slot_freed()
             sink.on_upstream_error(None, UE_CONNECT_FAILED)
         else:
             up = task.result()[1]
+            if up.state == U_CLOSED or up.transport.is_closing():
+                # the upstream closed it before a byte was sent: a connect failure
+                self._slot_freed()
+                sink.on_upstream_error(None, UE_CONNECT_FAILED)
+                return
+            up.counted = True
             up.state = U_ACTIVE
             sink.on_upstream_ready(up)
 
@@ -256,6 +338,9 @@ cdef class Upstream(Timed):
         cdef int prev = self.state
         self.state = U_CLOSED
         self.ep.cluster.clock.unwatch(self)
+        if self.counted:
+            self.counted = False
+            self.ep.cluster._slot_freed()
         if prev == U_IDLE:
             try:
                 self.ep.idle.remove(self)
@@ -273,10 +358,14 @@ cdef class Upstream(Timed):
 
     def pause_writing(self):
         if self.sink is not None:
+            if not self.request_done:   # the upstream must take the request body in time
+                self.deadline = self.ep.cluster.clock.now + self.ep.cluster.response_timeout
             self.sink.pause_request_body(True)
 
     def resume_writing(self):
         if self.sink is not None:
+            if not self.request_done:
+                self.deadline = 0
             self.sink.pause_request_body(False)
 
     def data_received(self, bytes data):
@@ -304,7 +393,8 @@ cdef class Upstream(Timed):
         elif self.state == U_ACTIVE:
             self._fail(UE_TIMEOUT)
 
-    cdef void send(self, ResponseSink sink, bytes head, bint no_body):
+    cdef void send(self, ResponseSink sink, bytes head, bytes body, bint no_body):
+        """Writes a request head, and ``body`` (bytes, or None) after it in the same write."""
         self.sink = sink
         self.state = U_ACTIVE
         self.no_body = no_body
@@ -314,7 +404,10 @@ cdef class Upstream(Timed):
         self.buf = None
         self.pos = 0
         self.deadline = 0     # the response timeout runs once the whole request is sent
-        self._write(head)
+        if body is None:
+            self._write(head)
+        else:
+            self.transport.writelines((head, body))
 
     cdef void write(self, object data):
         self._write(data)
@@ -355,6 +448,12 @@ cdef class Upstream(Timed):
         if self.reading_paused:
             self.reading_paused = False
             self.transport.resume_reading()
+        if cl.waiters and not self.transport.is_closing():
+            if cl._hand_over(self):
+                return
+            self.state = U_CLOSED       # its slot goes to a request for another endpoint
+            self.transport.close()
+            return
         if len(self.ep.idle) >= cl.max_idle or self.transport.is_closing():
             self.state = U_CLOSED
             self.transport.close()
@@ -383,6 +482,10 @@ cdef class Upstream(Timed):
                     return
                 continue                       # interim response: skip (RFC 9110 §15.2)
             break
+        if self.head.connection & GW_CONN_OTHER and protected_connection_option(
+                base + start, _fields, self.head.num_fields, True) is not None:
+            self._fail(UE_BAD_RESPONSE)     # a Connection option would unframe the response
+            return
         self.head_done = True
         self.keep_alive = (
             (self.head.connection & GW_CONN_CLOSE) == 0 if self.head.version_minor == 1

@@ -208,9 +208,9 @@ def test_slow_upload_is_not_a_response_timeout(strict_gw, raw) -> None:
 
 
 def test_stalled_request_body_times_out(strict_gw, origin, raw) -> None:
-    """No body byte for the idle timeout (2 s): 408 (or a bare close), not a 504: the
-    upstream cannot be late with a response to a request it has not received whole."""
-    before = origin.stats()["aborted"]
+    """No body byte for the idle timeout (2 s): 408 (or a bare close), not a 504. The body
+    is within buffer_body_bytes, so the origin never saw any of the request."""
+    before = origin.stats()
     with raw(strict_gw.port) as c:
         c.send(b"POST /echo HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 100\r\n\r\n0123456789")
         started = time.monotonic()
@@ -218,7 +218,23 @@ def test_stalled_request_body_times_out(strict_gw, origin, raw) -> None:
         elapsed = time.monotonic() - started
     assert closed and 1.5 <= elapsed <= 4.5, (closed, elapsed)
     assert data == b"" or data.split(b"\r\n")[0].split()[1] == b"408", data[:200]
-    # The half-sent upstream request was abandoned, not left open.
+    after = origin.stats()
+    assert (after["requests"], after["aborted"]) == (before["requests"], before["aborted"])
+
+
+def test_stalled_streamed_body_times_out(gateway_factory, origin, raw) -> None:
+    """A body over buffer_body_bytes streams: stalled for the idle timeout → 408, and the
+    half-sent upstream request is abandoned, not left open."""
+    gw = gateway_factory(limits={"buffer_body_bytes": "1KiB"}, timeouts={"idle": "2s"})
+    before = origin.stats()["aborted"]
+    with raw(gw.port) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 100000\r\n\r\n"
+               + b"x" * 5000)
+        started = time.monotonic()
+        data, closed = c.read_until_close(timeout=8)
+        elapsed = time.monotonic() - started
+    assert closed and 1.5 <= elapsed <= 4.5, (closed, elapsed)
+    assert data == b"" or data.split(b"\r\n")[0].split()[1] == b"408", data[:200]
     assert wait_for_stat(origin, "aborted", before + 1)
 
 
