@@ -1,10 +1,12 @@
-"""HTTP/1.1 for gwcore: the C head parser and chunked decoder (RFC 9112) and their Python API."""
+"""HTTP/1.1 for gwcore: the C head parser and chunked decoder (RFC 9112), the request path
+normaliser (RFC 3986 6.2.2) and their Python API."""
 
 from gwcore.http._parser import (
     ChunkedDecoder,
     ParseError,
     Request,
     Response,
+    normalize_path,
     parse_request,
     parse_response,
     set_simd,
@@ -16,6 +18,7 @@ __all__ = [
     "ParseError",
     "Request",
     "Response",
+    "normalize_path",
     "parse_request",
     "parse_response",
     "set_simd",

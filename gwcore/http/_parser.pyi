@@ -1,4 +1,5 @@
-"""Python API of the C HTTP/1.1 parser (src_c/http1.c), written from RFC 9112 and RFC 9110.
+"""Python API of the C HTTP/1.1 parser (src_c/http1.c), written from RFC 9112 and RFC 9110, and
+of the request path normaliser (src_c/path.c), written from RFC 3986.
 
 Heads are parsed without copying: a Request/Response keeps a reference to the ``bytes`` it was
 parsed from and stores offsets; ``bytes`` for a field are built only when asked for. Input
@@ -6,7 +7,7 @@ that is not ``bytes`` (bytearray, memoryview) may change later, so its head is c
 Not thread-safe: a module-level scratch field array is reused between calls.
 """
 
-from typing import Final, TypeAlias
+from typing import Final, Literal, TypeAlias
 
 Buffer: TypeAlias = bytes | bytearray | memoryview
 
@@ -150,3 +151,37 @@ def simd_level() -> int:
 def set_simd(level: int) -> int:
     """Forces a scanning level (clamped to what the CPU supports); returns the level now in
     force. Process-wide; meant for tests and benchmarks."""
+
+def normalize_path(
+    path: bytes,
+    *,
+    merge_slashes: bool = True,
+    escaped_slashes: Literal["decode", "keep", "reject"] = "decode",
+) -> bytes:
+    """The path routes match (RFC 3986 6.2.2), so every spelling of a path reaches one route.
+
+    ``path``: the path of an origin-form request-target, starting with ``/``, without the query
+    (split at the first ``?`` before; here ``?`` is an ordinary byte). In order:
+
+    - percent-encoded unreserved characters (ALPHA DIGIT ``-._~``) are decoded
+      (``/%76%31/x`` -> ``/v1/x``, ``%7e`` -> ``~``); every other escape is kept with upper-case
+      hex (``%3f`` -> ``%3F``, control bytes and bytes >= 0x80 included);
+    - ``escaped_slashes``: ``"decode"`` turns ``%2F`` into a ``/`` that separates segments like
+      a raw one (``/v1%2F..%2Fadmin`` -> ``/admin``) and ``%5C`` into a backslash byte (not a
+      separator); ``"keep"`` leaves ``%2F``/``%5C`` (upper-cased) inside their segment;
+      ``"reject"`` raises ParseError ``"path_escaped_slash"``;
+    - ``merge_slashes``: runs of ``/`` count as one (``//v1//x`` -> ``/v1/x``), before
+    - dot segments are removed (RFC 3986 5.2.4), after decoding (``%2e%2E`` is ``..``); ``..``
+      above the root stays at the root (``/../a`` -> ``/a``); a final ``.`` or ``..`` leaves a
+      trailing ``/`` (``/a/.`` -> ``/a/``).
+
+    Other bytes are copied unchanged. The result is never longer than ``path`` and is
+    idempotent; when nothing changes, ``path`` itself is returned (no new object).
+
+    Raises ParseError (status 400, ``offset``: index of the offending byte in ``path``) with
+    code ``"path_bad_percent"`` (``%`` not followed by two hex digits), ``"path_nul"``
+    (``%00`` or a NUL byte), ``"path_escaped_slash"`` (reject mode) or ``"path_not_absolute"``
+    (empty or not starting with ``/``); errors count wherever they are, even in a segment a
+    ``..`` removes. ValueError for another ``escaped_slashes``; TypeError if path is not bytes.
+    C API: gw_normalize_path in src_c/path.h, cimported from gwcore/http/_cpath.pxd.
+    """

@@ -1,5 +1,6 @@
-# distutils: sources = src_c/http1.c
-"""Python API of the C HTTP/1.1 parser (src_c/http1.h): request/response heads and chunked bodies.
+# distutils: sources = src_c/http1.c src_c/path.c
+"""Python API of the C HTTP/1.1 parser (src_c/http1.h): request/response heads and chunked bodies,
+and of the request path normaliser (src_c/path.h).
 
 Zero copy: a parsed head keeps a reference to the ``bytes`` it came from and stores offsets;
 ``bytes`` objects for a field are built only when asked for. Input that is not ``bytes``
@@ -22,6 +23,10 @@ from gwcore.http._chttp1 cimport (
     GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, gw_chunked, gw_chunked_decode,
     gw_chunked_init, gw_field, gw_find_field, gw_head, gw_http1_set_simd, gw_http1_simd_level,
     gw_http_error_name, gw_http_error_status, gw_limits, gw_parse_request, gw_parse_response,
+)
+from gwcore.http._cpath cimport (
+    GW_PATH_DECODE_SLASHES, GW_PATH_MERGE_SLASHES, GW_PATH_REJECT_SLASHES, gw_normalize_path,
+    gw_path_error_name, gw_path_error_status, gw_path_status,
 )
 
 cdef enum:
@@ -390,3 +395,37 @@ def simd_level() -> int:
 def set_simd(int level) -> int:
     return gw_http1_set_simd(level)
 
+
+cdef enum:
+    _PATH_STACK = 4096      # paths up to this many bytes are normalised in a stack buffer
+
+
+def normalize_path(bytes path not None, *, bint merge_slashes=True, str escaped_slashes="decode"):
+    cdef unsigned flags = GW_PATH_MERGE_SLASHES if merge_slashes else 0
+    if escaped_slashes == "decode":
+        flags |= GW_PATH_DECODE_SLASHES
+    elif escaped_slashes == "reject":
+        flags |= GW_PATH_REJECT_SLASHES
+    elif escaped_slashes != "keep":
+        raise ValueError(f"escaped_slashes must be 'decode', 'keep' or 'reject', "
+                         f"not {escaped_slashes!r}")
+    cdef char stack[_PATH_STACK]
+    cdef char *out = stack
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(path)
+    cdef gw_path_status st
+    cdef Py_ssize_t r
+    if n > _PATH_STACK:
+        out = <char *>PyMem_Malloc(n)
+        if out == NULL:
+            raise MemoryError()
+    try:
+        r = gw_normalize_path(PyBytes_AS_STRING(path), <size_t>n, out, <size_t>n, flags, &st)
+        if r < 0:
+            raise ParseError(gw_path_error_name(st.error).decode("ascii"),
+                             gw_path_error_status(st.error), st.error_off)
+        if st.same:
+            return path
+        return PyBytes_FromStringAndSize(out, r)
+    finally:
+        if out != stack:
+            PyMem_Free(out)
