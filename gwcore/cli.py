@@ -1,4 +1,4 @@
-"""Command line: ``gwcore serve | check | demo | version``."""
+"""Command line: ``gwcore serve | reload | stop | check | demo | version``."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ import signal
 import sys
 from collections.abc import Callable
 
-from gwcore import __version__
+from gwcore import __version__, demo
 from gwcore.config import ConfigError, load
 from gwcore.process.worker import setup_logging
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gwcore import demo
     from gwcore.process import master
 
     if args.config is None:
@@ -35,6 +34,20 @@ def _signal(sig: signal.Signals) -> Callable[[argparse.Namespace], int]:
     return send
 
 
+def _port(text: str) -> int:
+    """argparse type: a TCP port number, 1-65535."""
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}")
+    return int(text)
+
+
+def _workers(text: str) -> int:
+    """argparse type: a worker count, 1-1024 (as the config's ``workers``)."""
+    if not text.isdigit() or not 1 <= int(text) <= 1024:
+        raise argparse.ArgumentTypeError(f"expected a number 1-1024, got {text!r}")
+    return int(text)
+
+
 def _check(args: argparse.Namespace) -> int:
     try:
         load(args.file)
@@ -46,9 +59,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from gwcore import demo
-
-    return demo.run()
+    return demo.run(args.port, args.origin_port)
 
 
 def _version(args: argparse.Namespace) -> int:
@@ -62,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="serve a config (no config: the embedded demo)")
     p.add_argument("--config", "-c", help="YAML config file")
-    p.add_argument("--workers", type=int, help="worker processes (overrides the config)")
+    p.add_argument("--workers", type=_workers, help="worker processes (overrides the config)")
     p.add_argument("--pid-file", help="write the master's pid here")
     p.add_argument("--log-file", help="log here instead of stderr (reopened on SIGUSR1)")
     p.set_defaults(func=_serve)
@@ -74,8 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check", help="validate a config file and exit 0 (ok) or 1")
     p.add_argument("file")
     p.set_defaults(func=_check)
-    sub.add_parser("demo", help="sample origin + gateway on 127.0.0.1:8080").set_defaults(
-        func=_demo)
+    p = sub.add_parser("demo", help="sample origin + gateway on 127.0.0.1:8080")
+    p.add_argument("--port", type=_port, default=demo.GATEWAY_PORT,
+                   help=f"gateway port on 127.0.0.1 (default {demo.GATEWAY_PORT})")
+    p.add_argument("--origin-port", type=_port, default=demo.ORIGIN_PORT,
+                   help=f"sample origin port on 127.0.0.1 (default {demo.ORIGIN_PORT})")
+    p.set_defaults(func=_demo)
     sub.add_parser("version", help="print the version").set_defaults(func=_version)
     args = ap.parse_args(argv)
     setup_logging(getattr(args, "log_file", None))

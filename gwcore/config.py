@@ -3,7 +3,9 @@
 Every problem is reported as ``ConfigError("<file>: <key path>: <what is wrong>")``, e.g.
 ``gateway.yaml: routes[2].cluster: unknown cluster 'vidoe'``. Durations are written ``250ms``,
 ``10s``, ``5m``, ``1h`` (or a number of seconds) and held as ``float`` seconds; sizes are written
-``16KiB``, ``10MiB``, ``1GiB`` (or a number of bytes) and held as ``int`` bytes.
+``16KiB``, ``10MiB``, ``1GiB`` (binary units, ×1024), ``16kB``, ``10MB``, ``1GB`` (SI units,
+×1000: ``10MB`` is 10,000,000 bytes) or a number of bytes, and held as ``int`` bytes. A mapping
+that repeats a key is an error (YAML loaders otherwise keep the last one silently).
 """
 
 from __future__ import annotations
@@ -45,14 +47,17 @@ class Duration(float):
 
 
 class Size(int):
-    """Bytes (int), written in YAML as ``512``, ``16KiB``, ``10MiB``, ``1GiB``."""
+    """Bytes (int), written in YAML as ``512``, ``512B``, ``16KiB``, ``10MiB``, ``1GiB``
+    (×1024) or ``16kB``/``16KB``, ``10MB``, ``1GB`` (SI, ×1000)."""
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
+_SIZE = re.compile(r"^\s*(\d+)\s*([A-Za-z]+)?\s*$")
 _SIZE_UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30,
-               "KB": 1000, "MB": 1000**2, "GB": 1000**3}
+               "kB": 1000, "KB": 1000, "MB": 1000**2, "GB": 1000**3}
+_SIZE_HELP = ("a whole number of bytes, optionally with a unit: B, KiB, MiB, GiB (×1024) "
+              "or kB/KB, MB, GB (×1000), e.g. 16KiB")
 
 
 class _Loader(yaml.SafeLoader):
@@ -79,8 +84,9 @@ def _dec_hook(typ: type, obj: Any) -> Any:
         if isinstance(obj, int) and not isinstance(obj, bool) and obj >= 0:
             return Size(obj)
         m = _SIZE.match(obj) if isinstance(obj, str) else None
-        if not m:
-            raise ValueError(f"expected a size like 16KiB or 10MiB, got {obj!r}")
+        if not m or m.group(2) not in _SIZE_UNITS:
+            unknown = f" (unknown unit {m.group(2)!r})" if m else ""
+            raise ValueError(f"expected a size: {_SIZE_HELP}; got {obj!r}{unknown}")
         return Size(int(m.group(1)) * _SIZE_UNITS[m.group(2)])
     raise NotImplementedError(typ)
 
@@ -502,17 +508,83 @@ def _describe(msg: str) -> str:
     return f"{path or '(top level)'}: {problem}"
 
 
-def parse(text: str, source: str = "<config>") -> Config:
-    """Parse YAML text into a :class:`Config`; ``ConfigError`` names ``source`` and the key."""
+def _check_listener_addresses(listeners: list[Listener]) -> None:
+    """ConfigError for two listeners that ``serve`` could not both bind: the same IP and port,
+    or a wildcard (``0.0.0.0``, ``[::]``) beside another address of its family on the same
+    port. IPv6 listeners are IPv6-only, so ``0.0.0.0:P`` and ``[::]:P`` may coexist."""
+    seen: list[tuple[int, ipaddress.IPv4Address | ipaddress.IPv6Address]] = []
+    for i, lst in enumerate(listeners):
+        ip, port = ipaddress.ip_address(lst.host), lst.port
+        for j, other_ip in seen:
+            other = listeners[j]
+            if other.port != port or other_ip.version != ip.version:
+                continue
+            if other_ip == ip:
+                as_ = "" if other.address == lst.address else f" (as {other.address})"
+                raise ConfigError(f"listeners[{i}].address: {lst.address} is already used by "
+                                  f"listeners[{j}] {other.name!r}{as_}")
+            if ip.is_unspecified or other_ip.is_unspecified:
+                raise ConfigError(
+                    f"listeners[{i}].address: {lst.address} overlaps listeners[{j}] "
+                    f"{other.name!r} on {other.address} (a wildcard address takes port {port} "
+                    f"on every IPv{ip.version} address)")
+        seen.append((i, ip))
+
+
+def _key_path(path: str, key: str | int) -> str:
+    return f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}".lstrip(".")
+
+
+def _check_duplicate_keys(node: yaml.Node | None, path: str = "",
+                          seen: set[int] | None = None) -> None:
+    """ConfigError naming the key path and lines of the first key (in document order) that a
+    mapping repeats: a YAML loader would keep the last value silently. Merge keys (``<<``)
+    are not repeats."""
+    seen = set() if seen is None else seen
+    if node is None or id(node) in seen:            # an alias: its node was checked already
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicate_keys(item, _key_path(path, i), seen)
+    elif isinstance(node, yaml.MappingNode):
+        first: dict[tuple[str, str], yaml.Node] = {}
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                continue
+            where = _key_path(path, key.value)
+            prev = first.setdefault((key.tag, key.value), key)
+            if prev is not key:
+                raise ConfigError(f"{where}: duplicate key on line {key.start_mark.line + 1} "
+                                  f"(first on line {prev.start_mark.line + 1})")
+            _check_duplicate_keys(value, where, seen)
+
+
+def _load_yaml(text: str) -> Any:
+    """The YAML document in text, as Python objects (ConfigError with a line or key path)."""
+    loader = _Loader(text)
     try:
-        data = yaml.load(text, Loader=_Loader)
+        node = loader.get_single_node()
+        _check_duplicate_keys(node)
+        return loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "YAML"
-        raise ConfigError(f"{source}: {where}: {getattr(e, 'problem', None) or e}") from None
+        raise ConfigError(f"{where}: {getattr(e, 'problem', None) or e}") from None
+    finally:
+        loader.dispose()
+
+
+def parse(text: str, source: str = "<config>") -> Config:
+    """Parse YAML text into a :class:`Config`; ``ConfigError`` names ``source`` and the key."""
+    try:
+        data = _load_yaml(text)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
     try:
         cfg = msgspec.convert(data, Config, dec_hook=_dec_hook)
         _check_references(cfg)
+        _check_listener_addresses(cfg.listeners)
     except msgspec.ValidationError as e:
         raise ConfigError(f"{source}: {_describe(str(e))}") from None
     except ConfigError as e:

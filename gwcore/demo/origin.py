@@ -52,12 +52,19 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+def make_server(port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    """The sample origin bound and listening on host:port (OSError when it cannot be)."""
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server
+
+
 def main() -> None:
+    """``python -m gwcore.demo.origin [--port N]``: the sample origin alone, in the foreground."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--port", type=int, default=9001)
     args = ap.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    server.daemon_threads = True
+    server = make_server(args.port)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"READY {args.port}", flush=True)
     try:

@@ -40,6 +40,37 @@ def test_check_good_and_bad(tmp_path) -> None:
     assert gwcore("check", str(tmp_path / "missing.yaml")).returncode == 1
 
 
+CHECKED = """\
+listeners:
+  - name: public
+    address: 127.0.0.1:8080
+    limits: {max_body_bytes: 10MiB}
+clusters: [{name: video, endpoints: ['127.0.0.1:9001']}]
+routes: [{cluster: video}]
+"""
+
+
+@pytest.mark.parametrize("change, problem", [
+    (("routes: [", "clusters: []\nroutes: ["),
+     "clusters: duplicate key on line 6 (first on line 5)"),
+    (("clusters:", "  - {name: all, address: '0.0.0.0:8080'}\nclusters:"),
+     ("listeners[1].address: 0.0.0.0:8080 overlaps listeners[0] 'public' on 127.0.0.1:8080 "
+      "(a wildcard address takes port 8080 on every IPv4 address)")),
+    (("10MiB", "10mb"),
+     ("listeners[0].limits.max_body_bytes: expected a size: a whole number of bytes, optionally "
+      "with a unit: B, KiB, MiB, GiB (×1024) or kB/KB, MB, GB (×1000), e.g. 16KiB; "
+      "got '10mb' (unknown unit 'mb')")),
+])
+def test_check_catches_what_serve_would_trip_on(tmp_path, change, problem) -> None:
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(CHECKED.replace(*change))
+    out = gwcore("check", str(cfg))
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.strip() == f"{cfg}: {problem}"
+    cfg.write_text(CHECKED.replace("10MiB", "10MB"))    # SI units: accepted, 10,000,000 bytes
+    assert gwcore("check", str(cfg)).returncode == 0
+
+
 def _free(port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -50,25 +81,54 @@ def _free(port: int) -> bool:
     return True
 
 
+def _wait_free(*ports: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not all(_free(p) for p in ports):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 @pytest.mark.timeout(60)
 def test_demo_serves_and_ctrl_c_stops_both(tmp_path) -> None:
-    if not (_free(GATEWAY_PORT) and _free(ORIGIN_PORT)):
-        pytest.skip(f"ports {GATEWAY_PORT}/{ORIGIN_PORT} are taken on this machine")
-    demo = Proc("demo", [PYTHON, "-m", "gwcore", "demo"], tmp_path / "demo.log")
+    port, origin_port = free_port(), free_port()
+    demo = Proc("demo", [PYTHON, "-m", "gwcore", "demo", "--port", str(port),
+                         "--origin-port", str(origin_port)], tmp_path / "demo.log")
     try:
-        wait_for_port(GATEWAY_PORT, demo)
-        base = f"http://127.0.0.1:{GATEWAY_PORT}"
+        wait_for_port(port, demo)
+        base = f"http://127.0.0.1:{port}"
         items = httpx.get(f"{base}/api/items", timeout=10)
         assert items.status_code == 200 and items.json()[0]["id"] == 1
         seg = httpx.get(f"{base}/video/segment0.ts", timeout=30)
         assert seg.status_code == 200 and len(seg.content) == 10 * 1024 * 1024
-        assert "curl" in demo.log_tail()
-        demo.popen.send_signal(signal.SIGINT)
+        assert f"curl -i {base}/api/items" in demo.log_tail()
+        demo.popen.send_signal(signal.SIGINT)           # the master alone, not its group
         assert demo.popen.wait(10) == 0
-        time.sleep(0.2)
-        assert _free(ORIGIN_PORT) and _free(GATEWAY_PORT)      # the origin child is gone too
+        assert _wait_free(origin_port, port)            # the origin child is gone too
     finally:
         demo.stop()
+
+
+def test_demo_ports_default_and_taken(tmp_path) -> None:
+    usage = gwcore("demo", "--help").stdout
+    assert f"default {GATEWAY_PORT}" in usage and f"default {ORIGIN_PORT}" in usage
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        origin_port = free_port()
+        gw = gwcore("demo", "--port", str(port), "--origin-port", str(origin_port))
+        origin = gwcore("demo", "--port", str(free_port()), "--origin-port", str(port))
+    assert gw.returncode == 1
+    assert gw.stderr.strip() == (f"gwcore demo: gateway: cannot listen on 127.0.0.1:{port}: "
+                                 "Address already in use")
+    assert _wait_free(origin_port)                      # the origin it had started is stopped
+    assert origin.returncode == 1
+    assert origin.stderr.strip() == (f"gwcore demo: sample origin: cannot listen on "
+                                     f"127.0.0.1:{port}: Address already in use")
+    bad = gwcore("demo", "--port", "70000")
+    assert bad.returncode == 2 and "expected a port number 1-65535" in bad.stderr
 
 
 def test_serve_on_a_taken_port_names_the_listener(tmp_path) -> None:

@@ -93,3 +93,94 @@ def test_on_is_a_key_not_a_boolean_and_bad_values_are_caught():
         with pytest.raises(ConfigError) as e:
             parse(BASE.replace(*change), "g.yaml")
         assert str(e.value).startswith(f"g.yaml: {message}"), str(e.value)
+
+
+LISTENERS = """\
+listeners:
+  - {{name: a, address: "{}"}}
+  - {{name: b, address: "{}"}}
+clusters: [{{name: c, endpoints: ["127.0.0.1:9001"]}}]
+routes: [{{cluster: c}}]
+"""
+
+
+@pytest.mark.parametrize("first, second, message", [
+    ("127.0.0.1:8080", "127.0.0.1:8080",
+     "listeners[1].address: 127.0.0.1:8080 is already used by listeners[0] 'a'"),
+    ("[::1]:8080", "[0:0::1]:8080",
+     "listeners[1].address: [0:0::1]:8080 is already used by listeners[0] 'a' (as [::1]:8080)"),
+    ("0.0.0.0:8080", "127.0.0.1:8080",
+     ("listeners[1].address: 127.0.0.1:8080 overlaps listeners[0] 'a' on 0.0.0.0:8080 "
+      "(a wildcard address takes port 8080 on every IPv4 address)")),
+    ("10.1.2.3:443", "0.0.0.0:443",
+     "listeners[1].address: 0.0.0.0:443 overlaps listeners[0] 'a' on 10.1.2.3:443"),
+    ("[::]:8443", "[::1]:8443",
+     ("listeners[1].address: [::1]:8443 overlaps listeners[0] 'a' on [::]:8443 "
+      "(a wildcard address takes port 8443 on every IPv6 address)")),
+])
+def test_listeners_that_serve_could_not_both_bind(first, second, message):
+    with pytest.raises(ConfigError) as e:
+        parse(LISTENERS.format(first, second), "gateway.yaml")
+    assert str(e.value).startswith(f"gateway.yaml: {message}"), str(e.value)
+
+
+@pytest.mark.parametrize("first, second", [
+    ("0.0.0.0:8080", "[::]:8080"),            # IPv6 sockets are IPv6-only: no overlap
+    ("127.0.0.1:8080", "127.0.0.2:8080"),
+    ("127.0.0.1:8080", "[::1]:8080"),
+    ("0.0.0.0:8080", "127.0.0.1:8081"),
+])
+def test_listeners_that_can_share_a_port_or_host(first, second):
+    cfg = parse(LISTENERS.format(first, second), "gateway.yaml")
+    assert [lst.address for lst in cfg.listeners] == [first, second]
+
+
+def test_a_repeated_yaml_key_is_an_error_with_its_path_and_lines():
+    dup = BASE.replace("max_body_bytes: 10MiB}", "max_body_bytes: 10MiB}\n    limits: {}")
+    with pytest.raises(ConfigError) as e:
+        parse(dup, "gateway.yaml")
+    assert str(e.value) == ("gateway.yaml: listeners[0].limits: duplicate key on line 5 "
+                            "(first on line 4)")
+    nested = BASE.replace("methods: [GET, POST]", "methods: [GET], path_prefix: /v2/")
+    with pytest.raises(ConfigError) as e:
+        parse(nested, "g.yaml")
+    assert str(e.value) == "g.yaml: routes[0].match.path_prefix: duplicate key on line 11 " \
+                           "(first on line 11)"
+    with pytest.raises(ConfigError, match=r"^g.yaml: routes: duplicate key on line 13 "
+                                          r"\(first on line 10\)$"):
+        parse(BASE + "routes: []\n", "g.yaml")
+
+
+def test_a_yaml_merge_key_is_not_a_repeat():
+    text = BASE.replace("    timeouts: {connect: 1s, response: 15s}\n",
+                        "    timeouts: &t {connect: 1s, response: 15s}\n"
+                        "  - name: other\n    endpoints: ['127.0.0.1:1']\n"
+                        "    timeouts: {<<: *t, connect: 2s}\n")
+    timeouts = parse(text, "g.yaml").clusters[1].timeouts
+    assert (timeouts.connect, timeouts.response) == (2.0, 15.0)
+
+
+@pytest.mark.parametrize("text, size", [
+    ("512", 512), ("512B", 512), ("16KiB", 16 << 10), ("10MiB", 10 << 20), ("1GiB", 1 << 30),
+    ("16kB", 16_000), ("16KB", 16_000), ("10MB", 10_000_000), ("1GB", 1_000_000_000),
+    ("10 MiB", 10 << 20),
+])
+def test_size_units_binary_and_si(text, size):
+    cfg = parse(BASE.replace("max_body_bytes: 10MiB", f"max_body_bytes: {text}"), "g.yaml")
+    assert cfg.listeners[0].limits.max_body_bytes == size
+
+
+@pytest.mark.parametrize("text, got", [
+    ("10mb", "'10mb' (unknown unit 'mb')"),
+    ("10M", "'10M' (unknown unit 'M')"),
+    ("1TB", "'1TB' (unknown unit 'TB')"),
+    ("1.5MiB", "'1.5MiB'"),
+    ("-1", "-1"),
+])
+def test_size_errors_name_the_accepted_units(text, got):
+    with pytest.raises(ConfigError) as e:
+        parse(BASE.replace("max_body_bytes: 10MiB", f"max_body_bytes: {text}"), "g.yaml")
+    assert str(e.value) == (
+        "g.yaml: listeners[0].limits.max_body_bytes: expected a size: a whole number of bytes, "
+        "optionally with a unit: B, KiB, MiB, GiB (×1024) or kB/KB, MB, GB (×1000), e.g. 16KiB; "
+        f"got {got}")
