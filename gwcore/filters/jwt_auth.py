@@ -8,12 +8,18 @@ fields of the upstream request (replacing any the client sent). Failures answer 
 error code when there was no token at all, §3.1); the reason is counted and logged, never the
 token. Verified tokens are cached per worker, keyed by the SHA-256 of the whole token, and an
 entry never outlives the token's ``exp``.
+
+Keys from a ``jwks.url`` arrive with the provider's first fetch: a request that comes before that
+fetch has finished (succeeded or failed) waits for it, at most the fetch timeout (``jwks.timeout``),
+and so does one whose unknown kid triggers a fetch. The worker reports itself ready only after
+every first fetch has finished (gwcore.process.worker).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import json
 import logging
 import time
@@ -36,7 +42,9 @@ class Provider:
     """One configured issuer in one worker: verifier, key refresh, verified-token cache.
 
     ``failures``: Counter of rejection codes (``missing``, ``expired``, ``bad_signature``...).
-    ``fetch_failures``: JWKS fetches that failed (the last good key set stayed)."""
+    ``fetch_failures``: JWKS fetches that failed (the last good key set stayed).
+    ``keys_ready``: set once the first key fetch has finished, succeeded or failed (at once
+    for file keys)."""
 
     def __init__(self, name: str, cfg: ProviderConfig) -> None:
         self.name = name
@@ -50,6 +58,10 @@ class Provider:
         self.fetch_failures = 0
         self.last_kid_fetch = float("-inf")
         self.fetching: asyncio.Future[None] | None = None
+        self.keys_ready = asyncio.Event()       # bound to the worker's loop on first wait
+        self.waited_for_keys = False            # a request waited for keys_ready (logged once)
+        if cfg.jwks.url is None:
+            self.keys_ready.set()
         src = cfg.token_from
         self.header = (src.header.lower().encode() if src and src.header else b"authorization")
         self.bearer = src is None or src.header is None
@@ -79,6 +91,19 @@ class Provider:
         finally:
             self.fetching.set_result(None)
             self.fetching = None
+            self.keys_ready.set()
+
+    async def wait_for_keys(self, timeout: float | None = None) -> bool:
+        """Wait until the first key fetch has finished (succeeded or failed), at most
+        ``timeout`` seconds (default: the fetch timeout, ``jwks.timeout``). True if it has."""
+        if self.keys_ready.is_set():
+            return True
+        try:
+            async with asyncio.timeout(self.cfg.jwks.timeout if timeout is None else timeout):
+                await self.keys_ready.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def refresh_forever(self) -> None:
         """For url-based providers: the first fetch at once, then every ``jwks.refresh``."""
@@ -170,11 +195,20 @@ class JwtAuth:
             p.failures["missing"] += 1
             log.info("jwt %s: 401 missing token (%s)", p.name, exchange.client_ip)
             return _challenge(None, "a bearer token is required")
+        if not p.keys_ready.is_set():
+            return self._after_first_fetch(exchange, token)     # keys not fetched yet
+        return self._verify(exchange, token, True)
+
+    def _verify(self, exchange: Exchange, token: bytes, may_fetch: bool) -> Any:
+        """None (admitted), a 401, or an awaitable of either when an unknown kid fetches."""
+        p = self.provider
         try:
             return self._admit(exchange, token)
         except UnknownKeyIdError as e:
             now = time.monotonic()
-            if p.fetching is not None:          # a fetch is under way (e.g. the first one)
+            if not may_fetch:
+                return self._reject(exchange, e)
+            if p.fetching is not None:          # a fetch is under way
                 return self._after_refresh(exchange, token)
             if p.cfg.jwks.url is None or now - p.last_kid_fetch < KID_REFRESH_INTERVAL:
                 return self._reject(exchange, e)
@@ -183,12 +217,29 @@ class JwtAuth:
         except InvalidTokenError as e:
             return self._reject(exchange, e)
 
+    async def _after_first_fetch(self, exchange: Exchange, token: bytes) -> Any:
+        p = self.provider
+        if not p.waited_for_keys:
+            p.waited_for_keys = True
+            log.info("jwt %s: requests waiting for the first JWKS fetch from %s", p.name,
+                     p.cfg.jwks.url)
+        if not await p.wait_for_keys():
+            log.warning("jwt %s: first JWKS fetch from %s unfinished after %gs", p.name,
+                        p.cfg.jwks.url, p.cfg.jwks.timeout)
+            return self._reject(exchange, InvalidTokenError(
+                "the signing keys are not available yet", code="keys_unavailable"))
+        result = self._verify(exchange, token, True)
+        return await result if inspect.isawaitable(result) else result
+
     async def _after_refresh(self, exchange: Exchange, token: bytes) -> Any:
-        await asyncio.shield(self.provider.refresh())   # a client leaving can't cancel it
+        p = self.provider
         try:
-            return self._admit(exchange, token)
-        except InvalidTokenError as e:
-            return self._reject(exchange, e)
+            async with asyncio.timeout(p.cfg.jwks.timeout):
+                await asyncio.shield(p.refresh())   # a client leaving can't cancel it
+        except TimeoutError:
+            log.warning("jwt %s: JWKS fetch from %s unfinished after %gs", p.name,
+                        p.cfg.jwks.url, p.cfg.jwks.timeout)
+        return self._verify(exchange, token, False)
 
     def _admit(self, exchange: Exchange, token: bytes) -> None:
         claims, fields = self.provider.check(token, time.time())

@@ -114,10 +114,14 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
 
     ``sockets``: per listener (in config order), the already-bound listening sockets this
     worker accepts on (bound here if None).
-    ``control``: write end of the pipe to the master; ``b"R"`` is written once serving and
-    ``b"H"`` every second as a heartbeat. SIGTERM drains (stop accepting, finish in-flight
-    requests, ``Connection: close``, exit by ``drain_timeout``); SIGINT does the same when
-    there is no master (under a master, the master handles Ctrl-C); SIGQUIT exits at once.
+    ``control``: write end of the pipe to the master; ``b"H"`` is written every second as a
+    heartbeat, from the start, and ``b"R"`` once serving: when the listeners accept and every
+    JWT provider with a ``jwks.url`` has finished its first key fetch (succeeded or failed),
+    or after that provider's ``jwks.timeout`` at most (the master tells systemd READY=1 when
+    every worker has said ``R``, and a reload retires the old workers only then).
+    SIGTERM drains (stop accepting, finish in-flight requests, ``Connection: close``, exit by
+    ``drain_timeout``); SIGINT does the same when there is no master (under a master, the
+    master handles Ctrl-C); SIGQUIT exits at once.
     ``board``: the generation's shared health board (made here if None); ``prober``: this
     worker runs the active health checks (gwcore.proxy.health).
     """
@@ -141,8 +145,9 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
     servers = []
     rt, runtimes = build_runtime(cfg, loop, clock)
     upkeep = [loop.create_task(maintain(cfg, rt.clusters, board or HealthBoard(cfg), prober))]
-    upkeep += [loop.create_task(p.refresh_forever()) for p in rt.providers.values()
-               if p.cfg.jwks.url is not None]
+    fetching = [p for p in rt.providers.values() if p.cfg.jwks.url is not None]
+    upkeep += [loop.create_task(p.refresh_forever()) for p in fetching]
+    announce = None
     try:
         for group, (lst, runtime) in zip(socks, runtimes):
             for sock in group:
@@ -151,10 +156,14 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
             if control is None:
                 log.info("listener %s on %s", lst.name, lst.address)
         if control is not None:
+            loop.call_soon(_heartbeat, loop, control)
             # "ready" goes out from the running loop: a signal the master sends on seeing it
             # then always finds the loop running (uvloop may miss one between run calls)
-            loop.call_soon(_heartbeat, loop, control, b"R")
+            announce = loop.create_task(_report_ready(loop, control, fetching))
+            upkeep.append(announce)
         sig = loop.run_until_complete(stop)
+        if announce is not None:
+            announce.cancel()       # told to stop before being ready: never say ready now
         log.info("received %s: draining", signal.Signals(sig).name)
         for server in servers:
             server.close()
@@ -180,14 +189,32 @@ async def _drain(runtimes: list[ListenerRuntime], timeout: float) -> None:
         await asyncio.sleep(0.05)
 
 
-def _heartbeat(loop: asyncio.AbstractEventLoop, fd: int, beat: bytes) -> None:
+async def _report_ready(loop: asyncio.AbstractEventLoop, fd: int,
+                        providers: list[Provider]) -> None:
+    """Writes b"R" once each provider's first key fetch has finished (at most its
+    ``jwks.timeout``: a fetch still running then does not keep the worker unready; requests
+    wait for it themselves, within the same bound)."""
+    done = await asyncio.gather(*(p.wait_for_keys() for p in providers))
+    for p, ok in zip(providers, done):
+        if not ok:
+            log.warning("jwt %s: first JWKS fetch from %s unfinished after %gs; serving "
+                        "without its keys meanwhile", p.name, p.cfg.jwks.url, p.cfg.jwks.timeout)
+    _write_control(loop, fd, b"R")
+
+
+def _heartbeat(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    _write_control(loop, fd, b"H")
+    loop.call_later(HEARTBEAT_INTERVAL, _heartbeat, loop, fd)
+
+
+def _write_control(loop: asyncio.AbstractEventLoop, fd: int, msg: bytes) -> None:
     try:
-        os.write(fd, beat)
+        os.write(fd, msg)
     except BlockingIOError:
-        pass                    # the master is behind; the next beat will do
+        if msg != b"H":         # a heartbeat can wait for the next one; "ready" cannot
+            loop.call_later(0.05, _write_control, loop, fd, msg)
     except OSError:
         os._exit(0)             # the master is gone: nothing supervises us any more
-    loop.call_later(HEARTBEAT_INTERVAL, _heartbeat, loop, fd, b"H")
 
 
 _log_file: str | None = None

@@ -14,6 +14,16 @@ Processes
 Every process runs in its own session so that teardown can signal its whole group by id; it is
 sent SIGTERM, then SIGKILL after a grace period. When a test fails, the log tail of every
 process it used (session ones included) is appended to the failure report.
+A gateway counts as started when the master has told systemd READY=1 (through a NOTIFY_SOCKET
+the test listens on: every worker serves and has its first JWKS fetch behind it), not when its
+port accepts (the master binds before any worker runs).
+
+Waiting
+  Tests wait on conditions with a deadline, never on a fixed sleep: ``wait_for(predicate,
+  timeout, what)`` polls until the predicate is truthy and returns its value (AssertionError
+  naming ``what`` otherwise); ``proc.wait_for_log(text)`` waits for a log line of a process;
+  ``tcp_state(local, remote)`` reads a loopback connection's TCP state from /proc/net/tcp
+  (e.g. whether the gateway has closed its end of a connection an origin closed).
 
 Clients
   raw               ``raw(port)`` opens a RawConn: a blocking socket with an h11 response
@@ -25,6 +35,11 @@ Clients
                     rss.peak, rss.growth in bytes (see RssSampler).
   Default routing: Host ``dead.test`` -> a cluster whose only endpoint has nothing listening;
   Host ``mixed.test`` -> [dead endpoint, origin]; anything else -> origin.
+
+Name resolution
+  ``start_gateway(..., hosts=path)`` runs the gateway with a resolver that reads ``path`` (lines
+  ``ADDRESS NAME...``, as /etc/hosts) on every lookup, before the system's: a test rewrites the
+  file to move a name to another address (DNS re-resolution) without touching the system.
 """
 
 from __future__ import annotations
@@ -61,6 +76,21 @@ origin_mod = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(origin_mod)
 
 
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition",
+             period: float = 0.02) -> object:
+    """Poll ``predicate`` until it returns something truthy and return that; AssertionError
+    naming ``what`` after ``timeout`` seconds. The deadline only bounds a wait for something
+    that should happen: a loaded machine makes it come later, never makes a test pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(period)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (nothing listens on it)."""
     with socket.socket() as s:
@@ -74,10 +104,11 @@ def free_port() -> int:
 class Proc:
     """A child process started in its own session, stderr (and stdout) to a log file."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, **popen_kw) -> None:
+    def __init__(self, name: str, argv: list[str], log_path: Path,
+                 env: dict[str, str] | None = None, **popen_kw) -> None:
         self.name = name
         self.log_path = log_path
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         with open(log_path, "wb") as log:
             self.popen = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stderr=log, start_new_session=True,
@@ -90,6 +121,26 @@ class Proc:
 
     def alive(self) -> bool:
         return self.popen.poll() is None
+
+    def log(self) -> str:
+        """The whole log so far ("" before it exists)."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def wait_for_log(self, text: str, count: int = 1, timeout: float = 10.0) -> str:
+        """Wait until ``text`` occurs ``count`` times in the log; returns the log. Fails at
+        once if the process exited meanwhile."""
+        def seen() -> str | None:
+            log = self.log()
+            if log.count(text) >= count:
+                return log
+            if not self.alive():
+                raise AssertionError(f"{self.name} exited ({self.popen.returncode}) before "
+                                     f"logging {text!r}:\n{self.log_tail()}")
+            return None
+        return wait_for(seen, timeout, f"{text!r} x{count} in the log of {self.name}")
 
     def log_tail(self, limit: int = 6000) -> str:
         try:
@@ -152,6 +203,73 @@ def tree_pids(pid: int) -> list[int]:
         except OSError:
             pass
     return out
+
+
+TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
+              6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN",
+              11: "CLOSING"}
+
+
+def tcp_state(local: tuple[str, int], remote: tuple[str, int]) -> str | None:
+    """The state of the IPv4 TCP socket local -> remote as the kernel has it ("ESTABLISHED",
+    "FIN_WAIT2", "TIME_WAIT"...; None when there is none). E.g. an origin's end of a
+    connection it closed stays FIN_WAIT2 until the gateway closes its end too."""
+    def hex_addr(addr: tuple[str, int]) -> str:
+        return f"{socket.inet_aton(addr[0])[::-1].hex().upper()}:{addr[1]:04X}"
+    want = (hex_addr(local), hex_addr(remote))
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            cols = line.split()
+            if (cols[1], cols[2]) == want:
+                return TCP_STATES.get(int(cols[3], 16), cols[3])
+    return None
+
+
+class Notify:
+    """A NOTIFY_SOCKET (sd_notify(3)) in the abstract namespace: what a process started with
+    ``env={"NOTIFY_SOCKET": notify.address}`` tells systemd arrives here, in order."""
+
+    _seq = 0
+
+    def __init__(self) -> None:
+        Notify._seq += 1
+        name = f"gwcore-test-{os.getpid()}-{Notify._seq}-{time.monotonic_ns()}"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("\0" + name)
+        self.address = "@" + name
+        self.messages: list[bytes] = []
+
+    def poll(self) -> list[bytes]:
+        """Every message received so far (without waiting)."""
+        self.sock.setblocking(False)
+        try:
+            while True:
+                self.messages.append(self.sock.recv(4096))
+        except BlockingIOError:
+            pass
+        return self.messages
+
+    def wait(self, message: bytes, proc: Proc, count: int = 1, timeout: float = 20.0) -> None:
+        """Wait until ``message`` was received ``count`` times (in all); fails early if
+        ``proc`` exits."""
+        deadline = time.monotonic() + timeout
+        while self.poll().count(message) < count:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode} before "
+                                   f"{message!r}:\n{proc.log_tail()}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"{proc.name}: no {message!r} after {timeout}s (got "
+                                   f"{self.messages}):\n{proc.log_tail()}")
+            self.sock.settimeout(min(left, 0.2))
+            try:
+                self.messages.append(self.sock.recv(4096))
+            except TimeoutError:
+                pass
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def mem_status(pid: int) -> tuple[int, int]:
@@ -237,22 +355,33 @@ class RssSampler(threading.Thread):
 class Origin:
     proc: Proc
     port: int
+    host: str = HOST
 
-    def stats(self, targets: bool = False) -> dict:
-        """The origin's /stats, asked on a fresh direct connection (not counted by it)."""
-        conn = RawConn(self.port)
+    def _control(self, target: str) -> Resp:
+        conn = RawConn(self.port, host=self.host)
         try:
-            conn.send(
-                f"GET /stats{'?targets=1' if targets else ''} HTTP/1.1\r\nHost: origin\r\n"
-                "Connection: close\r\n\r\n".encode()
-            )
-            return json.loads(conn.read_response().body)
+            conn.send(f"GET {target} HTTP/1.1\r\nHost: origin\r\nConnection: close\r\n\r\n"
+                      .encode())
+            return conn.read_response()
         finally:
             conn.close()
 
+    def stats(self, targets: bool = False) -> dict:
+        """The origin's /stats, asked on a fresh direct connection (not counted by it)."""
+        return json.loads(self._control(f"/stats{'?targets=1' if targets else ''}").body)
 
-def start_origin(tmp_dir: Path, name: str = "origin") -> Origin:
-    proc = Proc(name, [PYTHON, str(HERE / "origin.py"), "--port", "0"],
+    def served(self, prefix: str) -> int:
+        """How many of the last 2000 requests had a target starting with ``prefix``."""
+        return sum(1 for t in self.stats(targets=True)["targets"] if t.startswith(prefix))
+
+    def release(self, key: str) -> None:
+        """Let the requests held by ``/hold?key=KEY`` (now or later) be answered."""
+        self._control(f"/release?key={key}")
+
+
+def start_origin(tmp_dir: Path, name: str = "origin", host: str = HOST, port: int = 0) -> Origin:
+    """An origin process on host:port (port 0: a free one), once it listens."""
+    proc = Proc(name, [PYTHON, str(HERE / "origin.py"), "--host", host, "--port", str(port)],
                 tmp_dir / f"{name}.log", stdout=subprocess.PIPE)
     sel = selectors.DefaultSelector()
     sel.register(proc.popen.stdout, selectors.EVENT_READ)
@@ -268,7 +397,7 @@ def start_origin(tmp_dir: Path, name: str = "origin") -> Origin:
     if not line.startswith(b"READY "):
         proc.stop()
         raise RuntimeError(f"origin did not start (got {line!r}):\n{proc.log_tail()}")
-    return Origin(proc, int(line.split()[1]))
+    return Origin(proc, int(line.split()[1]), host)
 
 
 @dataclass
@@ -277,6 +406,7 @@ class Gateway:
     port: int
     config: dict
     config_path: Path
+    notify: Notify | None = None      # what the master told systemd (READY=1, RELOADING=1...)
 
     @property
     def pid(self) -> int:
@@ -342,18 +472,52 @@ def gateway_config(
     }
 
 
-def start_gateway(config: dict, tmp_dir: Path, name: str = "gateway") -> Gateway:
+# Runs gwcore with getaddrinfo (the socket module's and the uvloop loop's) looking names up
+# in the hosts file given first, then as usual. Workers are forked: they inherit the patch.
+_RESOLVER_BOOT = """
+import socket, sys, uvloop
+hosts = sys.argv.pop(1)
+def lookup(host):
+    try:
+        with open(hosts) as f:
+            for line in f:
+                parts = line.split("#")[0].split()
+                if isinstance(host, str) and host in parts[1:]:
+                    return parts[0]
+    except OSError:
+        pass
+    return host
+real, real_loop = socket.getaddrinfo, uvloop.Loop.getaddrinfo
+socket.getaddrinfo = lambda host, *a, **kw: real(lookup(host), *a, **kw)
+async def loop_getaddrinfo(self, host, *a, **kw):
+    return await real_loop(self, lookup(host), *a, **kw)
+uvloop.Loop.getaddrinfo = loop_getaddrinfo
+from gwcore.cli import main
+sys.exit(main())
+"""
+
+
+def start_gateway(config: dict, tmp_dir: Path, name: str = "gateway", *, ready: bool = True,
+                  hosts: Path | None = None) -> Gateway:
+    """Start ``gwcore serve`` with this config; return once the master has told systemd
+    READY=1 (``ready=False``: once the port accepts, e.g. to test what happens before).
+    ``hosts``: a hosts file consulted first by the gateway's name lookups (see the top)."""
     path = tmp_dir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     port = int(config["listeners"][0]["address"].rsplit(":", 1)[1])
-    proc = Proc(name, [PYTHON, "-m", "gwcore", "serve", "--config", str(path)],
-                tmp_dir / f"{name}.log")
+    boot = ["-m", "gwcore"] if hosts is None else ["-c", _RESOLVER_BOOT, str(hosts)]
+    notify = Notify()
+    proc = Proc(name, [PYTHON, *boot, "serve", "--config", str(path)],
+                tmp_dir / f"{name}.log", env={"NOTIFY_SOCKET": notify.address})
     try:
         wait_for_port(port, proc)
+        if ready:
+            notify.wait(b"READY=1", proc)
     except BaseException:
         proc.stop()
+        notify.close()
         raise
-    return Gateway(proc, port, config, path)
+    return Gateway(proc, port, config, path, notify)
 
 
 def start_gateway_on_free_port(make_config: Callable[[int], dict], tmp_dir: Path,
@@ -397,8 +561,8 @@ class RawConn:
     stand-in request (same method and version) whose bytes are discarded.
     """
 
-    def __init__(self, port: int, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = 10.0, host: str = HOST) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.timeout = timeout
         self.parser = h11.Connection(h11.CLIENT)

@@ -29,17 +29,26 @@ Endpoints (method-agnostic unless noted; HEAD gets the GET head without a body):
                                  "Content-Length: 5" as RFC 9110 §8.6 allows, with no body
   /hop                           200 whose Connection field names X-Hop, with X-Hop and
                                  Keep-Alive fields (all hop-by-hop, RFC 9110 §7.6.1)
-  /bad-response?kind=K           an invalid response, then close: K = garbage | double-cl
+  /bad-response?kind=K           an invalid response, then close: K = garbage | double-cl |
+                                 conn-cl | conn-te (Connection names a framing field) |
+                                 cl-te | bad-chunk (an invalid chunk size after a chunk)
   /reset                         reads the request, then closes with RST and no response
   /early-hints                   103 Early Hints, then 200 "hints"
+  /hold?key=K[&timeout=S]        answers 200 "released K" once /release?key=K was asked (before
+                                 or after), or 504 after S seconds (default 30): a response
+                                 the test lets go when a condition holds
+  /release?key=K                 releases the holds of K (a control request, like /stats)
   any endpoint ?pad=N            adds an X-Pad response field of N bytes
   any endpoint ?conn_close=1     answers with "Connection: close" and closes afterwards
   any endpoint ?close_idle=S      after the response, close the connection if no new request
                                  starts within S seconds (a keep-alive peer going away)
   /stats[?targets=1]             JSON: connections (accepted), open (open now), requests,
                                  protocol_errors (requests h11 rejected), aborted (peer closed
-                                 mid-message), targets (the last 2000 request-targets). Connections whose first request is
-                                 /stats are control connections and are not counted.
+                                 mid-message), idle_closed (connections closed by close_idle),
+                                 idle_closed_peers (their peers' [host, port], the last 100),
+                                 targets (the last 2000 request-targets). Connections whose
+                                 first request is /stats or /release are control connections
+                                 and are not counted; neither are those requests.
 """
 
 from __future__ import annotations
@@ -86,6 +95,8 @@ class Stats:
         self.requests = 0
         self.protocol_errors = 0
         self.aborted = 0
+        self.idle_closed = 0
+        self.idle_closed_peers: deque[list] = deque(maxlen=100)
         self.open: set[Exchange] = set()
         self.targets: deque[str] = deque(maxlen=2000)
 
@@ -96,6 +107,8 @@ class Stats:
             "requests": self.requests,
             "protocol_errors": self.protocol_errors,
             "aborted": self.aborted,
+            "idle_closed": self.idle_closed,
+            "idle_closed_peers": list(self.idle_closed_peers),
         }
         if with_targets:
             out["targets"] = list(self.targets)
@@ -103,6 +116,12 @@ class Stats:
 
 
 STATS = Stats()
+HOLDS: dict[str, asyncio.Event] = {}      # /hold and /release, by key
+CONTROL_PATHS = ("/stats", "/release")
+
+
+def _hold(key: str) -> asyncio.Event:
+    return HOLDS.setdefault(key, asyncio.Event())
 
 
 class ClientGone(Exception):
@@ -293,6 +312,14 @@ async def handle_request(ex: Exchange, req: h11.Request) -> bool:
         hint = [(b"link", b"</style.css>; rel=preload; as=style")]
         await ex.send(h11.InformationalResponse(status_code=103, headers=hint))
         await ex.respond(200, b"hints", b"text/plain")
+    elif path == "/hold":
+        key = q.get("key", "")
+        try:
+            await asyncio.wait_for(_hold(key).wait(), float(q.get("timeout", "30")))
+        except TimeoutError:
+            await ex.respond(504, f"never released {key}".encode(), b"text/plain")
+        else:
+            await ex.respond(200, f"released {key}".encode(), b"text/plain")
     elif path == "/hop":
         extra = [(b"connection", b"X-Hop"), (b"x-hop", b"secret"), (b"keep-alive", b"timeout=1")]
         await ex.respond(200, b"hop", b"text/plain", extra)
@@ -301,6 +328,14 @@ async def handle_request(ex: Exchange, req: h11.Request) -> bool:
         ex.writer.write({
             "garbage": b"HTTP/1.1 2x0 Bad\r\nContent-Length: 2\r\n\r\nhi",
             "double-cl": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nhi!",
+            "conn-cl": b"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 5"
+                       b"\r\n\r\nhello",
+            "conn-te": b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Transfer-Encoding\r\n"
+                       b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            "cl-te": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"5\r\nhello\r\n0\r\n\r\n",
+            "bad-chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+                         b"0x5\r\nworld\r\n0\r\n\r\n",
         }[q.get("kind", "garbage")])
         await ex.writer.drain()
         return False
@@ -337,6 +372,9 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                 try:
                     event = await asyncio.wait_for(ex.next_event(), ex.close_idle)
                 except TimeoutError:
+                    STATS.idle_closed += 1
+                    peer = writer.get_extra_info("peername")
+                    STATS.idle_closed_peers.append(list(peer[:2]) if peer else None)
                     break
             if type(event) is h11.ConnectionClosed or event is h11.PAUSED:
                 break
@@ -344,12 +382,17 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                 break
             ex.request = event
             target = event.target.decode("latin-1")
-            if urlsplit(target).path == "/stats":
+            path = urlsplit(target).path
+            if path in CONTROL_PATHS:
                 if first:
                     STATS.control += 1
                     ex.control = True
                 await ex.read_body()
-                await ex.respond(200, _json(STATS.as_dict("targets=1" in target)))
+                if path == "/stats":
+                    await ex.respond(200, _json(STATS.as_dict("targets=1" in target)))
+                else:
+                    _hold(_query(target).get("key", "")).set()
+                    await ex.respond(200, b"released", b"text/plain")
             else:
                 STATS.requests += 1
                 STATS.targets.append(target)

@@ -5,7 +5,11 @@ Tokens are made by PyJWT; JWKs are exported by PyJWT's algorithm classes.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
+import os
+import threading
 from pathlib import Path
 
 import jwt as pyjwt
@@ -244,3 +248,166 @@ def test_pem_with_a_second_block_is_refused():
                                 serialization.NoEncryption())
     with pytest.raises(InvalidKeyError):
         Key.from_pem(pub + secret)
+
+
+# -- a provider whose keys come from a URL: the first fetch ----------------------------------
+# The fetch is replaced by one the test releases, so "before the first fetch finished" is a
+# state the test holds, not a race it hopes to win.
+
+
+class _GatedFetch:
+    """Stands in for gwcore.jwt.jwks.fetch: blocks (in the executor) until released, then
+    returns ``result`` or raises it. ``calls`` counts the fetches started."""
+
+    def __init__(self, result: object) -> None:
+        self.result, self.calls = result, 0
+        self.gate = threading.Event()
+
+    def __call__(self, url: str, timeout: float) -> object:
+        self.calls += 1
+        if not self.gate.wait(30):
+            raise OSError("test gate never opened")
+        if isinstance(self.result, BaseException):
+            raise self.result
+        return self.result
+
+
+class _Request:
+    def __init__(self, token: str) -> None:
+        self.target = b"/"
+        self._fields = {b"authorization": f"Bearer {token}".encode()}
+
+    def get(self, name: bytes) -> bytes | None:
+        return self._fields.get(name)
+
+
+def _url_provider(timeout: str = "5s"):
+    from gwcore.config import parse
+    from gwcore.filters.jwt_auth import Provider
+
+    cfg = parse(f"""
+listeners: [{{name: l, address: "127.0.0.1:1"}}]
+clusters: [{{name: c, endpoints: ["127.0.0.1:2"]}}]
+routes: [{{match: {{path_prefix: /}}, cluster: c, jwt: p}}]
+jwt_providers:
+  p: {{algorithms: [RS256], jwks: {{url: "http://127.0.0.1:3/jwks.json", timeout: {timeout}}}}}
+""")
+    return Provider("p", cfg.jwt_providers["p"])
+
+
+async def _spin(n: int = 20) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def test_a_request_before_the_first_fetch_waits_for_it(keys, monkeypatch) -> None:
+    """A token without kid, before any key arrived: without the wait it is refused at once
+    ("no key for the alg"); with it, admitted once the first fetch brings the key."""
+    from gwcore.filters import jwt_auth
+    from gwcore.filters.base import Exchange
+
+    keyset = jwt.JWKSet.from_dict({"keys": [public_jwk(keys["rsa1"], "RS256", kid="r1")]})
+    fetch = _GatedFetch(keyset)
+    monkeypatch.setattr(jwt_auth, "fetch", fetch)
+
+    async def run() -> None:
+        provider = _url_provider()
+        refresher = asyncio.ensure_future(provider.refresh_forever())
+        try:
+            ex = Exchange(_Request(sign(keys["rsa1"], "RS256", sub="early")), None, "10.0.0.1")
+            result = jwt_auth.JwtAuth(provider).on_request(ex)
+            assert inspect.isawaitable(result), result        # not answered at once
+            pending = asyncio.ensure_future(result)
+            await _spin()
+            assert not pending.done() and not provider.keys_ready.is_set()
+            assert fetch.calls == 1
+            fetch.gate.set()
+            assert await asyncio.wait_for(pending, 10) is None     # admitted
+            assert ex.state["jwt_claims"] == {"sub": "early"}
+            assert fetch.calls == 1                  # the request did not fetch on its own
+            assert provider.keys_ready.is_set()
+        finally:
+            fetch.gate.set()
+            refresher.cancel()
+
+    asyncio.run(run())
+
+
+def test_the_wait_for_the_first_fetch_is_bounded(keys, monkeypatch) -> None:
+    from gwcore.filters import jwt_auth
+    from gwcore.filters.base import Exchange, LocalResponse
+
+    fetch = _GatedFetch(OSError("never mind"))
+    monkeypatch.setattr(jwt_auth, "fetch", fetch)
+
+    async def run() -> None:
+        provider = _url_provider(timeout="200ms")
+        refresher = asyncio.ensure_future(provider.refresh_forever())
+        try:
+            ex = Exchange(_Request(sign(keys["rsa1"], "RS256", "r1")), None, "10.0.0.1")
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            result = await asyncio.wait_for(jwt_auth.JwtAuth(provider).on_request(ex), 10)
+            waited = loop.time() - started
+            assert isinstance(result, LocalResponse) and result.status == 401
+            assert 0.15 <= waited < 5, waited
+            assert provider.failures["keys_unavailable"] == 1
+            assert await provider.wait_for_keys(0.05) is False
+        finally:
+            fetch.gate.set()
+            refresher.cancel()
+
+    asyncio.run(run())
+
+
+def test_a_failed_first_fetch_ends_the_wait(keys, monkeypatch) -> None:
+    from gwcore.filters import jwt_auth
+    from gwcore.filters.base import Exchange, LocalResponse
+
+    fetch = _GatedFetch(OSError("connection refused"))
+    monkeypatch.setattr(jwt_auth, "fetch", fetch)
+
+    async def run() -> None:
+        provider = _url_provider()
+        fetch.gate.set()
+        await asyncio.wait_for(provider.refresh(), 10)
+        assert provider.keys_ready.is_set() and provider.fetch_failures == 1
+        assert await provider.wait_for_keys(0) is True
+        ex = Exchange(_Request(sign(keys["rsa1"], "RS256")), None, "10.0.0.1")   # no kid
+        result = jwt_auth.JwtAuth(provider).on_request(ex)
+        assert isinstance(result, LocalResponse) and result.status == 401   # at once
+
+    asyncio.run(run())
+
+
+def test_worker_reports_ready_only_after_the_first_fetch(keys, monkeypatch) -> None:
+    """gwcore.process.worker writes b"R" to the master once each URL provider's first fetch
+    has finished (here: failed), and not before."""
+    from gwcore.filters import jwt_auth
+    from gwcore.process import worker
+
+    fetch = _GatedFetch(OSError("connection refused"))
+    monkeypatch.setattr(jwt_auth, "fetch", fetch)
+    r, w = os.pipe2(os.O_NONBLOCK)
+
+    async def run() -> None:
+        provider = _url_provider()
+        refresher = asyncio.ensure_future(provider.refresh_forever())
+        try:
+            report = asyncio.ensure_future(
+                worker._report_ready(asyncio.get_running_loop(), w, [provider]))
+            await _spin()
+            with pytest.raises(BlockingIOError):
+                os.read(r, 10)                      # nothing said yet
+            fetch.gate.set()
+            await asyncio.wait_for(report, 10)
+            assert os.read(r, 10) == b"R"
+        finally:
+            fetch.gate.set()
+            refresher.cancel()
+
+    try:
+        asyncio.run(run())
+    finally:
+        os.close(r)
+        os.close(w)
