@@ -171,6 +171,40 @@ long gw_b64url_decode(const char *in, size_t len, uint8_t *out)
     return (bad & 0x80) ? -1 : (long)(o - out);
 }
 
+/* The length of in[0..len) without RFC 4648 3.2 padding: one or two '=' that make len a multiple
+ * of 4 (the text before them then has 2 or 3 characters past a multiple of 4). -1 otherwise. */
+static long unpadded_len(const char *in, size_t len)
+{
+    size_t n = len;
+    while (n > 0 && len - n < 3 && in[n - 1] == '=')
+        n--;
+    size_t pad = len - n;
+    if (pad == 0)
+        return (long)len;
+    if (pad > 2 || len % 4 != 0)
+        return -1;
+    return (long)n;
+}
+
+/* gw_b64url_decode's acceptance test without its output: 1 valid, 0 not. */
+static int b64url_valid(const char *in, size_t len)
+{
+    const uint8_t *s = (const uint8_t *)in;
+    size_t rem = len % 4;
+    if (rem == 1)
+        return 0;
+    uint32_t bad = 0;
+    for (size_t i = 0; i < len; i++)
+        bad |= B64[s[i]];
+    if (bad & 0x80)
+        return 0;
+    if (rem == 2)
+        return (B64[s[len - 1]] & 0x0F) == 0;
+    if (rem == 3)
+        return (B64[s[len - 1]] & 0x03) == 0;
+    return 1;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* JSON scanner (RFC 8259; UTF-8 per RFC 3629; I-JSON's no-lone-surrogates rule, RFC 7493 2.1) */
 
@@ -610,71 +644,122 @@ static int string_value(const uint8_t *json, gw_json_scratch *s, const gw_json_m
     return 0;
 }
 
-/* crit (RFC 7515 4.1.11): a non-empty array of strings. Every entry is unsupported here.
+/* A crit entry (raw JSON string content, already validated by the scanner) that names "b64".
+ * The escaped forms of three characters are at most 18 bytes, and unescaping never grows. */
+static int crit_names_b64(const uint8_t *raw, size_t len)
+{
+    uint8_t buf[18];
+    if (len == 3)
+        return memcmp(raw, "b64", 3) == 0;
+    if (len > sizeof buf || memchr(raw, '\\', len) == NULL)
+        return 0;
+    return unescape(raw, len, buf) == 3 && memcmp(buf, "b64", 3) == 0;
+}
+
+/* crit (RFC 7515 4.1.11): a non-empty array of strings. Without GW_JWS_P_B64 every entry is
+ * unsupported; with it, "b64" is supported and *lists_b64 says whether it was named.
  * The value already passed the scanner, so only its shape is examined. */
-static int check_crit(const uint8_t *v, size_t len)
+static int check_crit(const uint8_t *v, size_t len, unsigned flags, int *lists_b64)
 {
     size_t i = 1, count = 0;
+    int unsupported = 0;
     if (len < 2 || v[0] != '[')
         return GW_JWS_E_CRIT;
     while (i < len) {
         uint8_t c = v[i];
-        if (c == ']')
-            return count == 0 ? GW_JWS_E_CRIT : GW_JWS_E_CRIT_UNSUPPORTED;
+        if (c == ']') {
+            if (count == 0)
+                return GW_JWS_E_CRIT;
+            return unsupported ? GW_JWS_E_CRIT_UNSUPPORTED : 0;
+        }
         if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ',') {
             i++;
             continue;
         }
         if (c != '"')
             return GW_JWS_E_CRIT;
-        for (i++; i < len && v[i] != '"'; i++)
+        size_t start = ++i;
+        for (; i < len && v[i] != '"'; i++)
             if (v[i] == '\\')
                 i++;
+        if (i >= len)
+            return GW_JWS_E_CRIT;
+        if ((flags & GW_JWS_P_B64) && crit_names_b64(v + start, i - start))
+            *lists_b64 = 1;
+        else
+            unsupported = 1;
         i++;
         count++;
     }
     return GW_JWS_E_CRIT;
 }
 
-static int parse_header(gw_jws *t)
+/* Check the JSON of the decoded header and read alg, kid, typ and b64. A JSON fault fails at
+ * once (-1, t->error); a header parameter fault is returned as an error code (0 when none) for
+ * the caller to report: alg/kid/typ/b64 types first, then crit, then RFC 7797's b64-in-crit. */
+static int parse_header(gw_jws *t, unsigned flags, int *param_error)
 {
     gw_json_scratch *s = &t->scratch;
     int dup;
+    *param_error = 0;
     if (gw_json_check_object(t->json, t->header_len, s, &dup) < 0)
         return fail(t, dup ? GW_JWS_E_DUPLICATE : GW_JWS_E_HEADER_JSON);
-    int crit_error = 0;
+    int type_error = 0, crit_error = 0, has_b64 = 0, lists_b64 = 0;
     for (uint32_t k = 0; k < s->top_count; k++) {
         const gw_json_member *m = &s->members[k];
         const uint8_t *v = t->json + m->value_off;
+        int e = 0;
         if (name_is(m, "alg", 3)) {
             const uint8_t *a;
             uint32_t a_len;
-            if (string_value(t->json, s, m, &a, &a_len) < 0)
-                return fail(t, GW_JWS_E_HEADER_PARAM);
-            t->alg = gw_jws_alg_from_name(a, a_len);
+            if (string_value(t->json, s, m, &a, &a_len) < 0) {
+                if (flags & GW_JWS_P_ALG_ANY_JSON)
+                    t->alg = GW_JWS_ALG_UNKNOWN;
+                else
+                    e = GW_JWS_E_HEADER_PARAM;
+            } else {
+                t->alg = gw_jws_alg_from_name(a, a_len);
+            }
         } else if (name_is(m, "kid", 3)) {
             if (string_value(t->json, s, m, &t->kid, &t->kid_len) < 0)
-                return fail(t, GW_JWS_E_HEADER_PARAM);
+                e = GW_JWS_E_HEADER_PARAM;
         } else if (name_is(m, "typ", 3)) {
             if (string_value(t->json, s, m, &t->typ, &t->typ_len) < 0)
-                return fail(t, GW_JWS_E_HEADER_PARAM);
+                e = GW_JWS_E_HEADER_PARAM;
         } else if (name_is(m, "b64", 3)) {
+            has_b64 = 1;
             if (m->value_len == 5 && memcmp(v, "false", 5) == 0)
-                return fail(t, GW_JWS_E_B64_FALSE);
-            if (!(m->value_len == 4 && memcmp(v, "true", 4) == 0))
-                return fail(t, GW_JWS_E_HEADER_PARAM);
+                t->b64 = 0;
+            else if (!(m->value_len == 4 && memcmp(v, "true", 4) == 0))
+                e = GW_JWS_E_HEADER_PARAM;
         } else if (name_is(m, "crit", 4)) {
-            crit_error = check_crit(v, m->value_len);
+            crit_error = check_crit(v, m->value_len, flags, &lists_b64);
         }
+        if (e && !type_error)
+            type_error = e;
     }
-    if (crit_error)  /* after the loop so a malformed alg or kid is reported first */
-        return fail(t, crit_error);
+    if (!(flags & GW_JWS_P_B64) && t->b64 == 0 && !type_error)
+        type_error = GW_JWS_E_B64_FALSE;
+    if (type_error)
+        *param_error = type_error;
+    else if (crit_error)
+        *param_error = crit_error;
+    else if (lists_b64 && !has_b64)
+        *param_error = GW_JWS_E_CRIT_ABSENT;
+    else if (t->b64 == 0 && !lists_b64)
+        *param_error = GW_JWS_E_B64_CRIT;
     return 0;
 }
 
 int gw_jws_parse(gw_jws *t, const char *token, size_t len)
 {
+    return gw_jws_parse_ex(t, token, len, 0);
+}
+
+int gw_jws_parse_ex(gw_jws *t, const char *token, size_t len, unsigned flags)
+{
     t->alg = GW_JWS_ALG_MISSING;
+    t->b64 = 1;
     t->kid = t->typ = NULL;
     t->kid_len = t->typ_len = 0;
     t->header_len = t->sig_len = t->json_len = 0;
@@ -689,24 +774,46 @@ int gw_jws_parse(gw_jws *t, const char *token, size_t len)
     const char *d2 = memchr(d1 + 1, '.', (size_t)(end - d1 - 1));
     if (d2 == NULL || memchr(d2 + 1, '.', (size_t)(end - d2 - 1)) != NULL)
         return fail(t, GW_JWS_E_SEGMENTS);
+    int padded = (flags & GW_JWS_P_PADDED) != 0;
 
-    long n = gw_b64url_decode(token, (size_t)(d1 - token), t->json);
+    /* header: at most (8192 / 4) * 3 = GW_JWS_MAX_JSON bytes, the size of t->json */
+    long text = padded ? unpadded_len(token, (size_t)(d1 - token)) : (long)(d1 - token);
+    long n = text < 0 ? -1 : gw_b64url_decode(token, (size_t)text, t->json);
     if (n < 0)
         return fail(t, GW_JWS_E_HEADER_B64);
     t->header_len = (uint32_t)n;
-    if (parse_header(t) < 0)
+    int param_error;
+    if (parse_header(t, flags, &param_error) < 0)
         return -1;
+    int late = (flags & GW_JWS_P_SEGMENTS_FIRST) != 0;
+    if (param_error && !late)
+        return fail(t, param_error);
 
-    size_t sig_text = (size_t)(end - d2 - 1);
-    if (gw_b64url_decoded_len(sig_text) > GW_JWS_MAX_SIG)
+    size_t payload_text = (size_t)(d2 - d1 - 1);
+    if (t->b64 == 0) {
+        if (payload_text != 0)
+            return fail(t, GW_JWS_E_B64_PAYLOAD);
+    } else if (padded || late) {
+        text = padded ? unpadded_len(d1 + 1, payload_text) : (long)payload_text;
+        if (text < 0 || (late && !b64url_valid(d1 + 1, (size_t)text)))
+            return fail(t, GW_JWS_E_PAYLOAD_B64);
+        payload_text = (size_t)text;
+    }
+
+    text = padded ? unpadded_len(d2 + 1, (size_t)(end - d2 - 1)) : (long)(end - d2 - 1);
+    if (text < 0)
+        return fail(t, GW_JWS_E_SIG_B64);
+    if (gw_b64url_decoded_len((size_t)text) > GW_JWS_MAX_SIG)
         return fail(t, GW_JWS_E_SIG_LENGTH);
-    n = gw_b64url_decode(d2 + 1, sig_text, t->sig);
+    n = gw_b64url_decode(d2 + 1, (size_t)text, t->sig);
     if (n < 0)
         return fail(t, GW_JWS_E_SIG_B64);
+    if (param_error)
+        return fail(t, param_error);
     t->sig_len = (uint32_t)n;
     t->signing_input_len = (uint32_t)(d2 - token);
     t->payload_off = (uint32_t)(d1 + 1 - token);
-    t->payload_len = (uint32_t)(d2 - d1 - 1);
+    t->payload_len = (uint32_t)payload_text;
     return 0;
 }
 

@@ -5,7 +5,8 @@
  *   RFC 7517 (key material), RFC 8259 (JSON) and RFC 8725 (JWT best practices).
  * - Strict: base64url without padding and with canonical trailing bits; JSON texts are validated
  *   in full (grammar, UTF-8, no lone surrogates, nesting depth) and a duplicate member name in
- *   any object is an error, compared after unescaping.
+ *   any object is an error, compared after unescaping. gw_jws_parse_ex relaxes exactly what its
+ *   GW_JWS_P_* flags name (RFC 4648 padding, RFC 7797 "b64") and nothing else.
  * - Every cryptographic operation goes through libcrypto EVP (EVP_MAC for HMAC,
  *   EVP_DigestVerify for RSA, RSA-PSS, ECDSA and EdDSA); MACs are compared with CRYPTO_memcmp.
  * - Nothing here allocates per token itself; OpenSSL 3.0 does inside EVP: the short-lived
@@ -59,6 +60,9 @@ enum gw_jws_error {
     GW_JWS_E_KEY_UNSUPPORTED,   /* key type or curve not supported (constructors) */
     GW_JWS_E_KEY_PRIVATE,       /* PEM holds a private key: only public keys are accepted */
     GW_JWS_E_CRYPTO,            /* libcrypto failed (allocation, missing algorithm) */
+    GW_JWS_E_CRIT_ABSENT,       /* crit names a parameter the header lacks (GW_JWS_P_B64) */
+    GW_JWS_E_B64_CRIT,          /* b64 false but "b64" not listed in crit (RFC 7797 3) */
+    GW_JWS_E_B64_PAYLOAD,       /* b64 false but the payload segment is not empty (detached) */
     GW_JWS_E__COUNT
 };
 
@@ -86,6 +90,19 @@ enum gw_jws_crv {
 /* gw_jws_verify flags */
 #define GW_JWS_F_ENFORCE_MIN_KEY 1u  /* apply RFC 7518 minimum key sizes (3.2, 3.3, 3.5) */
 
+/* gw_jws_parse_ex flags (0 is gw_jws_parse: strict RFC 7515, no extension) */
+#define GW_JWS_P_PADDED 1u   /* accept RFC 4648 3.2 padding on each segment: one or two '='
+                                making the segment a multiple of 4 characters, nothing else */
+#define GW_JWS_P_B64 2u      /* implement RFC 7797 "b64" in its detached form: crit may list
+                                "b64" (which must then be present); b64 false requires "b64" in
+                                crit and an empty payload segment, and sets t->b64 = 0 */
+#define GW_JWS_P_SEGMENTS_FIRST 4u  /* report a header parameter error (alg, kid, typ, b64 types;
+                                crit) only after the payload and signature segments passed their
+                                base64url checks; the payload is checked, not decoded */
+#define GW_JWS_P_ALG_ANY_JSON 8u  /* an alg that is not a JSON string is classified
+                                GW_JWS_ALG_UNKNOWN (for the caller's policy to refuse) instead of
+                                failing with GW_JWS_E_HEADER_PARAM */
+
 /* One member of a JSON object seen by the scanner: the unescaped name and the raw value text. */
 typedef struct {
     const uint8_t *name;        /* into the input or into gw_json_scratch.unesc */
@@ -109,8 +126,10 @@ typedef struct {
 typedef struct {
     int error;                    /* gw_jws_error of the last failed call */
     int alg;                      /* gw_jws_alg, or GW_JWS_ALG_MISSING/_NONE/_UNKNOWN */
+    int b64;                      /* 1; 0 for an unencoded detached payload (GW_JWS_P_B64) */
     uint32_t signing_input_len;   /* token[0 .. signing_input_len) is "header.payload" */
-    uint32_t payload_off, payload_len;  /* base64url payload text within the token */
+    uint32_t payload_off, payload_len;  /* base64url payload text within the token, without
+                                           its padding (GW_JWS_P_PADDED) */
     uint32_t header_len;          /* decoded header JSON in json[] */
     uint32_t sig_len;             /* decoded signature in sig[] */
     const uint8_t *kid;           /* unescaped UTF-8, or NULL if absent */
@@ -153,8 +172,16 @@ int gw_json_check_object(const uint8_t *buf, size_t len, gw_json_scratch *s, int
  * The payload is left encoded. 0 ok, -1 error in t->error. */
 int gw_jws_parse(gw_jws *t, const char *token, size_t len);
 
+/* gw_jws_parse with GW_JWS_P_* flags. Order of the checks with GW_JWS_P_SEGMENTS_FIRST: length,
+ * segments, header base64url, header JSON, payload segment (empty when b64 is false, else
+ * base64url), signature base64url, then header parameters (alg/kid/typ/b64 types, then crit,
+ * then the b64-in-crit rule). For an unencoded payload (t->b64 == 0) the signing input is
+ * token[0 .. payload_off) followed by the caller's detached payload. 0 ok, -1 in t->error. */
+int gw_jws_parse_ex(gw_jws *t, const char *token, size_t len, unsigned flags);
+
 /* Decode the payload of a parsed token into t->json and check it is a strict JSON object
- * (RFC 7519 7.2 steps 9-10, duplicate claim names rejected per RFC 7519 4).
+ * (RFC 7519 7.2 steps 9-10, duplicate claim names rejected per RFC 7519 4). Not for an
+ * unencoded payload (t->b64 == 0: the caller holds it; use gw_json_check_object).
  * Invalidates t->kid and t->typ. 0 ok, -1 error in t->error. */
 int gw_jws_payload(gw_jws *t, const char *token);
 

@@ -2,11 +2,14 @@
 
     from gwcore import jwt
     claims = jwt.decode(token, public_pem, algorithms=["RS256"], audience="api")
+    parts = jwt.decode_complete(token, public_pem, algorithms=["RS256"], audience="api")
+    body = jwt.api_jws.decode(jws, public_pem, algorithms=["RS256"])   # any payload, bytes
 
 For a fixed policy (the gateway's case) build a Verifier once and call ``verify(token)``;
 ``JWKSet`` holds the keys of a JWKS document or PEM files, chosen by ``kid``.
 """
 
+from gwcore.jwt import api_jws
 from gwcore.jwt._jws import (
     MAX_TOKEN_BYTES,
     Key,
@@ -14,6 +17,7 @@ from gwcore.jwt._jws import (
     Verifier,
     b64url_decode,
     decode,
+    decode_complete,
     get_unverified_header,
 )
 from gwcore.jwt.exceptions import (
@@ -56,7 +60,9 @@ __all__ = [
     "PyJWTError",
     "UnknownKeyIdError",
     "Verifier",
+    "api_jws",
     "b64url_decode",
     "decode",
+    "decode_complete",
     "get_unverified_header",
 ]

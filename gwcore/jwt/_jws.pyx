@@ -2,6 +2,10 @@
 # distutils: libraries = crypto
 """Compiled JWT verification: keys, key sets, a reusable Verifier and PyJWT-style decode().
 
+Two framings over the same C core: the Verifier reads tokens strictly (RFC 7515); decode,
+decode_complete, the JWS-level jws_decode/jws_decode_complete (gwcore.jwt.api_jws) and
+get_unverified_header read them as PyJWT does (_PYJWT_FRAMING) and raise in PyJWT's order.
+
 The token is split, its header and signature decoded and checked, and the signature verified in
 C (src_c/jws.c, over libcrypto EVP); the claims JSON is checked strictly in C (duplicate names
 rejected) and then turned into a dict by msgspec; the claim checks (RFC 7519 4.1, in PyJWT's
@@ -44,14 +48,20 @@ from gwcore.jwt.exceptions import (
 cdef extern from "jws.h" nogil:
     enum:
         GW_JWS_MAX_TOKEN
+        GW_JWS_MAX_JSON
         GW_JWS_F_ENFORCE_MIN_KEY
+        GW_JWS_P_PADDED
+        GW_JWS_P_B64
+        GW_JWS_P_SEGMENTS_FIRST
+        GW_JWS_P_ALG_ANY_JSON
     enum gw_jws_error:
         GW_JWS_E_NONE, GW_JWS_E_TOO_LONG, GW_JWS_E_SEGMENTS, GW_JWS_E_HEADER_B64,
         GW_JWS_E_HEADER_JSON, GW_JWS_E_HEADER_PARAM, GW_JWS_E_CRIT, GW_JWS_E_CRIT_UNSUPPORTED,
         GW_JWS_E_B64_FALSE, GW_JWS_E_SIG_B64, GW_JWS_E_SIG_LENGTH, GW_JWS_E_SIGNATURE,
         GW_JWS_E_KEY_ALG, GW_JWS_E_KEY_TOO_SHORT, GW_JWS_E_PAYLOAD_B64, GW_JWS_E_PAYLOAD_JSON,
         GW_JWS_E_DUPLICATE, GW_JWS_E_KEY_INVALID, GW_JWS_E_KEY_UNSUPPORTED,
-        GW_JWS_E_KEY_PRIVATE, GW_JWS_E_CRYPTO, GW_JWS_E__COUNT
+        GW_JWS_E_KEY_PRIVATE, GW_JWS_E_CRYPTO, GW_JWS_E_CRIT_ABSENT, GW_JWS_E_B64_CRIT,
+        GW_JWS_E_B64_PAYLOAD, GW_JWS_E__COUNT
     enum gw_jws_alg:
         GW_JWS_HS512, GW_JWS_ALG__COUNT, GW_JWS_ALG_MISSING, GW_JWS_ALG_NONE, GW_JWS_ALG_UNKNOWN
     enum gw_jws_kty:
@@ -60,9 +70,13 @@ cdef extern from "jws.h" nogil:
         GW_JWS_CRV_NONE, GW_JWS_CRV_P256, GW_JWS_CRV_P384, GW_JWS_CRV_P521,
         GW_JWS_CRV_ED25519, GW_JWS_CRV_ED448
 
+    ctypedef struct gw_json_scratch:
+        uint32_t top_count
+
     ctypedef struct gw_jws:
         int error
         int alg
+        int b64
         uint32_t signing_input_len
         uint32_t payload_off
         uint32_t payload_len
@@ -73,6 +87,7 @@ cdef extern from "jws.h" nogil:
         uint32_t kid_len
         uint8_t json[1]
         uint8_t sig[1]
+        gw_json_scratch scratch
 
     ctypedef struct gw_jws_key:
         pass
@@ -81,7 +96,9 @@ cdef extern from "jws.h" nogil:
     int gw_jws_sha256(const uint8_t *data, size_t len, uint8_t *out)
     size_t gw_b64url_decoded_len(size_t length)
     long gw_b64url_decode(const char *inp, size_t length, uint8_t *out)
+    int gw_json_check_object(const uint8_t *buf, size_t length, gw_json_scratch *s, int *dup)
     int gw_jws_parse(gw_jws *t, const char *token, size_t length)
+    int gw_jws_parse_ex(gw_jws *t, const char *token, size_t length, unsigned flags)
     int gw_jws_payload(gw_jws *t, const char *token)
     int gw_jws_verify(gw_jws_key *key, int alg, const uint8_t *msg, size_t msg_len,
                       const uint8_t *sig, size_t sig_len, unsigned flags, int *error)
@@ -149,6 +166,19 @@ _ERRORS[GW_JWS_E_KEY_UNSUPPORTED] = (
 _ERRORS[GW_JWS_E_KEY_PRIVATE] = (
     InvalidKeyError, "A private key was given: verification takes the public key", "invalid_key")
 _ERRORS[GW_JWS_E_CRYPTO] = (PyJWTError, "libcrypto failure", "crypto")
+_ERRORS[GW_JWS_E_CRIT_ABSENT] = (
+    InvalidTokenError, "Critical extension 'b64' is missing from the header", "crit")
+_ERRORS[GW_JWS_E_B64_CRIT] = (
+    InvalidTokenError, "The 'b64' header parameter requires 'b64' to be listed in 'crit'", "crit")
+_ERRORS[GW_JWS_E_B64_PAYLOAD] = (
+    DecodeError, "Payload segment must be empty when 'b64' is false", "payload")
+
+# PyJWT's framing, for the PyJWT-compatible functions (decode, decode_complete, api_jws,
+# get_unverified_header): padded segments accepted, RFC 7797 detached payloads understood, every
+# segment's base64url checked before a header parameter is judged, and an alg of any JSON type
+# left to the algorithms policy (InvalidAlgorithmError). Verifier stays strict RFC 7515.
+cdef unsigned _PYJWT_FRAMING = (GW_JWS_P_PADDED | GW_JWS_P_B64 | GW_JWS_P_SEGMENTS_FIRST
+                                | GW_JWS_P_ALG_ANY_JSON)
 
 
 cdef object _error(int code):
@@ -466,7 +496,8 @@ cdef enum:
     F_JTI = 64
     F_STRICT_AUD = 128
     F_MIN_KEY = 256
-    F_DEFAULT = F_EXP | F_NBF | F_IAT | F_AUD | F_ISS | F_SUB | F_JTI | F_MIN_KEY
+    F_CLAIMS = F_EXP | F_NBF | F_IAT | F_AUD | F_ISS | F_SUB | F_JTI
+    F_DEFAULT = F_CLAIMS | F_MIN_KEY
 
 cdef dict _OPTION_FLAGS = {
     "verify_exp": F_EXP, "verify_nbf": F_NBF, "verify_iat": F_IAT, "verify_aud": F_AUD,
@@ -534,26 +565,35 @@ cdef class Verifier:
 
     def __init__(self, key, algorithms, *, audience=None, issuer=None, subject=None, leeway=0,
                  options=None):
-        self._configure(_coerce_key(key), algorithms, audience, issuer, subject, leeway, options)
+        self._configure(algorithms, audience, issuer, subject, leeway, options, False)
+        self._set_key(_coerce_key(key))
 
-    cdef int _configure(self, object key, object algorithms, object audience, object issuer,
-                        object subject, object leeway, object options) except -1:
-        if algorithms is None:
-            raise DecodeError(
-                'It is required that you pass in a value for the "algorithms" argument')
-        if isinstance(algorithms, str):
-            algorithms = (algorithms,)
+    cdef int _configure(self, object algorithms, object audience, object issuer, object subject,
+                        object leeway, object options, bint pyjwt) except -1:
+        """The policy (everything but the key). Returns 1 when signatures are to be verified:
+        always for a Verifier; for the PyJWT functions (pyjwt true) unless
+        options["verify_signature"] is false, which as in PyJWT also makes algorithms optional
+        and turns the verify_* claim checks off unless they are given explicitly."""
+        cdef bint verify = True
+        if options is not None and pyjwt:
+            verify = bool(options.get("verify_signature", True))
         cdef uint32_t mask = 0
-        for name in algorithms:
-            a = _ALG_BY_NAME.get(name)
-            if a is None:
-                raise InvalidAlgorithmError(f"Algorithm not supported: {name!r}")
-            mask |= 1u << <int>a
-        if mask == 0:
-            raise DecodeError('The "algorithms" argument must name at least one algorithm')
+        if verify:
+            if algorithms is None:
+                raise DecodeError(
+                    'It is required that you pass in a value for the "algorithms" argument')
+            if isinstance(algorithms, str):
+                algorithms = (algorithms,)
+            for name in algorithms:
+                a = _ALG_BY_NAME.get(name)
+                if a is None:
+                    raise InvalidAlgorithmError(f"Algorithm not supported: {name!r}")
+                mask |= 1u << <int>a
+            if mask == 0:
+                raise DecodeError('The "algorithms" argument must name at least one algorithm')
         self._algs = mask
 
-        cdef unsigned flags = F_DEFAULT
+        cdef unsigned flags = F_DEFAULT if verify else (F_DEFAULT & ~F_CLAIMS)
         self._require = ()
         if options is not None:
             for opt, value in options.items():
@@ -562,9 +602,10 @@ cdef class Verifier:
                         raise TypeError('options["require"] must be a list of claim names')
                     self._require = tuple(value)
                 elif opt == "verify_signature":
-                    if not value:
-                        raise ValueError("verify_signature=False is not supported: use "
-                                         "get_unverified_header() to look inside a token")
+                    if not value and not pyjwt:
+                        raise ValueError("verify_signature=False is not supported by a "
+                                         "Verifier: use decode_complete() with it, or "
+                                         "get_unverified_header()")
                 elif opt in _OPTION_FLAGS:
                     bit = _OPTION_FLAGS[opt]
                     flags = (flags | bit) if value else (flags & ~(<unsigned>bit))
@@ -598,17 +639,21 @@ cdef class Verifier:
         self._leeway = leeway
         if not isfinite(self._leeway):
             raise ValueError("leeway must be a finite number of seconds")
-        self._set_key(key)
-        return 0
+        return verify
 
     cdef int _set_key(self, object key) except -1:
+        """Use key, refusing a single key that fits none of the allowed algorithms (the
+        Verifier's setup check; the PyJWT functions judge the key against the token's alg)."""
+        if not isinstance(key, KeySet) and not ((<Key>key)._algs & self._algs):
+            raise InvalidKeyError(
+                f"The {(<Key>key).kty} key can verify none of the allowed algorithms")
+        return self._use_key(key)
+
+    cdef int _use_key(self, object key) except -1:
         if isinstance(key, KeySet):
             self._set = key
             self._single = None
         else:
-            if not ((<Key>key)._algs & self._algs):
-                raise InvalidKeyError(
-                    f"The {(<Key>key).kty} key can verify none of the allowed algorithms")
             self._single = (key,)
             self._set = None
         return 0
@@ -678,13 +723,15 @@ cdef class Verifier:
         return <dict>claims
 
     cdef int _check_signature(self, gw_jws *t, const char *buf, Py_ssize_t n) except -1:
-        """Parse the token into t and verify its signature with a candidate key."""
-        cdef int alg, rc, err = 0, sig_err = 0, other_err = 0
-        cdef Key k
-        cdef unsigned vflags = GW_JWS_F_ENFORCE_MIN_KEY if self._flags & F_MIN_KEY else 0
+        """Parse the token into t (strict RFC 7515) and verify its signature with a candidate
+        key."""
         if gw_jws_parse(t, buf, n) < 0:
             raise _error(t.error)
-        alg = t.alg
+        self._check_alg(t.alg)
+        return self._verify_with(t, <const uint8_t *>buf, t.signing_input_len, None)
+
+    cdef int _check_alg(self, int alg) except -1:
+        """PyJWT's alg checks, before any key is looked at: present, then allowed."""
         if alg >= GW_JWS_ALG__COUNT:
             if alg == GW_JWS_ALG_MISSING:
                 raise InvalidAlgorithmError("Algorithm not specified")
@@ -693,18 +740,29 @@ cdef class Verifier:
             raise InvalidAlgorithmError("The specified alg value is not allowed")
         if not (self._algs & (1u << alg)):
             raise InvalidAlgorithmError("The specified alg value is not allowed")
+        return 0
 
+    cdef int _verify_with(self, gw_jws *t, const uint8_t *msg, size_t msg_len,
+                          object given) except -1:
+        """Verify t's signature over msg with the candidate keys for t's (allowed) alg.
+
+        When no candidate can verify the alg: InvalidKeyError if ``given`` (the key as the
+        caller of a PyJWT function gave it) is raw key material, which PyJWT's prepare_key
+        refuses; else InvalidAlgorithmError (a Verifier's keys, or a Key or key set bound to
+        other algorithms, like a PyJWK)."""
+        cdef int rc, err = 0, sig_err = 0, other_err = 0
+        cdef int alg = t.alg
+        cdef Key k
+        cdef unsigned vflags = GW_JWS_F_ENFORCE_MIN_KEY if self._flags & F_MIN_KEY else 0
         for obj in self._candidates(t):
             k = <Key>obj
             if not (k._algs & (1u << alg)):
                 continue
             if alg <= GW_JWS_HS512:  # HMAC keys hold mutable MAC contexts: keep the GIL
-                rc = gw_jws_verify(k._k, alg, <const uint8_t *>buf, t.signing_input_len,
-                                   t.sig, t.sig_len, vflags, &err)
+                rc = gw_jws_verify(k._k, alg, msg, msg_len, t.sig, t.sig_len, vflags, &err)
             else:
                 with nogil:
-                    rc = gw_jws_verify(k._k, alg, <const uint8_t *>buf, t.signing_input_len,
-                                       t.sig, t.sig_len, vflags, &err)
+                    rc = gw_jws_verify(k._k, alg, msg, msg_len, t.sig, t.sig_len, vflags, &err)
             if rc == 0:
                 return 0
             if err == GW_JWS_E_SIGNATURE or err == GW_JWS_E_SIG_LENGTH:
@@ -715,6 +773,10 @@ cdef class Verifier:
             raise _error(sig_err)
         if other_err:
             raise _error(other_err)
+        if given is not None and not isinstance(given, (Key, KeySet, Mapping)):
+            k = <Key>self._single[0]
+            raise InvalidKeyError(
+                f"The {k.kty} key cannot verify {gw_jws_alg_name(alg).decode()} signatures")
         raise InvalidAlgorithmError("No key for the token's algorithm")
 
     cdef int _check_claims(self, dict claims, double now) except -1:
@@ -816,35 +878,150 @@ cdef class Verifier:
         return aud in self._aud_set
 
 
-def decode(token, key, algorithms=None, options=None, audience=None, issuer=None, subject=None,
-           leeway=0, *, now=None):
-    """Verify a JWT and return its claims, with PyJWT's decode() arguments and exceptions.
+cdef bytes _detached_bytes(object detached):
+    if type(detached) is bytes:
+        return <bytes>detached
+    if isinstance(detached, (bytearray, memoryview)):
+        return bytes(detached)
+    raise TypeError(f"detached_payload must be bytes, not {type(detached).__name__}")
+
+
+cdef object _header_dict(gw_jws *t):
+    try:
+        return _json_decode(PyBytes_FromStringAndSize(<const char *>t.json, t.header_len))
+    except _MsgspecError as e:  # valid JSON msgspec cannot represent, e.g. 1e400
+        raise DecodeError(f"Invalid header string: {e}", "header") from None
+
+
+cdef object _pyjwt_decode(object token, object key, object algorithms, object options,
+                          object detached, bint claims, bint complete, object audience,
+                          object issuer, object subject, object leeway, object now):
+    """The one core of decode, decode_complete and api_jws: PyJWT's checks in PyJWT's order.
+
+    Token structure (segments, base64url, header JSON, payload, signature segment), header
+    parameters (kid, crit, b64), the detached payload rule, alg present and allowed, the key,
+    the signature; then, for a JWT (claims true), the payload as a strict JSON object and the
+    claims. Parsing and verification are the compiled C core; this only sequences it.
+    """
+    cdef Verifier v = Verifier.__new__(Verifier)
+    cdef bint verify = v._configure(algorithms, audience, issuer, subject, leeway, options, True)
+    cdef double t_now = 0.0
+    if claims:
+        t_now = _clock() if now is None else now
+        if not isfinite(t_now):
+            raise ValueError("now must be finite")
+    cdef gw_jws t
+    cdef const char *buf
+    cdef Py_ssize_t n
+    cdef int dup = 0
+    token = _token_buffer(token, &buf, &n)
+    if gw_jws_parse_ex(&t, buf, n, _PYJWT_FRAMING) < 0:
+        raise _error(t.error)
+
+    cdef bytes payload
+    if t.b64:
+        if detached is not None:
+            raise DecodeError('It is only valid to pass "detached_payload" when the header has '
+                              '"b64" set to false', "payload")
+        payload = PyBytes_FromStringAndSize(NULL, gw_b64url_decoded_len(t.payload_len))
+        if gw_b64url_decode(buf + t.payload_off, t.payload_len,
+                            <uint8_t *>PyBytes_AS_STRING(payload)) < 0:
+            raise _error(GW_JWS_E_PAYLOAD_B64)  # not reached: the parser checked it
+    else:
+        if detached is None:
+            raise DecodeError('A token whose header has "b64" set to false needs the '
+                              '"detached_payload" argument', "payload")
+        payload = _detached_bytes(detached)
+    header = _header_dict(&t) if complete else None
+
+    cdef bytes msg
+    if verify:
+        v._check_alg(t.alg)
+        v._use_key(_coerce_key_cached(key))
+        if t.b64:
+            v._verify_with(&t, <const uint8_t *>buf, t.signing_input_len, key)
+        else:  # RFC 7797 3: the signing input is the header segment, ".", the payload bytes
+            msg = PyBytes_FromStringAndSize(buf, t.payload_off) + payload
+            v._verify_with(&t, <const uint8_t *>PyBytes_AS_STRING(msg), PyBytes_GET_SIZE(msg),
+                           key)
+
+    body = payload
+    if claims:
+        if PyBytes_GET_SIZE(payload) > GW_JWS_MAX_JSON:
+            raise DecodeError(f"Payload larger than {GW_JWS_MAX_JSON} bytes", "payload")
+        if gw_json_check_object(<const uint8_t *>PyBytes_AS_STRING(payload),
+                                PyBytes_GET_SIZE(payload), &t.scratch, &dup) < 0:
+            raise _error(GW_JWS_E_DUPLICATE if dup else GW_JWS_E_PAYLOAD_JSON)
+        try:
+            body = _json_decode(payload)
+        except _MsgspecError as e:
+            raise DecodeError(f"Invalid payload string: {e}", "payload") from None
+        v._check_claims(<dict>body, t_now)
+    if not complete:
+        return body
+    return {"payload": body, "header": header,
+            "signature": PyBytes_FromStringAndSize(<const char *>t.sig, t.sig_len)}
+
+
+def decode(token, key="", algorithms=None, options=None, audience=None, issuer=None,
+           subject=None, leeway=0, *, detached_payload=None, now=None):
+    """Verify a JWT and return its claims (dict), with PyJWT's arguments, framing (padded
+    segments, RFC 7797 detached payloads) and exceptions in PyJWT's order: DecodeError for the
+    structure, InvalidTokenError for kid/crit, InvalidAlgorithmError for an alg missing or not
+    in algorithms (before the key is looked at), InvalidKeyError for a key that cannot verify
+    it, InvalidSignatureError, then the claim errors. See _jws.pyi for the details.
 
     See Verifier for the accepted keys and the policy; prepared keys are cached, so repeated
     calls with the same key str/bytes do not re-parse it. Prefer a Verifier for a fixed policy.
     """
-    cdef Verifier v = Verifier.__new__(Verifier)
-    v._configure(_coerce_key_cached(key), algorithms, audience, issuer, subject, leeway, options)
-    cdef double t = _clock() if now is None else now
-    if not isfinite(t):
-        raise ValueError("now must be finite")
-    return v._verify(token, t)
+    return _pyjwt_decode(token, key, algorithms, options, detached_payload, True, False,
+                         audience, issuer, subject, leeway, now)
+
+
+def decode_complete(token, key="", algorithms=None, options=None, audience=None, issuer=None,
+                    subject=None, leeway=0, *, detached_payload=None, now=None):
+    """decode(), returning {"payload": claims (dict), "header": dict, "signature": bytes}.
+
+    Raises as decode().
+    """
+    return _pyjwt_decode(token, key, algorithms, options, detached_payload, True, True,
+                         audience, issuer, subject, leeway, now)
+
+
+def jws_decode(jwt, key="", algorithms=None, options=None, detached_payload=None):
+    """PyJWT's api_jws.decode(): verify a compact JWS and return its payload as bytes.
+
+    Any payload: b"" when empty, not necessarily UTF-8 or JSON; ``detached_payload`` (bytes)
+    for a "b64": false token. Raises DecodeError, InvalidTokenError, InvalidAlgorithmError,
+    InvalidKeyError, InvalidSignatureError in PyJWT's order; TypeError for a detached_payload
+    that is not bytes.
+    """
+    return _pyjwt_decode(jwt, key, algorithms, options, detached_payload, False, False,
+                         None, None, None, 0, None)
+
+
+def jws_decode_complete(jwt, key="", algorithms=None, options=None, detached_payload=None):
+    """PyJWT's api_jws.decode_complete(): {"payload": bytes, "header": dict, "signature": bytes}.
+
+    Raises as jws_decode().
+    """
+    return _pyjwt_decode(jwt, key, algorithms, options, detached_payload, False, True,
+                         None, None, None, 0, None)
 
 
 def get_unverified_header(token):
     """The JOSE header of a token as a dict, WITHOUT verifying the signature.
 
-    The header is checked as decode() checks it (strict JSON, no duplicate names, kid a string,
-    crit understood) and the signature segment must be base64url. Raises DecodeError or
+    The header is checked as decode() checks it (PyJWT's framing; strict JSON, no duplicate
+    names, kid a string, crit understood) and every segment must be base64url; as in PyJWT,
+    a "b64": false not listed in crit is left for decoding to refuse. Raises DecodeError or
     InvalidTokenError.
     """
     cdef gw_jws t
     cdef const char *buf
     cdef Py_ssize_t n
     token = _token_buffer(token, &buf, &n)
-    if gw_jws_parse(&t, buf, n) < 0:
+    # the b64-in-crit rule (reported last) belongs to decoding, not to reading the header
+    if gw_jws_parse_ex(&t, buf, n, _PYJWT_FRAMING) < 0 and t.error != GW_JWS_E_B64_CRIT:
         raise _error(t.error)
-    try:
-        return _json_decode(PyBytes_FromStringAndSize(<const char *>t.json, t.header_len))
-    except _MsgspecError as e:  # valid JSON msgspec cannot represent, e.g. 1e400
-        raise DecodeError(f"Invalid header string: {e}", "header") from None
+    return _header_dict(&t)

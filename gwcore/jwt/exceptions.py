@@ -1,7 +1,8 @@
 """Exceptions of gwcore.jwt, with PyJWT's names and hierarchy so ``except`` clauses carry over.
 
     PyJWTError
-    ├── InvalidKeyError                 the key given to the verifier is unusable (a setup error)
+    ├── InvalidKeyError                 the key given is unusable (a setup error), or, in the
+    │                                   PyJWT functions, cannot verify the token's allowed alg
     └── InvalidTokenError               the token must be refused (HTTP 401 at the gateway)
         ├── DecodeError                 malformed token: segments, base64url, JSON, claim types
         │   └── InvalidSignatureError   the signature does not verify
@@ -12,7 +13,8 @@
         ├── InvalidIssuedAtError        iat is not a number
         ├── InvalidSubjectError         sub is not a string or not the expected subject
         ├── InvalidJTIError             jti is not a string
-        ├── InvalidAlgorithmError       alg missing, "none", not allowed, or no key for it
+        ├── InvalidAlgorithmError       alg missing, "none", not allowed (checked before the
+        │                               key), or no Key, key-set or Verifier key fits it
         ├── MissingRequiredClaimError   a required claim is absent or null
         └── UnknownKeyIdError           kid names no key of the key set (gwcore addition)
 
@@ -35,7 +37,9 @@ class PyJWTError(Exception):
 
 
 class InvalidKeyError(PyJWTError):
-    """The key is malformed, of an unsupported type, or unfit for the requested use."""
+    """The key is malformed, of an unsupported type, or unfit for the requested use (e.g. a
+    PEM public key given for an HS256 token: as in PyJWT, raised only once the token's alg
+    has been found allowed)."""
 
     code = "invalid_key"
 
@@ -101,7 +105,9 @@ class InvalidJTIError(InvalidTokenError):
 
 
 class InvalidAlgorithmError(InvalidTokenError):
-    """The alg header is missing, "none", not in the allowed list, or fits no key."""
+    """The alg header is missing, "none", not in the allowed list (whatever its JSON type;
+    reported before any key check, as in PyJWT), or fits no key given as a Key or key set
+    (or held by a Verifier, where every per-token failure is an InvalidTokenError)."""
 
     code = "bad_algorithm"
 

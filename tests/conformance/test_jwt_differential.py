@@ -33,8 +33,13 @@ ALGS = [
 ]  # fmt: skip
 B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 NOW = int(time.time())
+# derandomize: the same examples on every run and machine, so a failure is reproducible and
+# CI cannot go red on an unlucky draw; breadth comes from the example counts.
 SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 
@@ -191,7 +196,10 @@ def test_tampered_tokens_agree(keys: dict, alg: str, claims: dict, data: st.Data
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(data=st.data())
 def test_jwks_selection_agrees(keys: dict, data: st.DataObject) -> None:
@@ -260,11 +268,21 @@ def _refuse(name: str) -> None:
 
 
 def header_oracle(data: bytes) -> dict | None:
-    """get_unverified_header's rules (RFC 7515 4.1) on top of strict JSON."""
+    """get_unverified_header's rules on top of strict JSON, for a token "<header>.e30.AA":
+    kid and typ strings (RFC 7515 4.1), alg anything (PyJWT leaves it to the algorithms
+    policy), b64 a boolean and crit a non-empty list naming only "b64", which must be present
+    (RFC 7515 4.1.11, RFC 7797 3); b64 false needs an empty payload segment, which e30 is not."""
     header = strict_json_object(data)
-    if header is None or "crit" in header or header.get("b64", True) is not True:
+    if header is None:
         return None
-    if any(name in header and not isinstance(header[name], str) for name in ("alg", "kid", "typ")):
+    if any(name in header and not isinstance(header[name], str) for name in ("kid", "typ")):
+        return None
+    if header.get("b64", True) is not True:
+        return None
+    crit = header.get("crit", ["b64"])
+    if not isinstance(crit, list) or not crit or any(entry != "b64" for entry in crit):
+        return None
+    if "crit" in header and "b64" not in header:
         return None
     return header
 
@@ -297,6 +315,7 @@ def json_texts(draw: st.DrawFn, depth: int = 0) -> str:
                 "01",
                 "1.",
                 '"x"',
+                '"b64"',
                 '"\\ud83d\\ude00"',
                 '"\\ud800"',
                 '"\\u00e9\\n"',
@@ -323,7 +342,7 @@ def mutated(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, derandomize=True)
 @given(data=mutated())
 def test_header_json_agrees_with_stdlib_json(data: bytes) -> None:
     token = pyjwt.utils.base64url_encode(data) + b".e30.AA"
@@ -335,7 +354,7 @@ def test_header_json_agrees_with_stdlib_json(data: bytes) -> None:
     assert ours == expected, data
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True)
 @given(data=mutated())
 def test_claims_json_agrees_with_stdlib_json(data: bytes) -> None:
     secret = b"k" * 32

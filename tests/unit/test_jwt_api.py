@@ -223,10 +223,60 @@ def test_alg_must_be_allowed_present_and_a_string() -> None:
     assert jwt.decode(token, SECRET, algorithms=["HS256", "HS384"]) == {}
     with pytest.raises(jwt.InvalidAlgorithmError, match="not specified"):
         jwt.decode(forge({"typ": "JWT"}, {}, "HS256"), SECRET, algorithms=["HS256"])
-    with pytest.raises(jwt.DecodeError):
-        jwt.decode(forge({"alg": ["HS256"]}, {}, "HS256"), SECRET, algorithms=["HS256"])
     with pytest.raises(jwt.InvalidAlgorithmError):
         jwt.decode(forge({"alg": "hs256"}, {}, "HS256"), SECRET, algorithms=["HS256"])
+    for alg in (["HS256"], None, 256, ""):
+        token = forge({"alg": alg}, {}, "HS256")
+        # PyJWT: an alg that is not an allowed name, whatever its JSON type, is not allowed
+        with pytest.raises(jwt.InvalidAlgorithmError, match="not allowed"):
+            jwt.decode(token, SECRET, algorithms=["HS256"])
+        with pytest.raises(pyjwt.InvalidAlgorithmError):
+            pyjwt.decode(token, SECRET, algorithms=["HS256"])
+        strict = jwt.InvalidAlgorithmError if alg == "" else jwt.DecodeError
+        with pytest.raises(strict):  # the Verifier: RFC 7515 4.1.1, alg is a string
+            jwt.Verifier(SECRET, ["HS256"]).verify(token)
+
+
+def test_alg_outside_algorithms_is_reported_before_any_key_check(keys: dict[str, object]) -> None:
+    """PyJWT's precedence: structure, header, alg present and allowed, then the key."""
+    hs = forge({"alg": "HS256"}, {"a": 1})
+    rs = forge({"alg": "RS256"}, {"a": 1}, key=keys["RS"])
+    private = keys["RS"].private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    for token, key, algorithms in [
+        (hs, SECRET, ["RS256"]),  # the secret fits no allowed algorithm
+        (hs, 12345, ["RS256"]),  # not a key at all
+        (hs, b"", ["ES256"]),  # an empty secret
+        (rs, private, ["HS256"]),  # a private key
+        (rs, pem(keys["RS"]), ["ES256", "HS256"]),
+        (forge({"alg": "none"}, {}, "HS256"), SECRET, ["HS256"]),
+    ]:
+        for decode in (jwt.decode, jwt.decode_complete, jwt.api_jws.decode):
+            with pytest.raises(jwt.InvalidAlgorithmError):
+                decode(token, key, algorithms=algorithms)
+    # an allowed alg the key cannot verify: the key is the problem, as in PyJWT
+    for token, key, algorithms in [
+        (hs, pem(keys["RS"]), ["RS256", "HS256"]),
+        (rs, SECRET, ["RS256", "HS256"]),
+        (rs, pem(keys["ES256"]), ["RS256", "ES256"]),
+        (rs, private, ["RS256"]),  # (PyJWT: AttributeError)
+    ]:
+        for decode in (jwt.decode, jwt.decode_complete, jwt.api_jws.decode):
+            with pytest.raises(jwt.InvalidKeyError):
+                decode(token, key, algorithms=algorithms)
+        if key is not private:
+            with pytest.raises(pyjwt.InvalidKeyError):
+                pyjwt.decode(token, key, algorithms=algorithms)
+    # a Key or key set bound to other algorithms is PyJWK-like: no key for this alg
+    with pytest.raises(jwt.InvalidAlgorithmError, match="No key"):
+        jwt.decode(rs, jwt.Key.from_pem(pem(keys["ES256"])), algorithms=["RS256"])
+    # malformed tokens are reported before the algorithms policy looks at the alg
+    with pytest.raises(jwt.DecodeError):
+        jwt.api_jws.decode(hs[:-1] + b"!", 12345, algorithms=["RS256"])
+    # the Verifier checks its key against its algorithms once, when it is built
+    with pytest.raises(jwt.InvalidKeyError):
+        jwt.Verifier(SECRET, ["RS256"])
 
 
 def test_public_key_is_never_an_hmac_secret(keys: dict[str, object]) -> None:
@@ -234,8 +284,10 @@ def test_public_key_is_never_an_hmac_secret(keys: dict[str, object]) -> None:
     public = pem(keys["RS"])
     forged = forge({"alg": "HS256"}, {"sub": "root"}, key=public)
     for key in (public, public.decode(), b"\n" + public):
-        with pytest.raises(jwt.InvalidAlgorithmError):
+        with pytest.raises(jwt.InvalidKeyError):  # PyJWT: the HS256 key may not be a PEM
             jwt.decode(forged, key, algorithms=["RS256", "HS256"])
+        with pytest.raises(jwt.InvalidAlgorithmError):
+            jwt.Verifier(key, ["RS256", "HS256"]).verify(forged)
         with pytest.raises(jwt.InvalidKeyError):
             jwt.decode(forged, key, algorithms=["HS256"])
         with pytest.raises(jwt.InvalidKeyError):
@@ -306,18 +358,30 @@ def test_minimum_key_sizes_rfc7518() -> None:
 
 
 def test_crit_is_rejected() -> None:
+    """crit (RFC 7515 4.1.11): only "b64" (RFC 7797) is understood, and only by the PyJWT
+    functions; the Verifier implements no extension."""
+    verifier = jwt.Verifier(SECRET, ["HS256"])
     for header in (
         {"alg": "HS256", "crit": ["exp"], "exp": 1},
-        {"alg": "HS256", "crit": ["b64"], "b64": True},
+        {"alg": "HS256", "crit": ["b64", "exp"], "b64": True, "exp": 1},
+        {"alg": "HS256", "crit": ["b64"]},  # named but absent
         {"alg": "HS256", "crit": []},
         {"alg": "HS256", "crit": "exp"},
         {"alg": "HS256", "crit": [1]},
     ):
-        with pytest.raises(jwt.InvalidTokenError, match="crit") as info:
-            jwt.decode(forge(header, {}), SECRET, algorithms=["HS256"])
-        assert info.value.code == "crit"
-    with pytest.raises(jwt.DecodeError):
-        jwt.decode(forge({"alg": "HS256", "b64": False}, {}), SECRET, algorithms=["HS256"])
+        token = forge(header, {})
+        for check in (lambda t: jwt.decode(t, SECRET, algorithms=["HS256"]), verifier.verify):
+            with pytest.raises(jwt.InvalidTokenError) as info:
+                check(token)
+            assert info.value.code == "crit"
+    b64_true = forge({"alg": "HS256", "crit": ["b64"], "b64": True}, {"a": 1})
+    assert jwt.decode(b64_true, SECRET, algorithms=["HS256"]) == {"a": 1}
+    escaped = forge(b'{"alg":"HS256","crit":["\\u0062\\u0036\\u0034"],"b64":true}', b"{}", "HS256")
+    assert jwt.decode(escaped, SECRET, algorithms=["HS256"]) == {}
+    with pytest.raises(jwt.InvalidTokenError, match="crit"):
+        verifier.verify(b64_true)
+    with pytest.raises(jwt.DecodeError):  # b64 false: the Verifier refuses unencoded payloads
+        verifier.verify(forge({"alg": "HS256", "b64": False, "crit": ["b64"]}, {}))
 
 
 # --- structure ------------------------------------------------------------------------------
@@ -358,16 +422,25 @@ def test_malformed_compact_serialization() -> None:
     token = forge({"alg": "HS256"}, {"a": 1})
     h, p, s = token.split(b".")
     padded = base64.urlsafe_b64encode(base64.urlsafe_b64decode(s + b"=="))
+    assert padded != s
     cases = [
         b"", b"a", h + b"." + p, token + b".", token + b".x", h + b"=." + p + b"." + s,
-        h + b"." + p + b"." + padded, h + b"." + p + b"+." + s, token.replace(b"-", b"+"),
+        h + b"." + p + b"+." + s, token.replace(b"-", b"+"), h + b"." + p + b"." + s + b"==",
+        h + b"." + p + b"." + padded + b"=", h + b"." + p + b"." + s + b"A==",
         b" " + token, token + b"\n", token[:-1] + b"\xff",
     ]  # fmt: skip
+    verifier = jwt.Verifier(SECRET, ["HS256"])
     for bad in cases:
         if bad == token:
             continue
         with pytest.raises(jwt.DecodeError):
             jwt.decode(bad, SECRET, algorithms=["HS256"])
+        with pytest.raises(jwt.DecodeError):
+            verifier.verify(bad)
+    # RFC 4648 padding: accepted by the PyJWT functions (as PyJWT does), never by a Verifier
+    assert jwt.decode(h + b"." + p + b"." + padded, SECRET, algorithms=["HS256"]) == {"a": 1}
+    with pytest.raises(jwt.DecodeError):
+        verifier.verify(h + b"." + p + b"." + padded)
     with pytest.raises(jwt.DecodeError):
         jwt.decode("é" + token.decode(), SECRET, algorithms=["HS256"])
     with pytest.raises(jwt.DecodeError):
@@ -533,7 +606,7 @@ def test_required_claims_and_malformed_options() -> None:
     with pytest.raises(ValueError):
         decode_at({}, NOW, options={"verify_expiration": False})
     with pytest.raises(ValueError):
-        decode_at({}, NOW, options={"verify_signature": False})
+        jwt.Verifier(SECRET, ["HS256"], options={"verify_signature": False})
     with pytest.raises(TypeError):
         decode_at({}, NOW, options={"require": "exp"})
     with pytest.raises(ValueError):
@@ -632,5 +705,174 @@ def test_sha256_matches_hashlib():
     import hashlib
 
     from gwcore.jwt._jws import sha256
+
     for data in (b"", b"abc", b"x" * 243, bytes(range(256)) * 40):
         assert sha256(data) == hashlib.sha256(data).digest()
+
+
+# --- the JWS layer (PyJWT's api_jws) and decode_complete -----------------------------------
+
+# RFC 7797 4.2: HS256 over the unencoded, detached payload "$.02" with the RFC 7515 A.1 key
+RFC7797_KEY = base64.urlsafe_b64decode(
+    "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow=="
+)
+RFC7797_TOKEN = (
+    "eyJhbGciOiJIUzI1NiIsImI2NCI6ZmFsc2UsImNyaXQiOlsiYjY0Il19"
+    "..A5dxf2s96_n5FLueVuW1Z_vh161FwXZC4YLPff6dmDY"
+)
+
+
+def test_api_jws_module_has_pyjwt_shape() -> None:
+    import importlib
+
+    assert jwt.api_jws is importlib.import_module("gwcore.jwt.api_jws")
+    for name in ("decode", "decode_complete"):
+        ours = list(inspect.signature(getattr(jwt.api_jws, name)).parameters)
+        theirs = list(inspect.signature(getattr(pyjwt.api_jws, name)).parameters)
+        assert ours == theirs[: len(ours)] == ["jwt", "key", "algorithms", "options",
+                                               "detached_payload"]  # fmt: skip
+    assert jwt.api_jws.get_unverified_header is jwt.get_unverified_header
+
+
+@pytest.mark.parametrize(
+    "payload", [b"", b"\xff\xfe\x00\x80", b"plain text", b'{"a":1}', b"[1]", b"\x00" * 100]
+)
+@pytest.mark.parametrize("alg", ["HS256", "RS256", "ES256", "EdDSA"])
+def test_jws_payload_is_returned_as_bytes(keys: dict, alg: str, payload: bytes) -> None:
+    """Any payload, empty or not UTF-8, comes back as the exact bytes, as in PyJWT."""
+    token = forge({"alg": alg, "kid": "k"}, payload, key=private_for(keys, alg))
+    key = public_for(keys, alg)
+    assert jwt.api_jws.decode(token, key, algorithms=[alg]) == payload
+    ours = jwt.api_jws.decode_complete(token.decode(), key, [alg])
+    theirs = pyjwt.api_jws.decode_complete(token, key, algorithms=[alg])
+    assert ours == theirs
+    assert type(ours["payload"]) is bytes and type(ours["signature"]) is bytes
+    assert ours["signature"] == base64.urlsafe_b64decode(token.rsplit(b".", 1)[1] + b"==")
+    assert jwt.Verifier(key, [alg]).verify_jws(token) == payload
+
+
+def test_jwt_decode_complete_matches_pyjwt(keys: dict) -> None:
+    claims = {"sub": "u", "aud": "api", "exp": NOW + 60, "n": [1, {"x": None}]}
+    token = forge({"alg": "ES384", "typ": "JWT"}, claims, key=keys["ES384"])
+    key = pem(keys["ES384"])
+    ours = jwt.decode_complete(token, key, ["ES384"], audience="api", now=NOW)
+    theirs = pyjwt.decode_complete(
+        token, key, algorithms=["ES384"], audience="api", options={"verify_exp": False}
+    )
+    assert ours == theirs
+    assert ours["payload"] == claims and ours["header"] == {"alg": "ES384", "typ": "JWT"}
+    assert jwt.decode(token, key, ["ES384"], audience="api", now=NOW) == claims
+    with pytest.raises(jwt.ExpiredSignatureError):
+        jwt.decode_complete(token, key, ["ES384"], audience="api", now=NOW + 61)
+
+
+def test_empty_and_non_utf8_payloads_as_jwt_claims() -> None:
+    """As JWT claims (PyJWT parses the payload as JSON): empty and invalid UTF-8 are
+    DecodeError in both. PyJWT also sniffs UTF-16/32 and a UTF-8 BOM (json.loads on bytes);
+    gwcore keeps RFC 8259 8.1 (UTF-8 only) and refuses them: a deliberate difference."""
+    for payload in (b"", b"\xff", b'{"a":"\xff"}', b"\xc3"):
+        token = forge({"alg": "HS256"}, payload)
+        for decode in (jwt.decode, jwt.decode_complete, pyjwt.decode):
+            with pytest.raises((jwt.DecodeError, pyjwt.DecodeError)):
+                decode(token, SECRET, algorithms=["HS256"])
+    for payload in ('{"a":1}'.encode("utf-16"), b'\xef\xbb\xbf{"a":1}'):
+        token = forge({"alg": "HS256"}, payload)
+        assert pyjwt.decode(token, SECRET, algorithms=["HS256"]) == {"a": 1}
+        with pytest.raises(jwt.DecodeError):
+            jwt.decode(token, SECRET, algorithms=["HS256"])
+        assert jwt.api_jws.decode(token, SECRET, algorithms=["HS256"]) == payload
+
+
+def test_padded_base64url_as_pyjwt() -> None:
+    """PyJWT accepts RFC 4648 padding ('=' to a multiple of 4) on each segment and nothing
+    else; the signing input is the token text as sent. A Verifier stays strict (RFC 7515 2)."""
+    for payload, segment, accepted in [
+        (b"a", b"YQ==", True),
+        (b"ab", b"YWI=", True),
+        (b"abc", b"YWJj", True),
+        (b"a", b"YQ=", False),  # not a multiple of 4
+        (b"a", b"YQ===", False),
+        (b"ab", b"YWI==", False),
+        (b"abc", b"YWJj====", False),
+        (b"a", b"YR==", False),  # non-canonical final bits
+        (b"", b"====", False),
+        (b"", b"=", False),
+        (b"aa", b"YQ==YQ==", False),  # padding inside
+    ]:
+        msg = b64(b'{"alg":"HS256"}') + b"." + segment
+        token = msg + b"." + b64(sign("HS256", SECRET, msg))
+        for decode in (jwt.api_jws.decode, pyjwt.api_jws.decode):
+            if accepted:
+                assert decode(token, SECRET, algorithms=["HS256"]) == payload
+            else:
+                with pytest.raises((jwt.DecodeError, pyjwt.DecodeError)):
+                    decode(token, SECRET, algorithms=["HS256"])
+        if b"=" in segment or not accepted:
+            with pytest.raises(jwt.DecodeError):
+                jwt.Verifier(SECRET, ["HS256"]).verify_jws(token)
+    enc = base64.urlsafe_b64encode
+    padded = enc(b'{"alg": "HS256"}') + b"." + enc(b'{"a":1}')
+    token = padded + b"." + enc(sign("HS256", SECRET, padded))
+    assert token.count(b"=") == 5
+    assert jwt.decode(token, SECRET, ["HS256"]) == pyjwt.decode(token, SECRET, ["HS256"])
+    assert jwt.get_unverified_header(token) == {"alg": "HS256"}
+
+
+def test_detached_unencoded_payload_rfc7797() -> None:
+    parts = jwt.api_jws.decode_complete(
+        RFC7797_TOKEN, RFC7797_KEY, ["HS256"], detached_payload=b"$.02"
+    )
+    assert parts == pyjwt.api_jws.decode_complete(
+        RFC7797_TOKEN, RFC7797_KEY, ["HS256"], detached_payload=b"$.02"
+    )
+    assert parts["header"] == {"alg": "HS256", "b64": False, "crit": ["b64"]}
+    assert parts["payload"] == b"$.02"
+    assert jwt.api_jws.decode(RFC7797_TOKEN, RFC7797_KEY, ["HS256"], None, bytearray(b"$.02"))
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.api_jws.decode(RFC7797_TOKEN, RFC7797_KEY, ["HS256"], detached_payload=b"$.03")
+    with pytest.raises(jwt.DecodeError, match="detached_payload"):
+        jwt.api_jws.decode(RFC7797_TOKEN, RFC7797_KEY, ["HS256"])
+    with pytest.raises(TypeError):
+        jwt.api_jws.decode(RFC7797_TOKEN, RFC7797_KEY, ["HS256"], detached_payload="$.02")
+    with pytest.raises(jwt.DecodeError, match="detached_payload"):
+        jwt.api_jws.decode(forge({"alg": "HS256"}, b"x"), SECRET, ["HS256"], detached_payload=b"x")
+    with pytest.raises(jwt.DecodeError):  # a Verifier implements no extension
+        jwt.Verifier(RFC7797_KEY, ["HS256"]).verify_jws(RFC7797_TOKEN)
+    # the detached form only: b64 false needs crit and an empty payload segment
+    head = b64(b'{"alg":"HS256","b64":false}')
+    with pytest.raises(jwt.InvalidTokenError, match="crit") as info:
+        jwt.api_jws.decode(head + b".." + b64(b"x" * 32), SECRET, ["HS256"], detached_payload=b"")
+    assert type(info.value) is jwt.InvalidTokenError
+    head, _, sig = RFC7797_TOKEN.partition("..")
+    with pytest.raises(jwt.DecodeError, match="empty"):
+        jwt.api_jws.decode(f"{head}.JC4wMg.{sig}", RFC7797_KEY, ["HS256"], detached_payload=b"")
+    # a JWT may carry its claims detached, as in PyJWT
+    msg = b64(b'{"alg":"HS256","b64":false,"crit":["b64"]}') + b"."
+    token = msg + b"." + b64(sign("HS256", SECRET, msg + b'{"sub":"u"}'))
+    assert jwt.decode(token, SECRET, ["HS256"], detached_payload=b'{"sub":"u"}') == {"sub": "u"}
+    big = b'{"pad":"' + b"x" * 7000 + b'"}'
+    token = msg + b"." + b64(sign("HS256", SECRET, msg + big))
+    assert jwt.api_jws.decode(token, SECRET, ["HS256"], detached_payload=big) == big
+    with pytest.raises(jwt.DecodeError, match="larger"):  # claims are scanned within 6 KiB
+        jwt.decode(token, SECRET, ["HS256"], detached_payload=big)
+
+
+def test_verify_signature_false(keys: dict) -> None:
+    """PyJWT's options={"verify_signature": False}: structure and header checks only; key and
+    algorithms unused; for a JWT the verify_* claim checks default to off, require still holds."""
+    token = forge({"alg": "HS256"}, {"exp": 1, "aud": "x"})
+    forged = token[:-4] + (b"AAAA" if not token.endswith(b"AAAA") else b"BBBB")
+    off = {"verify_signature": False}
+    for t in (token, forged, forge({"alg": "none"}, {"exp": 1, "aud": "x"}, "HS256")):
+        parts = jwt.api_jws.decode_complete(t, options=off)
+        assert parts == pyjwt.api_jws.decode_complete(t, options=off)
+        assert jwt.decode(t, options=off) == {"exp": 1, "aud": "x"}
+        assert jwt.decode(t, 12345, ["XX"], options=off) == {"exp": 1, "aud": "x"}
+    with pytest.raises(jwt.ExpiredSignatureError):
+        jwt.decode(forged, options={**off, "verify_exp": True})
+    with pytest.raises(jwt.MissingRequiredClaimError):
+        jwt.decode(forged, options={**off, "require": ["sub"]})
+    with pytest.raises(jwt.DecodeError):  # the structure is still checked
+        jwt.api_jws.decode(token + b"!", options=off)
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.api_jws.decode(forged, SECRET, ["HS256"], options={"verify_signature": True})
