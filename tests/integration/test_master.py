@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import HOST, PYTHON, Proc, RawConn, free_port, gateway_config, wait_for_port
+from conftest import (
+    HOST,
+    PYTHON,
+    Proc,
+    RawConn,
+    free_port,
+    gateway_config,
+    wait_for,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -77,16 +86,6 @@ def title(pid: int) -> str:
         return f.read().replace(b"\0", b" ").decode().strip()
 
 
-def wait_until(cond, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def get(port: int, path: str) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection(HOST, port, timeout=10)
     try:
@@ -109,7 +108,7 @@ class Master:
                                     "--pid-file", str(self.pid_file)], tmp / "master.log")
         try:
             wait_for_port(self.port, self.proc)
-            wait_until(lambda: len(self.workers()) == workers and self.log().count("serving")
+            wait_for(lambda: len(self.workers()) == workers and self.log().count("serving")
                        >= workers, what="workers serving")
         except BaseException:
             self.proc.stop()
@@ -167,17 +166,19 @@ def test_pin_cpus_false_keeps_the_full_mask(master_factory) -> None:
 def test_killed_worker_is_respawned_under_load(master_factory) -> None:
     m = master_factory(workers=2)
     with Load(m.port, conns=8) as load:
-        time.sleep(1.0)
-        victim = m.workers()[0]
+        wait_for(lambda: load.statuses[200] >= 50, what="load running")
+        old = m.workers()
+        victim = old[0]
         os.kill(victim, signal.SIGKILL)
-        wait_until(lambda: len(m.workers()) == 2 and victim not in m.workers(),
-                   what="respawn")
-        time.sleep(1.0)
+        [new] = wait_for(lambda: len(m.workers()) == 2 and victim not in m.workers() and
+                         [p for p in m.workers() if p not in old], what="respawn")
+        m.proc.wait_for_log(f"pid {new} serving")
+        served = load.statuses[200]
+        wait_for(lambda: load.statuses[200] >= served + 50, what="load after the respawn")
     print(f"kill -9 under load: {load.total} requests, {load.failures} failed")
     assert "exited unexpectedly (signal SIGKILL)" in m.log()
     # only requests in flight on the killed worker may fail: at most one per connection
     assert load.failures <= 8, (load.statuses, load.errors[:5])
-    assert load.statuses[200] > 100
     # new connections are served (by both workers, including the new one)
     assert all(get(m.port, "/hello")[0] == 200 for _ in range(20))
 
@@ -187,7 +188,7 @@ def test_hung_worker_is_killed_and_replaced(master_factory) -> None:
     [hung] = m.workers()
     os.kill(hung, signal.SIGSTOP)
     try:
-        wait_until(lambda: m.workers() and hung not in m.workers(), timeout=15,
+        wait_for(lambda: m.workers() and hung not in m.workers(), timeout=15,
                    what="hung worker replaced")
     finally:
         try:
@@ -195,7 +196,7 @@ def test_hung_worker_is_killed_and_replaced(master_factory) -> None:
         except ProcessLookupError:
             pass
     assert "hung (no heartbeat" in m.log()
-    wait_until(lambda: get(m.port, "/hello")[0] == 200, what="service after replacement")
+    wait_for(lambda: get(m.port, "/hello")[0] == 200, what="service after replacement")
 
 
 def test_reload_with_broken_config_keeps_serving(master_factory) -> None:
@@ -204,7 +205,7 @@ def test_reload_with_broken_config_keeps_serving(master_factory) -> None:
     good = m.path.read_text()
     m.path.write_text(good.replace("cluster: origin", "cluster: orgin", 1))
     m.signal(signal.SIGHUP)
-    wait_until(lambda: "reload rejected" in m.log(), what="rejection logged")
+    wait_for(lambda: "reload rejected" in m.log(), what="rejection logged")
     assert "unknown cluster 'orgin'" in m.log() and str(m.path) in m.log()
     assert m.workers() == before
     assert get(m.port, "/hello")[0] == 200
@@ -214,36 +215,38 @@ def test_ten_reloads_under_load_fail_no_request(master_factory) -> None:
     m = master_factory(workers=2)
     start = time.monotonic()
     with Load(m.port, conns=8) as load:
+        wait_for(lambda: load.statuses[200] >= 50, what="load running")
         for gen in range(2, 12):
             # generation N routes /vN/ to the cluster with nothing listening (502); any
             # other path falls through to the origin
             m.write(workers=2, extra_routes=[
                 {"match": {"path_prefix": f"/v{gen}/"}, "cluster": "dead"}])
+            before = load.total
             m.signal(signal.SIGHUP)
             serving = f"generation {gen} serving"
-            wait_until(lambda s=serving: s in m.log(), what=serving)
+            wait_for(lambda s=serving: s in m.log(), what=serving)
             # old workers may still accept for a moment after they are told to drain
-            wait_until(lambda g=gen: get(m.port, f"/v{g}/x")[0] == 502, timeout=5,
-                       what=f"route of generation {gen}")
-            wait_until(lambda g=gen: get(m.port, f"/v{g - 1}/x") == (
-                404, b"origin: no such endpoint"), timeout=5, what="old route gone")
-            time.sleep(0.3)
-        while time.monotonic() - start < 5.0:
-            time.sleep(0.1)
+            wait_for(lambda g=gen: get(m.port, f"/v{g}/x")[0] == 502, timeout=10,
+                     what=f"route of generation {gen}")
+            wait_for(lambda g=gen: get(m.port, f"/v{g - 1}/x") == (
+                404, b"origin: no such endpoint"), timeout=10, what="old route gone")
+            # the load ran across this reload: requests went on after the SIGHUP
+            wait_for(lambda b=before: load.total >= b + 50, what="load across the reload")
+        # every old generation (10 of 2 workers) drained and exited
+        wait_for(lambda: m.log().count("exited (status 0)") >= 20, timeout=30,
+                 what="20 old workers exited")
     elapsed = time.monotonic() - start
     print(f"10 reloads in {elapsed:.1f} s under load: {load.total} requests, {load.failures} "
           f"failed, statuses {dict(load.statuses)}")
-    assert elapsed >= 5.0
-    assert load.total > 500, load.statuses
     assert load.failures == 0, (load.statuses, load.errors[:5])
-    assert m.log().count("exited (status 0)") >= 20   # 10 old generations of 2 drained
+    assert "exited unexpectedly" not in m.log()
 
 
 def test_sigterm_lets_a_slow_request_finish(master_factory, origin) -> None:
     m = master_factory(workers=1)
     with RawConn(m.port, timeout=15) as conn:
         conn.send(b"GET /slow?delay=1.5&sigterm=1 HTTP/1.1\r\nHost: t\r\n\r\n")
-        wait_until(lambda: any("sigterm=1" in t for t in origin.stats(targets=True)["targets"]),
+        wait_for(lambda: any("sigterm=1" in t for t in origin.stats(targets=True)["targets"]),
                    what="the slow request at the origin")
         m.signal(signal.SIGTERM)
         resp = conn.read_response(timeout=10)
@@ -259,7 +262,7 @@ def test_cli_reload_and_stop_through_pid_file(master_factory) -> None:
                                     capture_output=True, text=True, timeout=30, check=False)
     assert int(m.pid_file.read_text()) == m.proc.pid
     assert run("reload", "--pid-file", str(m.pid_file)).returncode == 0
-    wait_until(lambda: "generation 2 serving" in m.log(), what="reload via CLI")
+    wait_for(lambda: "generation 2 serving" in m.log(), what="reload via CLI")
     assert run("stop", "--pid-file", str(m.pid_file)).returncode == 0
     assert m.proc.popen.wait(15) == 0
     assert not m.pid_file.exists()
@@ -278,35 +281,38 @@ def test_sigusr1_reopens_the_log_file(tmp_path, origin) -> None:
                                "--log-file", str(log_file)], tmp_path / "stderr.log")
     try:
         wait_for_port(port, proc)
-        wait_until(lambda: "serving" in log_file.read_text(), what="log file written")
+        wait_for(lambda: "serving" in log_file.read_text(), what="log file written")
         log_file.rename(tmp_path / "gwcore.log.1")            # what logrotate does
         os.kill(proc.pid, signal.SIGUSR1)
-        time.sleep(0.5)
+        wait_for(log_file.exists, what="the log file reopened")  # created by the reopen
         os.kill(proc.pid, signal.SIGHUP)                      # something worth logging
-        wait_until(lambda: log_file.exists() and "reload accepted" in log_file.read_text(),
+        wait_for(lambda: log_file.exists() and "reload accepted" in log_file.read_text(),
                    what="new log file")
         assert "reload accepted" not in (tmp_path / "gwcore.log.1").read_text()
     finally:
         proc.stop()
 
 
-def test_sigquit_and_double_sigint_exit_at_once(master_factory) -> None:
+def test_sigquit_and_double_sigint_exit_at_once(master_factory, origin) -> None:
     m = master_factory(workers=1)
-    with RawConn(m.port, timeout=15) as conn:
-        conn.send(b"GET /slow?delay=5 HTTP/1.1\r\nHost: t\r\n\r\n")
-        time.sleep(0.3)
+    with RawConn(m.port, timeout=30) as conn:
+        conn.send(b"GET /slow?delay=30&sigint=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        wait_for(lambda: origin.served("/slow?delay=30&sigint=1"),
+                 what="the slow request at the origin")
         started = time.monotonic()
         m.signal(signal.SIGINT)                 # first: drain (the slow request would finish)
-        time.sleep(0.3)
-        assert m.proc.popen.poll() is None
+        m.proc.wait_for_log("received SIGINT: draining")
+        assert m.proc.popen.poll() is None      # draining: waits for the 30 s request
         m.signal(signal.SIGINT)                 # second: at once
-        assert m.proc.popen.wait(5) == 1
-        assert time.monotonic() - started < 3
+        assert m.proc.popen.wait(15) == 1
+        assert time.monotonic() - started < 15  # not after the slow request
+        data, closed = conn.read_until_close(timeout=10)
+        assert closed and data == b"", data     # the slow request was cut, not answered
     m2 = master_factory(workers=1)
     workers = m2.workers()
     m2.signal(signal.SIGQUIT)
-    assert m2.proc.popen.wait(5) == 0
-    wait_until(lambda: not any(os.path.exists(f"/proc/{p}") for p in workers),
+    assert m2.proc.popen.wait(15) == 0
+    wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in workers),
                what="workers gone")
 
 
