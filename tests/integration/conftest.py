@@ -23,7 +23,8 @@ Waiting
   timeout, what)`` polls until the predicate is truthy and returns its value (AssertionError
   naming ``what`` otherwise); ``proc.wait_for_log(text)`` waits for a log line of a process;
   ``tcp_state(local, remote)`` reads a loopback connection's TCP state from /proc/net/tcp
-  (e.g. whether the gateway has closed its end of a connection an origin closed).
+  (e.g. whether the gateway has closed its end of a connection an origin closed);
+  ``held_connections(gw.pid, origin.port)`` counts the sockets one gateway holds to an origin.
 
 Clients
   raw               ``raw(port)`` opens a RawConn: a blocking socket with an h11 response
@@ -224,6 +225,24 @@ def tcp_state(local: tuple[str, int], remote: tuple[str, int]) -> str | None:
             if (cols[1], cols[2]) == want:
                 return TCP_STATES.get(int(cols[3], 16), cols[3])
     return None
+
+
+def held_connections(pid: int, port: int, host: str = HOST) -> int:
+    """TCP sockets that the process tree of pid holds to host:port, in any state (an origin's
+    count of open connections mixes every gateway of the session; this is one gateway's)."""
+    inodes = set()
+    for p in tree_pids(pid):
+        try:
+            for fd in os.listdir(f"/proc/{p}/fd"):
+                link = os.readlink(f"/proc/{p}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            pass
+    remote = f"{socket.inet_aton(host)[::-1].hex().upper()}:{port:04X}"
+    with open("/proc/net/tcp") as f:
+        next(f)
+        return sum(1 for line in f if (cols := line.split())[2] == remote and cols[9] in inodes)
 
 
 class Notify:

@@ -46,6 +46,7 @@ Endpoints (method-agnostic unless noted; HEAD gets the GET head without a body):
                                  protocol_errors (requests h11 rejected), aborted (peer closed
                                  mid-message), idle_closed (connections closed by close_idle),
                                  idle_closed_peers (their peers' [host, port], the last 100),
+                                 in_flight (targets of the requests being answered now),
                                  targets (the last 2000 request-targets). Connections whose
                                  first request is /stats or /release are control connections
                                  and are not counted; neither are those requests.
@@ -109,6 +110,8 @@ class Stats:
             "aborted": self.aborted,
             "idle_closed": self.idle_closed,
             "idle_closed_peers": list(self.idle_closed_peers),
+            "in_flight": [ex.request.target.decode("latin-1") for ex in self.open
+                          if not ex.control and ex.request is not None],
         }
         if with_targets:
             out["targets"] = list(self.targets)

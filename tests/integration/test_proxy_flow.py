@@ -10,19 +10,16 @@ import time
 
 import httpx
 import pytest
+from conftest import held_connections, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
 MiB = 1 << 20
 
 
-def wait_for(predicate, timeout: float = 5.0, period: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(period)
-    return predicate()
+def in_flight(origin, tag: str) -> list[str]:
+    """The requests whose target contains tag that the origin is answering now."""
+    return [t for t in origin.stats()["in_flight"] if tag in t]
 
 
 @pytest.mark.timeout(90)
@@ -90,26 +87,28 @@ def test_slow_origin_pauses_the_client(gw, rss_sampler) -> None:
 
 
 def test_client_gone_mid_download(gw, origin) -> None:
-    before = origin.stats()["open"]
-    for _ in range(3):
+    for i in range(3):
         with socket.create_connection(("127.0.0.1", gw.port)) as sock:
-            sock.sendall(b"GET /big?size=1073741824 HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+            sock.sendall(f"GET /big?size=1073741824&gone-down={i} HTTP/1.1\r\n"
+                         "Host: gw.test\r\n\r\n".encode())
             got = 0
             while got < 2 * MiB:
                 got += len(sock.recv(MiB))
-    # The origin's stream is cut too (its connections are closed, not left streaming).
-    assert wait_for(lambda: origin.stats()["open"] <= before, timeout=5), (before, origin.stats())
+            assert in_flight(origin, f"gone-down={i}")      # the origin is streaming it
+    # The origin's streams are cut too (their connections closed, not left streaming 1 GiB).
+    wait_for(lambda: not in_flight(origin, "gone-down="), what="the origin's streams cut")
     assert httpx.get(gw.url + "/hello", timeout=10).json() == {"hello": "world"}
 
 
 def test_client_gone_mid_upload(gw, origin) -> None:
     before = origin.stats()["aborted"]
     with socket.create_connection(("127.0.0.1", gw.port)) as sock:
-        sock.sendall(b"POST /discard HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 10485760\r\n\r\n")
+        sock.sendall(b"POST /discard?gone-up=1 HTTP/1.1\r\nHost: gw.test\r\n"
+                     b"Content-Length: 10485760\r\n\r\n")
         sock.sendall(b"u" * MiB)
-        time.sleep(0.3)
+        wait_for(lambda: in_flight(origin, "gone-up=1"), what="the upload at the origin")
     # The upstream request cannot be completed: the gateway must abort that connection.
-    assert wait_for(lambda: origin.stats()["aborted"] > before), origin.stats()
+    wait_for(lambda: origin.stats()["aborted"] > before, what="the upstream upload aborted")
     assert httpx.get(gw.url + "/hello", timeout=10).json() == {"hello": "world"}
 
 
@@ -135,24 +134,32 @@ def test_many_concurrent_clients(gw) -> None:
 
 def test_pool_keeps_at_most_max_idle(gateway_factory, origin) -> None:
     gw = gateway_factory(pool={"max_idle": 2, "idle_timeout": "60s"})
-    base = origin.stats()["open"]
+    key = f"pool-{time.monotonic_ns()}"
 
     async def burst() -> list[int]:
-        async with httpx.AsyncClient(base_url=gw.url, timeout=10,
+        async with httpx.AsyncClient(base_url=gw.url, timeout=20,
                                      limits=httpx.Limits(max_connections=20)) as client:
-            rs = await asyncio.gather(*(client.get("/slow?delay=0.3") for _ in range(12)))
-            return [r.status_code for r in rs]
+            # all 12 are held at the origin until all 12 are there: 12 upstream connections
+            rs = asyncio.gather(*(client.get(f"/hold?key={key}&i={i}") for i in range(12)))
+            held = asyncio.to_thread(wait_for, lambda: len(in_flight(origin, key)) == 12,
+                                     20, "12 requests held at the origin")
+            await held
+            assert held_connections(gw.pid, origin.port) == 12
+            origin.release(key)
+            return [r.status_code for r in await rs]
 
     assert asyncio.run(burst()) == [200] * 12
-    assert wait_for(lambda: origin.stats()["open"] - base <= 2, timeout=3), origin.stats()
+    # 12 connections came back to the pool: all but max_idle are closed
+    wait_for(lambda: held_connections(gw.pid, origin.port) <= 2, what="pool trimmed to 2")
+    assert held_connections(gw.pid, origin.port) == 2
 
 
 def test_pool_idle_timeout(gateway_factory, origin) -> None:
-    gw = gateway_factory(pool={"max_idle": 64, "idle_timeout": "1s"})
-    base = origin.stats()["open"]
+    gw = gateway_factory(pool={"max_idle": 64, "idle_timeout": "2s"})
     assert httpx.get(gw.url + "/hello", timeout=10).status_code == 200
-    assert origin.stats()["open"] - base == 1  # pooled, open
-    assert wait_for(lambda: origin.stats()["open"] == base, timeout=4), origin.stats()
+    assert held_connections(gw.pid, origin.port) == 1  # pooled, open
+    wait_for(lambda: held_connections(gw.pid, origin.port) == 0, timeout=15,
+             what="the idle pooled connection closed")
 
 
 def test_hop_by_hop_response_fields_removed(gw, raw, req) -> None:
