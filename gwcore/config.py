@@ -132,8 +132,11 @@ class Limits(_Section):
     max_headers: int = 100
     max_target_bytes: Size = Size(8 << 10)
     max_body_bytes: Size = Size(10 << 20)
+    buffer_body_bytes: Size = Size(64 << 10)
 
     def __post_init__(self) -> None:
+        if self.buffer_body_bytes > 64 << 20:
+            raise ValueError("buffer_body_bytes: must be at most 64 MiB")
         if not 64 <= self.max_head_bytes <= 1 << 20:
             raise ValueError("max_head_bytes: must be between 64 B and 1 MiB")
         if not 1 <= self.max_headers <= 1000:
@@ -144,13 +147,26 @@ class Limits(_Section):
 
 class ListenerTimeouts(_Section):
     """``header``: time to receive a whole request head (slowloris guard, 408).
-    ``idle``: how long a keep-alive connection may wait for its next request. Seconds."""
+    ``idle``: how long a keep-alive connection may wait for its next request.
+    ``filter``: longest wait for a request filter that awaits (a key fetch...) → 504.
+    Seconds."""
 
     header: Duration = Duration(10.0)
     idle: Duration = Duration(60.0)
+    filter: Duration = Duration(5.0)
 
     def __post_init__(self) -> None:
-        self._positive("header", "idle")
+        self._positive("header", "idle", "filter")
+
+
+class PathNormalization(_Section):
+    """How the path that routes match is normalised (RFC 3986 §6.2.2; dot segments are
+    always removed). ``merge_slashes``: ``//`` → ``/``. ``escaped_slashes``: ``decode``
+    (%2F and %5C decoded before matching), ``keep`` (left encoded: an origin that decodes
+    them sees a path no route matched, CVE-2021-29492's class), ``reject`` (400)."""
+
+    merge_slashes: bool = True
+    escaped_slashes: Literal["decode", "keep", "reject"] = "decode"
 
 
 class Listener(_Addressed):
@@ -158,6 +174,7 @@ class Listener(_Addressed):
     backlog: int = 1024
     limits: Limits = msgspec.field(default_factory=Limits)
     timeouts: ListenerTimeouts = msgspec.field(default_factory=ListenerTimeouts)
+    path_normalization: PathNormalization = msgspec.field(default_factory=PathNormalization)
 
     def __post_init__(self) -> None:
         try:
@@ -313,6 +330,28 @@ class Retries(_Section):
         return float(self.budget[:-1]) / 100
 
 
+class CircuitBreakers(_Section):
+    """Per worker and cluster (Envoy's names and defaults): upstream connections open
+    (``max_connections``), requests waiting for a connection slot (``max_pending_requests``,
+    each for at most ``pending_timeout``), requests under way (``max_requests``) and retries
+    under way (``max_retries``). Over a limit → 503 with Retry-After (a retry is not made)."""
+
+    max_connections: int = 1024
+    max_pending_requests: int = 1024
+    max_requests: int = 1024
+    max_retries: int = 3
+    pending_timeout: Duration = Duration(5.0)
+
+    def __post_init__(self) -> None:
+        self._positive("pending_timeout")
+        for name in ("max_connections", "max_requests"):
+            if not 1 <= getattr(self, name) <= 1 << 20:
+                raise ValueError(f"{name}: must be between 1 and 1048576")
+        for name in ("max_pending_requests", "max_retries"):
+            if not 0 <= getattr(self, name) <= 1 << 20:
+                raise ValueError(f"{name}: must be between 0 and 1048576")
+
+
 def _is_prime(n: int) -> bool:
     return n >= 2 and all(n % d for d in range(2, int(n**0.5) + 1))
 
@@ -326,6 +365,7 @@ class Cluster(_Section):
     health_check: HealthCheck | None = None
     outlier_detection: OutlierDetection = msgspec.field(default_factory=OutlierDetection)
     retries: Retries = msgspec.field(default_factory=Retries)
+    circuit_breakers: CircuitBreakers = msgspec.field(default_factory=CircuitBreakers)
     dns_refresh: Duration = Duration(30.0)
 
     def __post_init__(self) -> None:
@@ -439,10 +479,27 @@ class RouteJwt(_Section):
     optional: bool = False
 
 
+class RouteTimeouts(_Section):
+    """``request``: the whole exchange, from the request head until the response is
+    complete (Envoy's route timeout); none by default, so long downloads and event streams
+    are not cut. Seconds; 504 before a response started, a reset after."""
+
+    request: Duration | None = None
+
+    def __post_init__(self) -> None:
+        if self.request is not None:
+            self._positive("request")
+
+
 class Route(_Section):
+    """``forward_normalized_path``: send the normalised path upstream instead of the
+    request-target as received (RFC 9110 §7.7 has a proxy forward it unchanged)."""
+
     cluster: str
     match: Match = msgspec.field(default_factory=Match)
     jwt: str | RouteJwt | None = None
+    timeouts: RouteTimeouts = msgspec.field(default_factory=RouteTimeouts)
+    forward_normalized_path: bool = False
 
     @property
     def jwt_policy(self) -> RouteJwt | None:

@@ -1,4 +1,4 @@
-# distutils: sources = src_c/http1.c
+# distutils: sources = src_c/http1.c src_c/path.c
 """Downstream connection protocol: one client connection, driven by data_received.
 
 Requests are handled one at a time in arrival order (pipelined ones wait in the buffer, so
@@ -24,6 +24,10 @@ from gwcore.http._chttp1 cimport (
     GW_M_CONNECT, GW_M_HEAD, GW_M_OPTIONS, GW_M_OTHER, GW_M_PUT, GW_M_TRACE, gw_chunked, gw_chunked_decode,
     gw_chunked_init, gw_field, gw_find_field, gw_head, gw_http_error_name, gw_http_error_status,
     gw_limits, gw_parse_request,
+)
+from gwcore.http._cpath cimport (
+    GW_PATH_DECODE_SLASHES, GW_PATH_MERGE_SLASHES, GW_PATH_REJECT_SLASHES, gw_normalize_path,
+    gw_path_error_name, gw_path_error_status, gw_path_status,
 )
 from gwcore.http._wire cimport (
     Clock, build_head, mark_connection_options, protected_connection_option,
@@ -65,6 +69,7 @@ cdef enum:
 # Request heads are parsed and rewritten synchronously: one field array per worker.
 cdef gw_field _fields[MAX_FIELDS]
 cdef unsigned char _drop[MAX_FIELDS]
+cdef char _path[1 << 20]        # normalised path; targets are bounded by max_head_bytes ≤ 1 MiB
 
 cdef unsigned int DROP_ALWAYS = (
     (1u << GW_FK_EXPECT) | (1u << GW_FK_X_FORWARDED_FOR) | (1u << GW_FK_X_FORWARDED_PROTO)
@@ -110,36 +115,6 @@ cdef bytes _chunk_line(Py_ssize_t n):
     return PyBytes_FromStringAndSize(line, w + 2)
 
 
-cdef inline bint _dot_segment(const char *p, Py_ssize_t n) noexcept:
-    """A path segment that is "." or ".." once %2e is decoded (RFC 3986 §5.2.4): routes
-    match raw paths, so such a path could reach an origin that resolves it past a route."""
-    cdef Py_ssize_t i = 0, dots = 0
-    while i < n:
-        if p[i] == 46:
-            i += 1
-        elif i + 2 < n and p[i] == 37 and p[i + 1] == 50 and (p[i + 2] == 101 or p[i + 2] == 69):
-            i += 3
-        else:
-            return False
-        dots += 1
-    return 1 <= dots <= 2
-
-
-cdef bint _has_dot_segments(const char *t, Py_ssize_t n) noexcept:
-    cdef Py_ssize_t i = 0, start
-    while i < n and t[i] != 63 and t[i] != 35:          # up to "?" or "#"
-        if t[i] == 47:                                   # "/"
-            start = i + 1
-            i = start
-            while i < n and t[i] != 47 and t[i] != 63 and t[i] != 35:
-                i += 1
-            if _dot_segment(t + start, i - start):
-                return True
-        else:
-            i += 1
-    return False
-
-
 cdef inline bytes _path_part(bytes target):
     """The path of an origin-form request-target: up to "?" (RFC 9112 §3.2.1)."""
     cdef const char *t = PyBytes_AS_STRING(target)
@@ -167,6 +142,7 @@ cdef class ListenerRuntime:
     cdef gw_limits limits
     cdef int64_t max_body, buffer_body
     cdef double header_timeout, idle_timeout, filter_timeout
+    cdef unsigned int path_flags
     cdef Router router
     cdef Clock clock
     cdef bytes proto_line
@@ -180,7 +156,8 @@ cdef class ListenerRuntime:
     def __cinit__(self, Router router, Clock clock, *, int max_head_bytes, int max_headers,
                   int max_target_bytes, int64_t max_body_bytes, double header_timeout,
                   double idle_timeout, int64_t buffer_body_bytes=64 * 1024,
-                  double filter_timeout=5.0, str scheme="http"):
+                  double filter_timeout=5.0, bint merge_slashes=True,
+                  str escaped_slashes="decode", str scheme="http"):
         if not 1 <= max_headers <= MAX_FIELDS:
             raise ValueError(f"max_headers must be 1..{MAX_FIELDS}")
         self.limits.max_head_bytes = max_head_bytes
@@ -189,6 +166,9 @@ cdef class ListenerRuntime:
         self.max_body = max_body_bytes
         self.buffer_body = buffer_body_bytes
         self.filter_timeout = filter_timeout
+        self.path_flags = ((GW_PATH_MERGE_SLASHES if merge_slashes else 0)
+                           | {"decode": GW_PATH_DECODE_SLASHES, "keep": 0,
+                              "reject": GW_PATH_REJECT_SLASHES}[escaped_slashes])
         self.header_timeout = header_timeout
         self.idle_timeout = idle_timeout
         self.router = router
@@ -463,13 +443,21 @@ cdef class Downstream(ResponseSink):
             self._proceed(base, h, method, target, host, None)
 
     cdef bytes _normalized_path(self, bytes target):
-        """The path routes match, or None after answering 400."""
+        """The path routes match and filters see (RFC 3986 §6.2.2 with the listener's
+        path_normalization; src_c/path.c), or None after answering 400."""
+        cdef gw_path_status st
+        cdef bytes path
+        cdef ssize_t n
         if PyBytes_AS_STRING(target)[0] != 47:
             return target       # asterisk-form: routed by Host only
-        if _has_dot_segments(PyBytes_AS_STRING(target), PyBytes_GET_SIZE(target)):
-            self._error(400, "dot segments in the path", True)
+        path = _path_part(target)
+        n = gw_normalize_path(PyBytes_AS_STRING(path), PyBytes_GET_SIZE(path), _path,
+                              sizeof(_path), self.lr.path_flags, &st)
+        if n < 0:
+            self._error(gw_path_error_status(st.error), gw_path_error_name(st.error).decode(),
+                        True)
             return None
-        return _path_part(target)
+        return path if st.same else PyBytes_FromStringAndSize(_path, n)
 
     cdef void _filter(self, const char *base, gw_head *h, route, bytes method, bytes target,
                       bytes host, bytes path):

@@ -74,7 +74,12 @@ def make_cluster(c: ClusterConfig, clock: Clock, loop: asyncio.AbstractEventLoop
         attempts=rt.attempts, retry_on=[str(x) for x in rt.on], budget=rt.budget_ratio,
         retry_after_max=rt.retry_after_max, od_failures=od.consecutive_failures,
         od_base=od.base_ejection_time, od_max=od.max_ejection_time,
-        od_max_percent=od.max_ejection_percent)
+        od_max_percent=od.max_ejection_percent,
+        max_connections=c.circuit_breakers.max_connections,
+        max_pending_requests=c.circuit_breakers.max_pending_requests,
+        max_requests=c.circuit_breakers.max_requests,
+        max_retries=c.circuit_breakers.max_retries,
+        pending_timeout=c.circuit_breakers.pending_timeout)
     for ep, ep_cfg in zip(cluster.endpoints, c.endpoints):
         ep.connect_host = resolve(ep_cfg.host, ep_cfg.port)
     return cluster
@@ -97,8 +102,12 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock
                               max_headers=lst.limits.max_headers,
                               max_target_bytes=lst.limits.max_target_bytes,
                               max_body_bytes=lst.limits.max_body_bytes,
+                              buffer_body_bytes=lst.limits.buffer_body_bytes,
                               header_timeout=lst.timeouts.header,
-                              idle_timeout=lst.timeouts.idle))
+                              idle_timeout=lst.timeouts.idle,
+                              filter_timeout=lst.timeouts.filter,
+                              merge_slashes=lst.path_normalization.merge_slashes,
+                              escaped_slashes=lst.path_normalization.escaped_slashes))
         for lst in cfg.listeners
     ]
 
