@@ -60,16 +60,15 @@ class Exchange:
     """One request on a filtered route: what filters read and the one object they write.
 
     ``request``: the parsed head (gwcore.http.Request: method, target, get(name) -> bytes).
-    ``route``: the matched gwcore.proxy._router.Route. ``client_ip``: str. ``path``: the
-    normalised path routes matched (bytes; RFC 3986 §6.2.2), the raw target is
-    ``request.target``.
+    ``route``: the matched gwcore.proxy._router.Route. ``client_ip``: str.
+    ``request.path`` is the normalised path routes matched (RFC 3986 §6.2.2);
+    ``request.target`` the request-target as received.
     ``state``: per-request scratch space shared by the filters (e.g. verified JWT claims).
     """
 
     request: Request
     route: Any
     client_ip: str
-    path: bytes = b""
     state: dict[str, Any] = field(default_factory=dict)
     upstream_fields: list[tuple[bytes, bytes]] = field(default_factory=list)
     removed_fields: set[bytes] = field(default_factory=set)

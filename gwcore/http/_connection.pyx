@@ -282,7 +282,7 @@ cdef class Downstream(ResponseSink):
 
     def connection_lost(self, exc):
         if self.state == D_FILTERING:
-            self.exchange[-1].cancel()      # nobody waits for this filter any more
+            self.exchange[6].cancel()      # nobody waits for this filter any more
             self.exchange = None
         self.state = D_CLOSED
         self.lr.clock.unwatch(self)
@@ -465,10 +465,11 @@ cdef class Downstream(ResponseSink):
         parsed again when the filters are done."""
         cdef bytes head = PyBytes_FromStringAndSize(base, self.pos - (base - PyBytes_AS_STRING(
             self.buf)))
-        ex = Exchange(parse_request(head, max_head_bytes=len(head) + 1,
-                                    max_fields=self.lr.limits.max_fields,
-                                    max_target_len=self.lr.limits.max_target_len),
-                      route, self.client_ip.decode(), path)
+        request = parse_request(head, max_head_bytes=len(head) + 1,
+                                max_fields=self.lr.limits.max_fields,
+                                max_target_len=self.lr.limits.max_target_len)
+        request.path = path
+        ex = Exchange(request, route, self.client_ip.decode())
         try:
             result = run_request_filters(ex, route.filters)
         except Exception:
@@ -480,6 +481,7 @@ cdef class Downstream(ResponseSink):
         elif isinstance(result, LocalResponse):
             self._local(result, h.chunked or h.content_length > 0)
         else:
+            # the future at [6] (wraparound is off: no negative indexes in this module)
             self.exchange = (ex, head, method, target, host, h.host_index == -2, result)
             self.state = D_FILTERING
             self.deadline = self.lr.clock.now + self.lr.filter_timeout
@@ -595,7 +597,8 @@ cdef class Downstream(ResponseSink):
                 return False
             body = b"".join(self.body_parts)
             # sent with Content-Length: the length is known now (RFC 9112 §7.1.3)
-            self.up_head = (self.up_head[:-PyBytes_GET_SIZE(TE_CHUNKED) - 2]
+            self.up_head = (self.up_head[:PyBytes_GET_SIZE(self.up_head)
+                                         - PyBytes_GET_SIZE(TE_CHUNKED) - 2]
                             + b"Content-Length: %d\r\n\r\n" % len(body))
             self.req_body = body
         self.body_parts = None
@@ -1040,7 +1043,7 @@ cdef class Downstream(ResponseSink):
 
     cdef void _cancel_filter(self):
         """Stops waiting for a request filter (its task is cancelled; reading resumes)."""
-        fut = self.exchange[-1]
+        fut = self.exchange[6]
         self.exchange = None
         self.state = D_HEAD
         self._pause(P_FILTERING, False)

@@ -67,6 +67,12 @@ class Request(_Head):
     def target(self) -> bytes:
         """request-target as received (origin, absolute, authority or asterisk form)."""
     @property
+    def path(self) -> bytes:
+        """The path routes match: normalised by the gateway (RFC 3986 §6.2.2, the listener's
+        path_normalization), else the request-target's path as received (up to "?")."""
+    @path.setter
+    def path(self, value: bytes) -> None: ...
+    @property
     def expect_continue(self) -> bool:
         """``Expect: 100-continue`` was sent (case-insensitive)."""
 

@@ -197,6 +197,18 @@ cdef class _Head:
 cdef class Request(_Head):
     """A parsed request head (RFC 9112 3). Built by parse_request."""
 
+    cdef bytes _path
+
+    @property
+    def path(self) -> bytes:
+        """The path routes match: the normalised one the gateway set (RFC 3986 §6.2.2),
+        else the request-target's path as received (up to "?")."""
+        return self.target.partition(b"?")[0] if self._path is None else self._path
+
+    @path.setter
+    def path(self, bytes value):
+        self._path = value
+
     @property
     def method(self) -> bytes:
         if self._h.method:

@@ -257,3 +257,10 @@ def test_header_names_keep_their_spelling() -> None:
         b"Host", b"host2", b"USER-AGENT", b"user-agent", b"User-agent",
         b"X-A-Very-Long-Field-Name-Over-32-Bytes",
     ]
+
+
+def test_request_path_is_the_target_path_until_the_gateway_sets_it() -> None:
+    r = parse_request(b"GET /a/../%62?x=/.. HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert r.path == b"/a/../%62" and r.target == b"/a/../%62?x=/.."
+    r.path = b"/b"
+    assert r.path == b"/b" and r.target == b"/a/../%62?x=/.."
