@@ -1,4 +1,8 @@
-"""Command line: ``gwcore serve | reload | stop | check | demo | version``."""
+"""Command line: ``gwcore serve | reload | stop | check | demo | version``.
+
+Only ``serve`` and ``demo`` import the worker (uvloop, the compiled proxy); ``version`` and
+``check`` stay light (tests/integration/test_cli.py checks the modules they load).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,21 @@ import signal
 import sys
 from collections.abc import Callable
 
-from gwcore import __version__, demo
-from gwcore.config import ConfigError, load
-from gwcore.process.worker import setup_logging
+from gwcore import __version__, demo, runtime
+from gwcore.config import ConfigError
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    """Log as the master and workers do: to stderr or ``--log-file``."""
+    from gwcore.process.worker import setup_logging  # it keeps the path for SIGUSR1
+
+    setup_logging(getattr(args, "log_file", None))
 
 
 def _serve(args: argparse.Namespace) -> int:
     from gwcore.process import master
 
+    _setup_logging(args)
     if args.config is None:
         return demo.run()
     return master.run(args.config, args.workers, args.pid_file)
@@ -50,7 +61,7 @@ def _workers(text: str) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     try:
-        load(args.file)
+        runtime.load(args.file)         # parsed, and the files it names read (JWT keys)
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 1
@@ -59,6 +70,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    _setup_logging(args)
     return demo.run(args.port, args.origin_port)
 
 
@@ -93,7 +105,6 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_demo)
     sub.add_parser("version", help="print the version").set_defaults(func=_version)
     args = ap.parse_args(argv)
-    setup_logging(getattr(args, "log_file", None))
     try:
         return args.func(args)
     except KeyboardInterrupt:

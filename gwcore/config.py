@@ -18,7 +18,8 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
-from gwcore.jwt import JWKSet, PyJWTError
+# No gwcore.jwt/http/proxy or other compiled gwcore module here: reading key files into key
+# sets is the runtime's job (gwcore.runtime), so `gwcore check` and `version` stay light.
 
 __all__ = [
     "Cluster",
@@ -632,8 +633,20 @@ def _load_yaml(text: str) -> Any:
         loader.dispose()
 
 
-def parse(text: str, source: str = "<config>") -> Config:
-    """Parse YAML text into a :class:`Config`; ``ConfigError`` names ``source`` and the key."""
+def _resolve_paths(cfg: Config, base_dir: str) -> None:
+    """Make the config's relative file paths (``jwt_providers.*.jwks.file``) relative to
+    ``base_dir``, the config file's directory; absolute paths stay as written."""
+    for provider in cfg.jwt_providers.values():
+        if provider.jwks.file is not None:
+            provider.jwks.file = os.path.join(base_dir, provider.jwks.file)
+
+
+def parse(text: str, source: str = "<config>",
+          base_dir: str | os.PathLike[str] | None = None) -> Config:
+    """Parse YAML text into a :class:`Config`. Relative file paths in it (``jwks.file``) are
+    resolved against ``base_dir`` (the config file's directory; None: left as written, i.e.
+    relative to the working directory). Files are not read here: ``gwcore.runtime.check``
+    does that. Raises ConfigError naming ``source``, the key path and the problem."""
     try:
         data = _load_yaml(text)
     except ConfigError as e:
@@ -646,25 +659,20 @@ def parse(text: str, source: str = "<config>") -> Config:
         raise ConfigError(f"{source}: {_describe(str(e))}") from None
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
+    if base_dir is not None:
+        _resolve_paths(cfg, os.fspath(base_dir))
     return cfg
 
 
 def load(path: str | os.PathLike[str]) -> Config:
-    """Read and parse a config file. Raises ConfigError (also for an unreadable file, and
-    for a JWKS file that cannot be used). Relative JWKS file paths are made relative to the
-    config file's directory."""
+    """Read and parse a config file: ``parse(text, path, base_dir=os.path.dirname(path))``,
+    so relative file paths in it are relative to the file's directory. Files it names are
+    not read (``gwcore.runtime.check`` does). Raises ConfigError (also for an unreadable
+    config file)."""
     name = os.fspath(path)
     try:
         with open(name, encoding="utf-8") as f:
             text = f.read()
     except OSError as e:
         raise ConfigError(f"{name}: {e.strerror}") from None
-    cfg = parse(text, name)
-    for pname, provider in cfg.jwt_providers.items():
-        if provider.jwks.file is not None:
-            provider.jwks.file = os.path.join(os.path.dirname(name), provider.jwks.file)
-            try:
-                JWKSet.from_file(provider.jwks.file)
-            except (OSError, PyJWTError) as e:
-                raise ConfigError(f"{name}: jwt_providers.{pname}.jwks.file: {e}") from None
-    return cfg
+    return parse(text, name, base_dir=os.path.dirname(name))

@@ -28,9 +28,10 @@ from urllib.parse import parse_qsl
 
 from gwcore.config import JwtProvider as ProviderConfig
 from gwcore.filters.base import Exchange, LocalResponse
-from gwcore.jwt import InvalidTokenError, JWKSet, UnknownKeyIdError, Verifier
+from gwcore.jwt import InvalidTokenError, UnknownKeyIdError, Verifier
 from gwcore.jwt._jws import sha256
 from gwcore.jwt.jwks import fetch
+from gwcore.runtime import key_set
 
 log = logging.getLogger("gwcore")
 
@@ -50,7 +51,7 @@ class Provider:
         self.name = name
         self.cfg = cfg
         # url keys arrive with the first refresh (started at once, asynchronously)
-        keys = JWKSet.from_file(cfg.jwks.file) if cfg.jwks.file is not None else JWKSet()
+        keys = key_set(cfg.jwks)
         self.verifier = Verifier(keys, cfg.algorithms, audience=cfg.audiences,
                                  issuer=cfg.issuer, leeway=cfg.leeway)
         self.cache: dict[bytes, tuple[float, dict[str, Any], list[tuple[bytes, bytes]]]] = {}

@@ -17,7 +17,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from gwcore.config import Config, ConfigError, load
+from gwcore import runtime
+from gwcore.config import Config, ConfigError
 from gwcore.process import worker
 from gwcore.proxy.health import HealthBoard
 
@@ -264,7 +265,7 @@ class Master:
     def reload(self) -> None:
         sd_notify("RELOADING=1")
         try:
-            cfg = load(self.config_path)
+            cfg = runtime.load(self.config_path)     # parsed, and its key files read
             socks = self.bind_all(cfg)
         except (ConfigError, BindError) as e:
             log.error("reload rejected, keeping the running config: %s", e)
@@ -346,7 +347,7 @@ class Master:
 def run(config_path: str, workers: int | None = None, pid_file: str | None = None) -> int:
     """``gwcore serve``: load the config and run the master. Exit status 1 on a bad config."""
     try:
-        cfg = load(config_path)
+        cfg = runtime.load(config_path)
     except ConfigError as e:
         print(f"gwcore: {e}", file=sys.stderr)
         return 1

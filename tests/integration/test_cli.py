@@ -15,9 +15,16 @@ from conftest import PYTHON, Proc, free_port, wait_for_port
 from gwcore.demo import GATEWAY_PORT, ORIGIN_PORT
 
 
-def gwcore(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "-m", "gwcore", *args], capture_output=True, text=True,
-                          timeout=30, check=False)
+def gwcore(*args: str, python: tuple[str, ...] = (), cwd: str | None = None
+           ) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, *python, "-m", "gwcore", *args], capture_output=True,
+                          text=True, timeout=30, check=False, cwd=cwd)
+
+
+def imported(out: subprocess.CompletedProcess) -> set[str]:
+    """The modules a ``python -X importtime`` run imported (from its stderr)."""
+    return {line.rsplit("|", 1)[1].strip() for line in out.stderr.splitlines()
+            if line.startswith("import time:") and "[us]" not in line}
 
 
 def test_version() -> None:
@@ -69,6 +76,46 @@ def test_check_catches_what_serve_would_trip_on(tmp_path, change, problem) -> No
     assert out.stderr.strip() == f"{cfg}: {problem}"
     cfg.write_text(CHECKED.replace("10MiB", "10MB"))    # SI units: accepted, 10,000,000 bytes
     assert gwcore("check", str(cfg)).returncode == 0
+
+
+HEAVY = ("uvloop", "gwcore.process.worker", "gwcore.http._connection", "gwcore.proxy._upstream",
+         "gwcore.proxy._router")
+
+
+def test_version_and_check_load_neither_uvloop_nor_the_compiled_proxy(tmp_path) -> None:
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(CHECKED)
+    for args in (("version",), ("check", str(cfg))):
+        out = gwcore(*args, python=("-X", "importtime"))
+        assert out.returncode == 0, out.stderr
+        modules = imported(out)
+        assert "gwcore.cli" in modules                  # the probe sees gwcore's imports
+        assert not modules & set(HEAVY), (args, sorted(modules & set(HEAVY)))
+        assert not [m for m in modules if m.startswith(("gwcore.jwt", "gwcore.proxy"))], args
+
+
+def test_check_reads_jwt_key_files_relative_to_the_config(tmp_path) -> None:
+    conf = tmp_path / "conf"
+    (conf / "keys").mkdir(parents=True)
+    cfg = conf / "gateway.yaml"
+    cfg.write_text(CHECKED.replace("routes: [{cluster: video}]",
+                                   "routes: [{cluster: video, jwt: p}]") +
+                   "jwt_providers:\n  p: {algorithms: [HS256], jwks: {file: keys/jwks.json}}\n")
+    missing = gwcore("check", str(cfg), cwd=str(tmp_path))
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr.strip() == (
+        f"{cfg}: jwt_providers.p.jwks.file: [Errno 2] No such file or directory: "
+        f"'{conf / 'keys/jwks.json'}'")
+    (conf / "keys/jwks.json").write_text('{"keys": 5}')
+    bad = gwcore("check", str(cfg), cwd=str(tmp_path))
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == (f"{cfg}: jwt_providers.p.jwks.file: a JWK Set is a JSON "
+                                  'object with a "keys" array')
+    (conf / "keys/jwks.json").write_text(
+        '{"keys": [{"kty": "oct", "kid": "k1", "alg": "HS256", "k": "c2VjcmV0LXNlY3JldA"}]}')
+    ok = gwcore("check", "conf/gateway.yaml", cwd=str(tmp_path), python=("-X", "importtime"))
+    assert ok.returncode == 0 and ok.stdout.strip() == "conf/gateway.yaml: ok", ok.stderr
+    assert "gwcore.jwt" in imported(ok) and "uvloop" not in imported(ok)
 
 
 def _free(port: int) -> bool:

@@ -1,5 +1,8 @@
 """Config parsing: typed values, and errors that name the file, the key path and the problem."""
 
+import subprocess
+import sys
+
 import pytest
 
 from gwcore.config import ConfigError, load, parse
@@ -184,3 +187,53 @@ def test_size_errors_name_the_accepted_units(text, got):
         "g.yaml: listeners[0].limits.max_body_bytes: expected a size: a whole number of bytes, "
         "optionally with a unit: B, KiB, MiB, GiB (×1024) or kB/KB, MB, GB (×1000), e.g. 16KiB; "
         f"got {got}")
+
+
+JWT = BASE + """\
+jwt_providers:
+  p: {algorithms: [HS256], jwks: {file: keys/jwks.json}}
+"""
+JWKS = '{"keys": [{"kty": "oct", "kid": "k1", "alg": "HS256", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"}]}'
+
+
+def test_parse_and_load_agree_and_resolve_paths_against_the_config_directory(tmp_path):
+    path = tmp_path / "gateway.yaml"
+    path.write_text(JWT)
+    loaded = load(path)
+    assert loaded == parse(JWT, str(path), base_dir=tmp_path)
+    assert loaded.jwt_providers["p"].jwks.file == str(tmp_path / "keys/jwks.json")
+    assert parse(JWT, "g.yaml").jwt_providers["p"].jwks.file == "keys/jwks.json"    # as written
+    absolute = JWT.replace("keys/jwks.json", str(tmp_path / "elsewhere.json"))
+    assert (parse(absolute, "g.yaml", base_dir="/nowhere").jwt_providers["p"].jwks.file
+            == str(tmp_path / "elsewhere.json"))
+
+
+def test_the_runtime_check_reads_key_files_and_names_the_key(tmp_path):
+    from gwcore import runtime
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text(JWT)
+    cfg = load(path)                            # the parser reads no key file
+    with pytest.raises(ConfigError) as e:
+        runtime.check(cfg, str(path))
+    assert str(e.value) == (f"{path}: jwt_providers.p.jwks.file: [Errno 2] No such file or "
+                            f"directory: '{tmp_path / 'keys/jwks.json'}'")
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys/jwks.json").write_text('{"keys": 5}')
+    with pytest.raises(ConfigError, match=r"^.*gateway.yaml: jwt_providers\.p\.jwks\.file: a JWK Set"):
+        runtime.load(path)
+    (tmp_path / "keys/jwks.json").write_text(JWKS)
+    assert runtime.load(path) == cfg
+    assert runtime.key_set(cfg.jwt_providers["p"].jwks).kids() == {"k1"}
+    runtime.check(parse(BASE, "g.yaml"))        # no provider: nothing to read
+
+
+def test_config_imports_no_compiled_or_runtime_module():
+    probe = ("import sys, gwcore.config\n"
+             "print('\\n'.join(f'{n} {getattr(m, \"__file__\", None)}' for n, m in "
+             "sys.modules.items() if n.startswith(('gwcore', 'uvloop'))))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.split("\n")
+    modules = dict(line.split(" ", 1) for line in out if line)
+    assert set(modules) == {"gwcore", "gwcore.config"}, modules
+    assert not any(f.endswith(".so") for f in modules.values()), modules
