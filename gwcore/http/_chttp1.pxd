@@ -1,4 +1,9 @@
-# Extern declarations of src_c/http1.h for the extensions that cimport the C parser.
+# Extern declarations of the types and constants of src_c/http1.h (header only: no code).
+#
+# The functions of http1.h are linked into one extension, gwcore.http._parser, so that its
+# static state (the SIMD level set by gw_http1_set_simd) is one for the whole process. Siblings
+# cimport the functions from gwcore/http/_parser.pxd (called through the function table Cython
+# imports at module init), never from here, and never list src_c/http1.c in their sources.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t, uint64_t
 
 cdef extern from "http1.h" nogil:
@@ -43,24 +48,7 @@ cdef extern from "http1.h" nogil:
         int error
         uint32_t error_off
 
-    int gw_parse_request(const char *buf, size_t len, const gw_limits *lim, gw_head *h,
-                         gw_field *fields)
-    int gw_parse_response(const char *buf, size_t len, const gw_limits *lim, gw_head *h,
-                          gw_field *fields)
-
     ctypedef struct gw_chunked:
         uint8_t state, done
         int error
         uint64_t remaining
-
-    void gw_chunked_init(gw_chunked *st)
-    ssize_t gw_chunked_decode(gw_chunked *st, const char *buf, size_t len, size_t *data_off,
-                              size_t *data_len)
-    int gw_find_field(const char *buf, const gw_field *fields, uint32_t num_fields,
-                      const char *name, size_t name_len)
-    int gw_next_list_element(const char *value, size_t value_len, size_t *pos,
-                             size_t *el_off, size_t *el_len)
-    int gw_http1_simd_level()
-    int gw_http1_set_simd(int level)
-    const char *gw_http_error_name(int code)
-    int gw_http_error_status(int code)

@@ -20,14 +20,70 @@ from libc.stdint cimport uint32_t
 from libc.string cimport memcmp, memcpy
 
 from gwcore.http._chttp1 cimport (
-    GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, gw_chunked, gw_chunked_decode,
-    gw_chunked_init, gw_field, gw_find_field, gw_head, gw_http1_set_simd, gw_http1_simd_level,
-    gw_http_error_name, gw_http_error_status, gw_limits, gw_parse_request, gw_parse_response,
+    GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, gw_chunked, gw_field, gw_head, gw_limits,
 )
 from gwcore.http._cpath cimport (
     GW_PATH_DECODE_SLASHES, GW_PATH_MERGE_SLASHES, GW_PATH_REJECT_SLASHES, gw_normalize_path,
     gw_path_error_name, gw_path_error_status, gw_path_status,
 )
+
+# The functions of src_c/http1.h, linked here and nowhere else. Siblings reach them through the
+# wrappers below, declared in _parser.pxd (Cython exports them in __pyx_capi__); this module's
+# own calls go to the same wrappers directly, which the C compiler inlines.
+cdef extern from "http1.h" nogil:
+    int c_parse_request "gw_parse_request"(const char *buf, size_t len, const gw_limits *lim,
+                                           gw_head *h, gw_field *fields)
+    int c_parse_response "gw_parse_response"(const char *buf, size_t len,
+                                             const gw_limits *lim, gw_head *h, gw_field *fields)
+    void c_chunked_init "gw_chunked_init"(gw_chunked *st)
+    ssize_t c_chunked_decode "gw_chunked_decode"(gw_chunked *st, const char *buf, size_t len,
+                                                 size_t *data_off, size_t *data_len)
+    int c_find_field "gw_find_field"(const char *buf, const gw_field *fields,
+                                     uint32_t num_fields, const char *name, size_t name_len)
+    int c_next_list_element "gw_next_list_element"(const char *value, size_t value_len,
+                                                   size_t *pos, size_t *el_off, size_t *el_len)
+    const char *c_http_error_name "gw_http_error_name"(int code)
+    int c_http_error_status "gw_http_error_status"(int code)
+    int gw_http1_simd_level()
+    int gw_http1_set_simd(int level)
+
+
+cdef int gw_parse_request(const char *buf, size_t len, const gw_limits *lim, gw_head *h,
+                          gw_field *fields) noexcept nogil:
+    return c_parse_request(buf, len, lim, h, fields)
+
+
+cdef int gw_parse_response(const char *buf, size_t len, const gw_limits *lim, gw_head *h,
+                           gw_field *fields) noexcept nogil:
+    return c_parse_response(buf, len, lim, h, fields)
+
+
+cdef void gw_chunked_init(gw_chunked *st) noexcept nogil:
+    c_chunked_init(st)
+
+
+cdef ssize_t gw_chunked_decode(gw_chunked *st, const char *buf, size_t len, size_t *data_off,
+                               size_t *data_len) noexcept nogil:
+    return c_chunked_decode(st, buf, len, data_off, data_len)
+
+
+cdef int gw_find_field(const char *buf, const gw_field *fields, uint32_t num_fields,
+                       const char *name, size_t name_len) noexcept nogil:
+    return c_find_field(buf, fields, num_fields, name, name_len)
+
+
+cdef int gw_next_list_element(const char *value, size_t value_len, size_t *pos,
+                              size_t *el_off, size_t *el_len) noexcept nogil:
+    return c_next_list_element(value, value_len, pos, el_off, el_len)
+
+
+cdef const char *gw_http_error_name(int code) noexcept nogil:
+    return c_http_error_name(code)
+
+
+cdef int gw_http_error_status(int code) noexcept nogil:
+    return c_http_error_status(code)
+
 
 cdef enum:
     _INLINE_FIELDS = 16     # fields stored inside the object; more go to the heap

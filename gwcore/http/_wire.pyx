@@ -1,4 +1,3 @@
-# distutils: sources = src_c/http1.c
 """Wire helpers shared by the downstream and upstream protocols: the coarse clock that
 enforces every connection deadline, and the head writer that re-emits a parsed head with
 fields removed and added (RFC 9110 §7.6.1 hop-by-hop handling)."""
@@ -6,9 +5,8 @@ fields removed and added (RFC 9110 §7.6.1 hop-by-hop handling)."""
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memcpy
 
-from gwcore.http._chttp1 cimport (
-    GW_FK_CONNECTION, gw_field, gw_next_list_element,
-)
+from gwcore.http._chttp1 cimport GW_FK_CONNECTION, gw_field
+from gwcore.http._parser cimport gw_next_list_element
 
 
 cdef class Timed:

@@ -1,4 +1,3 @@
-# distutils: sources = src_c/http1.c
 """Upstream side of the proxy engine: clusters of endpoints, a keep-alive connection pool per
 endpoint, and the Upstream protocol that writes a request and parses and streams the response
 (RFC 9112 §6.3 message body length) to a ResponseSink. No asyncio Task except to connect."""
@@ -11,10 +10,8 @@ from functools import partial
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t
 
-from gwcore.http._chttp1 cimport (
-    GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, GW_CONN_OTHER, gw_chunked_decode, gw_chunked_init, gw_field, gw_limits,
-    gw_parse_response,
-)
+from gwcore.http._chttp1 cimport GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, GW_CONN_OTHER, gw_field, gw_limits
+from gwcore.http._parser cimport gw_chunked_decode, gw_chunked_init, gw_parse_response
 from gwcore.http._wire cimport Clock, Timed, protected_connection_option
 from gwcore.proxy._balancer cimport Balancer
 
@@ -70,7 +67,8 @@ cdef class Endpoint:
         self.connect_host = host
         self.port = port
         self.weight = weight
-        self.authority = (f"[{host}]:{port}" if ":" in host else f"{host}:{port}").encode()
+        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.authority = self.address.encode()
         self.idle = []
         self.healthy = True
 
