@@ -1,5 +1,6 @@
-"""Request filters (DESIGN.md §6): per-route hooks on the request path."""
+"""Filters (DESIGN.md §6): Python hooks on the phases of every request; see gwcore.filters.base
+and docs/filters.md."""
 
-from gwcore.filters.base import Exchange, Filter, LocalResponse, run_request_filters
+from gwcore.filters.base import Exchange, Fields, Filter, Response, run_request_filters
 
-__all__ = ["Exchange", "Filter", "LocalResponse", "run_request_filters"]
+__all__ = ["Exchange", "Fields", "Filter", "Response", "run_request_filters"]

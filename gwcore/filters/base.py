@@ -1,115 +1,180 @@
-"""Filter phases and the exchange a filter works on (DESIGN.md §6; Pingora's phases with
-Envoy's explicit status).
+"""Filters and their phases (DESIGN.md §6; Pingora's phases, Envoy's explicit status, Kong's
+plugin phases). The phases and their return rules are in docs/filters.md.
 
-A filter implements ``on_request(exchange)``, which returns:
-- ``None`` to continue with the next filter (and then the upstream);
-- a :class:`LocalResponse` to answer at once (401, 429, a cache hit...);
-- an awaitable (slow path only: a key fetch, a Redis round trip) resolving to either of the
-  above; the downstream connection stops reading until it resolves.
-Routes without filters never build an Exchange: the proxy's fast path stays untouched.
+A filter is any object with some of these methods, in the order a request meets them:
+
+- ``on_request(exchange)`` → ``None`` (continue), a :class:`Response` (answer at once), or an
+  awaitable of either (slow path: it runs as a task only when a filter returns one);
+- ``on_response_head(exchange, response)`` → ``None`` (``response.status`` and
+  ``response.headers`` may have been changed in place), or a :class:`Response` that replaces
+  the upstream's;
+- ``on_response_body(exchange, chunk: memoryview, end: bool)`` → ``None``: observes the body as
+  it streams (the chunk is only valid during the call);
+- ``on_log(exchange)``: called exactly once per request, however it ended.
+
+The gateway looks the phases up once per route, so a phase no filter of a route implements
+costs nothing on that route.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import Any
 
-from gwcore.http import Request
+from gwcore.proxy._exchange import Exchange
+
+__all__ = ["PHASES", "Exchange", "Fields", "Filter", "Response", "run_request_filters"]
+
+PHASES = ("on_request", "on_response_head", "on_response_body", "on_log")
 
 
-def _reason(status: int) -> str:
+class Filter:
+    """Optional base class of a filter: keeps the filter's ``config`` (the dict given in the
+    YAML ``config:`` key). A filter loaded by import path is built once per worker as
+    ``Class(config)``; it implements any subset of the phases (module docstring)."""
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        self.config = config or {}
+
+
+def reason(status: int) -> str:
+    """The standard reason phrase of a status code (RFC 9110 §15), or ``Status``."""
     try:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Status"
 
 
-@dataclass(slots=True)
-class LocalResponse:
-    """A response the gateway answers itself. ``headers``: (name, value) str pairs; ``body``
-    bytes (Content-Type text/plain unless a header says otherwise)."""
+class Fields:
+    """A message's fields as an ordered list of (name, value) bytes pairs; names compare
+    case-insensitively (RFC 9110 §5.1)."""
 
-    status: int
-    body: bytes = b""
-    headers: Sequence[tuple[str, str]] = ()
+    __slots__ = ("items",)
+
+    def __init__(self, items: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        self.items: list[tuple[bytes, bytes]] = []
+        for name, value in items:
+            self.add(name, value)
+
+    def get(self, name: bytes, default: bytes | None = None) -> bytes | None:
+        """The first value of ``name``, or ``default``."""
+        low = name.lower()
+        for n, v in self.items:
+            if n.lower() == low:
+                return v
+        return default
+
+    def set(self, name: bytes, value: bytes) -> None:
+        """Replace every ``name`` field by one ``name: value``. ValueError for CR, LF, NUL."""
+        self.remove(name)
+        self.add(name, value)
+
+    def add(self, name: bytes, value: bytes) -> None:
+        """Append a ``name: value`` field. ValueError for a bad name or CR, LF, NUL."""
+        if (not isinstance(name, bytes) or not isinstance(value, bytes) or not name
+                or any(c in name for c in b"\r\n\0: \t") or any(c in value for c in b"\r\n\0")):
+            raise ValueError("a field name is a non-empty token and its value bytes without "
+                             "CR, LF or NUL")
+        self.items.append((name, value))
+
+    def remove(self, name: bytes) -> None:
+        """Drop every ``name`` field."""
+        low = name.lower()
+        self.items = [(n, v) for n, v in self.items if n.lower() != low]
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __repr__(self) -> str:
+        return f"Fields({self.items!r})"
+
+
+class Response:
+    """A response: one a filter answers with, or the upstream's in ``on_response_head``.
+
+    ``status``: int; ``headers``: :class:`Fields` (built from a list of (name, value) bytes
+    pairs); ``body``: bytes, or an iterable of bytes, or an async iterator of bytes (streamed
+    with back-pressure; chunked for HTTP/1.1 unless a Content-Length is given). In
+    ``on_response_head`` the upstream's response has ``body`` None: its body follows."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: Iterable[tuple[bytes, bytes]] = (),
+                 body: Any = b"") -> None:
+        if not 100 <= status <= 999 or status in (101,):
+            raise ValueError(f"status {status} cannot be answered")
+        self.status = status
+        self.headers = headers if isinstance(headers, Fields) else Fields(headers)
+        self.body = body
 
     @classmethod
-    def error(cls, status: int, detail: str) -> LocalResponse:
-        """A gateway error: stable status, body ``"<status> <reason>: <detail>\n"``."""
-        return cls(status, f"{status} {_reason(status)}: {detail}\n".encode())
+    def error(cls, status: int, detail: str,
+              headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
+        """A gateway error: stable status, body ``"<status> <reason>: <detail>\\n"``."""
+        return cls(status, headers, f"{status} {reason(status)}: {detail}\n".encode())
+
+    def encode_head(self, close: bool, length: int | None) -> bytes:
+        """The HTTP/1.1 head: the fields, ``Content-Type: text/plain`` for a body without one,
+        ``Content-Length`` (when ``length`` is not None), else ``Transfer-Encoding: chunked``
+        (``length`` None and not ``close``), and ``Connection: close`` when ``close``."""
+        out = [b"HTTP/1.1 %d %s\r\n" % (self.status, reason(self.status).encode())]
+        if length and self.headers.get(b"content-type") is None:
+            out.append(b"Content-Type: text/plain\r\n")
+        for name, value in self.headers.items:
+            low = name.lower()
+            if low not in _FRAMING:
+                out.append(name + b": " + value + b"\r\n")
+        if length is not None:
+            out.append(b"Content-Length: %d\r\n" % length)
+        elif not close:
+            out.append(b"Transfer-Encoding: chunked\r\n")
+        if close:
+            out.append(b"Connection: close\r\n")
+        out.append(b"\r\n")
+        return b"".join(out)
 
     def encode(self, close: bool) -> bytes:
-        """The whole HTTP/1.1 message; ``close`` adds ``Connection: close``."""
-        lines = [f"HTTP/1.1 {self.status} {_reason(self.status)}"]
-        names = {n.lower() for n, _ in self.headers}
-        if "content-type" not in names and self.body:
-            lines.append("Content-Type: text/plain")
-        lines += [f"{n}: {v}" for n, v in self.headers]
-        lines.append(f"Content-Length: {len(self.body)}")
-        if close:
-            lines.append("Connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
+        """The whole message (``body`` must be bytes)."""
+        return self.encode_head(close, len(self.body)) + self.body
+
+    def __repr__(self) -> str:
+        return f"Response({self.status}, {self.headers.items!r})"
 
 
-@dataclass(slots=True, eq=False)
-class Exchange:
-    """One request on a filtered route: what filters read and the one object they write.
+# the gateway frames every response itself
+_FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
 
-    ``request``: the parsed head (gwcore.http.Request: method, target, get(name) -> bytes).
-    ``route``: the matched gwcore.proxy._router.Route. ``client_ip``: str.
-    ``request.path`` is the normalised path routes matched (RFC 3986 §6.2.2);
-    ``request.target`` the request-target as received.
-    ``state``: per-request scratch space shared by the filters (e.g. verified JWT claims).
-    """
-
-    request: Request
-    route: Any
-    client_ip: str
-    state: dict[str, Any] = field(default_factory=dict)
-    upstream_fields: list[tuple[bytes, bytes]] = field(default_factory=list)
-    removed_fields: set[bytes] = field(default_factory=set)
-
-    def set_upstream_field(self, name: bytes, value: bytes) -> None:
-        """Send ``name: value`` upstream, replacing any field of that name the client sent
-        (so a client can never forge it). name and value are bytes without CR/LF."""
-        if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name:
-            raise ValueError("field name and value must not contain CR or LF")
-        self.removed_fields.add(name.lower())
-        self.upstream_fields.append((name, value))
-
-    def remove_upstream_field(self, name: bytes) -> None:
-        """Do not forward the client's ``name`` field(s) upstream."""
-        self.removed_fields.add(name.lower())
+LocalResponse = Response     # the name filters used before there was one Response
 
 
-FilterResult = None | LocalResponse | Awaitable[None | LocalResponse]
+FilterResult = None | Response | Awaitable[None | Response]
 
 
-class Filter(Protocol):
-    def on_request(self, exchange: Exchange) -> FilterResult: ...
-
-
-def run_request_filters(exchange: Exchange, filters: Sequence[Filter]
-                        ) -> None | LocalResponse | asyncio.Future[Any]:
-    """Run the filters in order. Returns None (go upstream), a LocalResponse, or a Future
-    resolving to one of those when a filter had to wait (the rest then run after it)."""
-    for i, f in enumerate(filters):
-        result = f.on_request(exchange)
+def run_request_filters(exchange: Exchange, phases: Sequence[Callable[[Exchange], Any]]
+                        ) -> None | Response | asyncio.Future[Any]:
+    """Run ``on_request`` phases in order. Returns None (go upstream), a Response, or a Future
+    resolving to one of those when a filter had to wait (the rest then run after it).
+    TypeError for any other return value."""
+    for i, phase in enumerate(phases):
+        result = phase(exchange)
         if result is None:
             continue
-        if isinstance(result, LocalResponse):
+        if isinstance(result, Response):
             return result
         if inspect.isawaitable(result):
-            return asyncio.ensure_future(_finish(result, exchange, filters[i + 1:]))
-        raise TypeError(f"{type(f).__name__}.on_request returned {type(result).__name__}")
+            return asyncio.ensure_future(_finish(result, exchange, phases[i + 1:]))
+        raise TypeError(f"{phase.__qualname__} returned {type(result).__name__}")
     return None
 
 
-async def _finish(pending: Awaitable[Any], exchange: Exchange, rest: Sequence[Filter]) -> Any:
+async def _finish(pending: Awaitable[Any], exchange: Exchange,
+                  rest: Sequence[Callable[[Exchange], Any]]) -> Any:
     result = await pending
     if result is not None:
         return result

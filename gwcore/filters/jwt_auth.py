@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from gwcore.config import JwtProvider as ProviderConfig
-from gwcore.filters.base import Exchange, LocalResponse
+from gwcore.filters.base import Exchange, Response
 from gwcore.jwt import InvalidTokenError, UnknownKeyIdError, Verifier
 from gwcore.jwt._jws import sha256
 from gwcore.jwt.jwks import fetch
@@ -169,15 +169,15 @@ class Provider:
         return out
 
 
-def _challenge(code: str | None, description: str) -> LocalResponse:
+def _challenge(code: str | None, description: str) -> Response:
     if code is None:
         auth = 'Bearer realm="gwcore"'
     else:
         text = description.replace("\\", "\\\\").replace('"', '\\"')
         text = "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in text)
         auth = f'Bearer realm="gwcore", error="{code}", error_description="{text}"'
-    return LocalResponse(401, f"401 Unauthorized: {description}\n".encode(),
-                         [("WWW-Authenticate", auth)])
+    return Response(401, [(b"WWW-Authenticate", auth.encode())],
+                    f"401 Unauthorized: {description}\n".encode())
 
 
 class JwtAuth:
@@ -250,7 +250,7 @@ class JwtAuth:
         if not self.provider.cfg.forward_authorization:
             exchange.remove_upstream_field(b"authorization")
 
-    def _reject(self, exchange: Exchange, e: InvalidTokenError) -> LocalResponse:
+    def _reject(self, exchange: Exchange, e: InvalidTokenError) -> Response:
         code = getattr(e, "code", "invalid_token")
         self.provider.failures[code] += 1
         log.info("jwt %s: 401 %s (%s): %s", self.provider.name, code, exchange.client_ip, e)

@@ -1,4 +1,4 @@
-# distutils: sources = src_c/http1.c src_c/path.c
+# distutils: sources = src_c/path.c
 """Downstream connection protocol: one client connection, driven by data_received.
 
 Requests are handled one at a time in arrival order (pipelined ones wait in the buffer, so
@@ -9,10 +9,12 @@ sent on a pooled upstream connection; bodies stream both ways with back-pressure
 import logging
 import os
 
-from gwcore.filters.base import Exchange, LocalResponse, run_request_filters
+from gwcore.filters.base import Response, reason, run_request_filters
 from gwcore.http._parser import METHOD_NAMES, parse_request
 from gwcore.proxy._router cimport Route, Router
 from gwcore.proxy._router import split_absolute
+from gwcore.proxy._exchange cimport Exchange, new_exchange, now_ns
+from gwcore.http._chttp1 cimport GW_FK_CONTENT_LENGTH
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint32_t
@@ -21,9 +23,12 @@ from libc.string cimport memchr, memcmp, memcpy, memset
 from gwcore.http._chttp1 cimport (
     GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, GW_CONN_OTHER, GW_FK_EXPECT, GW_FK_HOST, GW_FK_X_FORWARDED_FOR,
     GW_FK_X_FORWARDED_HOST, GW_FK_X_FORWARDED_PROTO, GW_FK_X_REQUEST_ID, GW_M_DELETE, GW_M_GET,
-    GW_M_CONNECT, GW_M_HEAD, GW_M_OPTIONS, GW_M_OTHER, GW_M_PUT, GW_M_TRACE, gw_chunked, gw_chunked_decode,
-    gw_chunked_init, gw_field, gw_find_field, gw_head, gw_http_error_name, gw_http_error_status,
-    gw_limits, gw_parse_request,
+    GW_M_CONNECT, GW_M_HEAD, GW_M_OPTIONS, GW_M_OTHER, GW_M_PUT, GW_M_TRACE, gw_chunked, gw_field,
+    gw_head, gw_limits,
+)
+from gwcore.http._parser cimport (
+    gw_chunked_decode, gw_chunked_init, gw_find_field, gw_http_error_name, gw_http_error_status,
+    gw_parse_request,
 )
 from gwcore.http._cpath cimport (
     GW_PATH_DECODE_SLASHES, GW_PATH_MERGE_SLASHES, GW_PATH_REJECT_SLASHES, gw_normalize_path,
@@ -91,7 +96,7 @@ cdef bytes TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
 cdef bytes CONN_CLOSE = b"Connection: close\r\n"
 cdef bytes CONN_KEEP_ALIVE = b"Connection: keep-alive\r\n"
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-cdef tuple RETRY_AFTER = (("Retry-After", "1"),)
+cdef tuple RETRY_AFTER = ((b"Retry-After", b"1"),)
 cdef bytes LAST_CHUNK = b"0\r\n\r\n"
 
 cdef bytes _chunk_line(Py_ssize_t n):
@@ -113,6 +118,17 @@ cdef bytes _chunk_line(Py_ssize_t n):
     line[w] = 13
     line[w + 1] = 10
     return PyBytes_FromStringAndSize(line, w + 2)
+
+
+cdef str _end_of(int status, tuple headers):
+    """How an exchange answered by the gateway itself ended, by its status."""
+    if status == 502:
+        return "upstream_error"
+    if status == 504 or status == 408:
+        return "timeout"
+    if status == 503 and headers is RETRY_AFTER:
+        return "overflow"
+    return "local"
 
 
 cdef inline bytes _path_part(bytes target):
@@ -245,7 +261,9 @@ cdef class Downstream(ResponseSink):
     cdef int after_connect
     cdef bytes xff_line
     cdef list pending           # response bytes of this upstream read, for one writev
-    cdef object exchange        # filters' Exchange while a filter is waiting
+    cdef Exchange ex            # the request under way (None between requests)
+    cdef tuple waiting          # while a filter awaits: what the request resumes with
+    cdef str client_str
     cdef Endpoint ep            # endpoint of the current try
     cdef int tries
     cdef bint has_body
@@ -260,6 +278,7 @@ cdef class Downstream(ResponseSink):
     cdef bint body_buffered     # req_body is the whole body: a retry can send it again
     cdef list body_parts        # D_BUFFER: the body received so far
     cdef object request_timer   # the route's request timeout (a TimerHandle), or None
+    cdef tuple taps             # the route's on_response_body phases, while a response streams
 
     def __cinit__(self, ListenerRuntime lr):
         self.lr = lr
@@ -271,7 +290,8 @@ cdef class Downstream(ResponseSink):
         self.transport = transport
         self._write = transport.write
         peer = transport.get_extra_info("peername")
-        self.client_ip = (peer[0] if peer else "unknown").encode()
+        self.client_str = peer[0] if peer else "unknown"
+        self.client_ip = self.client_str.encode()
         self.xff_line = b"X-Forwarded-For: " + self.client_ip + CRLF
         self.lr.clock.watch(self)
         self.lr.conns.add(self)
@@ -282,8 +302,8 @@ cdef class Downstream(ResponseSink):
 
     def connection_lost(self, exc):
         if self.state == D_FILTERING:
-            self.exchange[6].cancel()      # nobody waits for this filter any more
-            self.exchange = None
+            self.waiting[6].cancel()      # nobody waits for this filter any more
+            self.waiting = None
         self.state = D_CLOSED
         self.lr.clock.unwatch(self)
         self.lr.conns.discard(self)
@@ -291,7 +311,7 @@ cdef class Downstream(ResponseSink):
             self.up.abandon()
             self.up = None
         self._end_try()
-        self._end_request()
+        self._finish("client_abort")
 
     cdef bint _last(self):
         """The client half-closed and nothing more is buffered: this response is the last."""
@@ -391,6 +411,8 @@ cdef class Downstream(ResponseSink):
         cdef bytes target = PyBytes_FromStringAndSize(base + h.target_off, h.target_len)
         cdef bytes host = b""
         cdef bint has_body = h.chunked or h.content_length > 0
+        cdef Exchange ex = new_exchange(method, target, self.client_str)
+        self.ex = ex
         self.body_unread = has_body
         self.deadline = 0
         self.head_started = False
@@ -424,10 +446,14 @@ cdef class Downstream(ResponseSink):
         cdef bytes path = self._normalized_path(target)
         if path is None:
             return
+        ex.path = path
         cdef Route route = self.lr.router.match(host, path, method)
         if route is None:
             self._error(404, "no route", has_body)
             return
+        ex.route = route
+        ex.route_name = route.name
+        ex.cluster = route.cluster
         if h.content_length > self.lr.max_body:
             self._error(413, "body over limit", True)
             return
@@ -437,7 +463,7 @@ cdef class Downstream(ResponseSink):
         if route.request_timeout > 0:
             self.request_timer = self.lr.clock.loop.call_later(
                 route.request_timeout, self._request_timed_out)
-        if route.filters:
+        if route.on_request:
             self._filter(base, h, route, method, target, host, path)
         else:
             self._proceed(base, h, method, target, host, None)
@@ -469,20 +495,21 @@ cdef class Downstream(ResponseSink):
                                 max_fields=self.lr.limits.max_fields,
                                 max_target_len=self.lr.limits.max_target_len)
         request.path = path
-        ex = Exchange(request, route, self.client_ip.decode())
+        ex = self.ex
+        ex.request = request
         try:
-            result = run_request_filters(ex, route.filters)
+            result = run_request_filters(ex, route.on_request)
         except Exception:
             log.exception("request filter failed")
             self._error(500, "filter error", True)
             return
         if result is None:
             self._proceed(base, h, method, target, host, ex)
-        elif isinstance(result, LocalResponse):
+        elif isinstance(result, Response):
             self._local(result, h.chunked or h.content_length > 0)
         else:
             # the future at [6] (wraparound is off: no negative indexes in this module)
-            self.exchange = (ex, head, method, target, host, h.host_index == -2, result)
+            self.waiting = (ex, head, method, target, host, h.host_index == -2, result)
             self.state = D_FILTERING
             self.deadline = self.lr.clock.now + self.lr.filter_timeout
             self._pause(P_FILTERING, True)
@@ -493,8 +520,8 @@ cdef class Downstream(ResponseSink):
         cdef bytes head
         if self.state != D_FILTERING:
             return              # the client went away meanwhile
-        ex, head, method, target, host, replace_host, _ = self.exchange
-        self.exchange = None
+        ex, head, method, target, host, replace_host, _ = self.waiting
+        self.waiting = None
         self.state = D_HEAD
         self.deadline = 0
         self._pause(P_FILTERING, False)
@@ -517,8 +544,12 @@ cdef class Downstream(ResponseSink):
         """Answers a filter's LocalResponse; closes when the request body was not read."""
         cdef bint close = body_pending or not self.keep_alive or self._last() \
             or self.lr.draining
-        self._end_request()
-        self._write(response.encode(close))
+        cdef bytes data = response.encode(close)
+        if self.ex is not None:
+            self.ex.status = response.status
+            self.ex.bytes_sent = len(data)
+        self._finish("local")
+        self._write(data)
         if close:
             self._close(False)
         else:
@@ -697,8 +728,9 @@ cdef class Downstream(ResponseSink):
                 if PyBytes_FromStringAndSize(base + _fields[i].name_off,
                                              _fields[i].name_len).lower() in removed:
                     _drop[i] = 1
-        for name, value in ex.upstream_fields:
-            extra.append(name + b": " + value + CRLF)
+        if ex.upstream_fields:
+            for name, value in ex.upstream_fields:
+                extra.append(name + b": " + value + CRLF)
 
     cdef void _dispatch(self, Endpoint exclude, bint fresh):
         """Starts a try: picks an endpoint (not ``exclude`` when there is another), sends on
@@ -716,6 +748,8 @@ cdef class Downstream(ResponseSink):
             ep = exclude
         self.ep = ep
         self.tries += 1
+        self.ex.tries = self.tries
+        self.ex.endpoint = ep.address
         self.cluster.begin(ep, self.tries > 1)
         if not fresh:
             up = self.cluster.acquire(ep)
@@ -744,12 +778,26 @@ cdef class Downstream(ResponseSink):
             self.cluster.finish(self.ep, self.tries > 1)
             self.ep = None
 
-    cdef void _end_request(self):
-        """The exchange is over, however it ended: its route timer stops."""
+    cdef void _finish(self, str end):
+        """The one place where an exchange ends, however it ended (``end``: ok, local,
+        client_abort, upstream_error, timeout, overflow, draining): its route timer stops
+        and the route's on_log phases run, once. A no-op when no exchange is under way."""
+        cdef Exchange ex = self.ex
         if self.request_timer is not None:
             self.request_timer.cancel()
             self.request_timer = None
         self.req_body = None
+        if ex is None:
+            return
+        self.ex = None
+        ex.end = end
+        ex.t_end = now_ns()
+        if ex.route is not None and (<Route>ex.route).on_log:
+            for phase in (<Route>ex.route).on_log:
+                try:
+                    phase(ex)
+                except Exception:
+                    log.exception("on_log of route %s failed", ex.route_name)
 
     def _request_timed_out(self):
         """The route's ``timeouts.request`` ran out: 504, or a reset once a response began
@@ -781,6 +829,8 @@ cdef class Downstream(ResponseSink):
 
     cdef void _use(self, Upstream up):
         self.up = up
+        if self.ex.t_upstream == 0:
+            self.ex.t_upstream = now_ns()
         up.send(self, self.up_head, self.req_body, self.head_method)
         if self.writing_paused:
             up.pause_reading(True)      # the client is still not reading: neither do we
@@ -924,10 +974,78 @@ cdef class Downstream(ResponseSink):
             memset(_drop, 0, h.num_fields)
             mark_connection_options(buf, fields, h.num_fields, _drop)
             drop = _drop
-        # "HTTP/1.x " is 9 bytes; the status code and reason follow as received
-        self.pending = [build_head(buf, HTTP11_STATUS, buf + 9,
-                                       h.reason_off + h.reason_len - 9, CRLF, fields,
-                                       h.num_fields, 0, drop, extra)]
+        cdef Exchange ex = self.ex
+        ex.status = h.status
+        ex.t_response = now_ns()
+        cdef Route route = ex.route
+        if route.on_response_head:
+            head = self._filtered_head(up, buf, fields, drop, extra, route)
+            if head is None:
+                return          # replaced by a filter's Response, or failed
+        else:
+            # "HTTP/1.x " is 9 bytes; the status code and reason follow as received
+            head = build_head(buf, HTTP11_STATUS, buf + 9, h.reason_off + h.reason_len - 9,
+                              CRLF, fields, h.num_fields, 0, drop, extra)
+        ex.bytes_sent += PyBytes_GET_SIZE(head)
+        self.taps = route.on_response_body
+        self.pending = [head]
+
+    cdef bytes _filtered_head(self, Upstream up, const char *buf, const gw_field *fields,
+                              const unsigned char *drop, list extra, Route route):
+        """The response head after the route's on_response_head phases (slow path), or None
+        when a filter answered instead (the upstream response is dropped) or failed."""
+        cdef gw_head *h = &up.head
+        cdef uint32_t i
+        cdef const gw_field *f
+        items = []
+        for i in range(h.num_fields):
+            f = &fields[i]
+            if f.hop or f.kind == GW_FK_CONTENT_LENGTH or (drop != NULL and drop[i]):
+                continue        # framing stays the gateway's
+            items.append((PyBytes_FromStringAndSize(buf + f.name_off, f.name_len),
+                          PyBytes_FromStringAndSize(buf + f.value_off, f.value_len)))
+        response = Response(h.status, items, None)
+        try:
+            for phase in route.on_response_head:
+                replaced = phase(self.ex, response)
+                if replaced is not None:
+                    if not isinstance(replaced, Response):
+                        raise TypeError(f"{phase.__qualname__} returned "
+                                        f"{type(replaced).__name__}")
+                    self.response_started = False
+                    self._error_replaced(replaced)
+                    return None
+        except Exception:
+            log.exception("on_response_head of route %s failed", route.name)
+            self.response_started = False
+            self._error(502, "response filter error", self.body_unread)
+            return None
+        lines = [b"HTTP/1.1 %d %s\r\n" % (response.status, reason(response.status).encode())]
+        for name, value in response.headers:
+            lines += [name, b": ", value, CRLF]
+        if self.out_mode == OUT_RAW and h.content_length >= 0:
+            lines.append(b"Content-Length: %d\r\n" % h.content_length)
+        lines += extra
+        lines.append(CRLF)
+        return b"".join(lines)
+
+    cdef void _error_replaced(self, response):
+        """A response filter answered instead of the upstream: its Response goes out."""
+        if self.up is not None:
+            self.up.abandon()
+            self.up = None
+        self._end_try()
+        self._local(response, self.body_unread)
+
+    cdef void _tap(self, bytes data, bint end):
+        """The route's on_response_body phases see the chunk (a memoryview, no copy)."""
+        view = memoryview(data)
+        for phase in self.taps:
+            try:
+                phase(self.ex, view, end)
+            except Exception:
+                log.exception("on_response_body of route %s failed", self.ex.route_name)
+        view.release()
 
     cdef void flush(self):
         """Writes what this upstream read produced: one write or one writev."""
@@ -941,6 +1059,10 @@ cdef class Downstream(ResponseSink):
             self.transport.writelines(out)
 
     cdef void on_response_data(self, object data):
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+        self.ex.bytes_sent += n
+        if self.taps:
+            self._tap(data, False)
         if self.out_mode != OUT_CHUNKED:
             if self.pending is None:
                 self._write(data)       # the common case: body bytes go out as they came
@@ -954,7 +1076,9 @@ cdef class Downstream(ResponseSink):
     cdef void on_response_end(self):
         self.up = None
         self._end_try()
-        self._end_request()
+        if self.taps:
+            self._tap(EMPTY, True)
+        self._finish("ok")
         self._pause(P_UPSTREAM_FULL, False)
         self.response_started = False
         if self.out_mode == OUT_CHUNKED:
@@ -989,6 +1113,7 @@ cdef class Downstream(ResponseSink):
         self.up = None
         if self.response_started:
             self.cluster.report(failed, False)
+            self._finish("timeout" if error == UE_TIMEOUT else "upstream_error")
             self._close(True)       # never let a truncated body pass as complete
             return
         if self.state == D_CONNECTING:
@@ -1022,20 +1147,22 @@ cdef class Downstream(ResponseSink):
     # -- local answers and closing ------------------------------------------------------
 
     cdef void _error(self, int status, str detail, bint close, tuple headers=()):
-        """Answers a gateway error (``headers``: extra (name, value) str pairs)."""
+        """Answers a gateway error (``headers``: extra (name, value) bytes pairs)."""
         if self.up is not None:
             self.up.abandon()
             self.up = None
         self._end_try()
-        self._end_request()
         if self.response_started or self.pending is not None:
+            self._finish(_end_of(status, headers))
             self._close(True)       # a response is under way: no second one inside it
             return
         close = close or not self.keep_alive or self._last() or self.lr.draining
-        response = LocalResponse.error(status, detail)
-        if headers:
-            response.headers = headers
-        self._write(response.encode(close))
+        cdef bytes data = Response.error(status, detail, headers).encode(close)
+        if self.ex is not None:
+            self.ex.status = status
+            self.ex.bytes_sent = len(data)
+        self._finish(_end_of(status, headers))
+        self._write(data)
         if close:
             self._close(False)
         else:
@@ -1043,8 +1170,8 @@ cdef class Downstream(ResponseSink):
 
     cdef void _cancel_filter(self):
         """Stops waiting for a request filter (its task is cancelled; reading resumes)."""
-        fut = self.exchange[6]
-        self.exchange = None
+        fut = self.waiting[6]
+        self.waiting = None
         self.state = D_HEAD
         self._pause(P_FILTERING, False)
         fut.cancel()
@@ -1062,6 +1189,7 @@ cdef class Downstream(ResponseSink):
                 self._pause(P_CONNECTING, False)
                 self._overflow("pending_timeout")
         elif self.writing_paused and self.state == D_WAIT:
+            self._finish("timeout")
             self._close(True)           # the client stopped reading (NGINX's send_timeout)
         elif self.state == D_HEAD:
             if self.buf is not None and self.pos < PyBytes_GET_SIZE(self.buf):
@@ -1085,7 +1213,7 @@ cdef class Downstream(ResponseSink):
             self.up.abandon()
             self.up = None
         self._end_try()
-        self._end_request()
+        self._finish("client_abort")
         if abort:
             self.state = D_CLOSED
             self.transport.abort()

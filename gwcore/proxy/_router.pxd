@@ -1,7 +1,9 @@
 cdef class Route:
     cdef readonly object config       # gwcore.config.Route
     cdef readonly object cluster      # gwcore.proxy._upstream.Cluster
+    cdef readonly str name
     cdef readonly tuple filters
+    cdef readonly tuple on_request, on_response_head, on_response_body, on_log
     cdef readonly bint forward_normalized_path
     cdef readonly double request_timeout   # seconds; 0: none
 

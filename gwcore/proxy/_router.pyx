@@ -10,19 +10,30 @@ from libc.string cimport memchr, memcmp
 
 
 cdef class Route:
-    """A matched route: its config (gwcore.config.Route), the runtime cluster its requests
-    go to, and its request filters in order (gwcore.filters.Filter; empty: the fast path)."""
+    """A matched route: its config (gwcore.config.Route), ``name`` (str), the runtime cluster
+    its requests go to, its filters in order (global ones first; gwcore.filters), and for
+    each phase the bound methods of the filters that implement it (``on_request``,
+    ``on_response_head``, ``on_response_body``, ``on_log``: tuples, empty when none does)."""
 
-    def __init__(self, config, cluster, tuple filters=()):
+    def __init__(self, config, cluster, tuple filters=(), str name=None):
         self.config = config
         self.cluster = cluster
+        self.name = name if name is not None else getattr(config, "name", None) or "route"
         self.filters = filters
+        self.on_request = _phase(filters, "on_request")
+        self.on_response_head = _phase(filters, "on_response_head")
+        self.on_response_body = _phase(filters, "on_response_body")
+        self.on_log = _phase(filters, "on_log")
         self.forward_normalized_path = getattr(config, "forward_normalized_path", False)
         timeouts = getattr(config, "timeouts", None)
         self.request_timeout = (timeouts.request or 0.0) if timeouts is not None else 0.0
 
     def __repr__(self):
         return f"Route({self.config!r}, {self.cluster!r})"
+
+
+cdef tuple _phase(tuple filters, str name):
+    return tuple(getattr(f, name) for f in filters if callable(getattr(f, name, None)))
 
 
 @cython.final
@@ -57,10 +68,12 @@ cdef class Router:
 
     def __init__(self, routes, clusters, filters=None):
         """routes: gwcore.config.Route list; clusters: name → runtime cluster;
-        ``filters(route_config)`` gives each route's request filters (default: none)."""
+        ``filters(route_config)`` gives each route's filters in order (default: none).
+        A route is named by its config's ``name``, else ``route-<index>``."""
         self._matchers = [
-            _Matcher(Route(r, clusters[r.cluster], filters(r) if filters else ()))
-            for r in routes]
+            _Matcher(Route(r, clusters[r.cluster], filters(r) if filters else (),
+                           getattr(r, "name", None) or f"route-{i}"))
+            for i, r in enumerate(routes)]
 
     cpdef Route match(self, bytes host, bytes target, bytes method):
         """host: the Host field value (b"" if none); target: the request-target (origin-form,

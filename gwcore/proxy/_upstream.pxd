@@ -51,6 +51,7 @@ cdef class Endpoint:
     cdef readonly str host
     cdef readonly int port
     cdef readonly bytes authority
+    cdef readonly str address        # the same, as str: "host:port"
     cdef readonly int index
     cdef readonly int weight
     cdef public str connect_host     # resolved address (DNS names are re-resolved)

@@ -1,0 +1,23 @@
+from libc.stdint cimport int64_t
+
+
+cdef class Exchange:
+    cdef readonly object request          # gwcore.http.Request, or None (no filters)
+    cdef readonly bytes method, target, path
+    cdef readonly str client_address
+    cdef readonly object route            # gwcore.proxy._router.Route, or None
+    cdef readonly str route_name
+    cdef readonly object cluster
+    cdef readonly str endpoint
+    cdef readonly int tries
+    cdef readonly int status
+    cdef readonly int64_t bytes_received, bytes_sent
+    cdef readonly int64_t t_received, t_upstream, t_response, t_end
+    cdef readonly str end
+    cdef object _state
+    cdef readonly list upstream_fields     # [(name, value)] added upstream, or None
+    cdef readonly set removed_fields       # lower-case names not forwarded, or None
+
+
+cdef int64_t now_ns() noexcept
+cdef Exchange new_exchange(bytes method, bytes target, str client_address)

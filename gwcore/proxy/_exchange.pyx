@@ -1,0 +1,106 @@
+"""The exchange: one per request, from its parsed head to its log phase (DESIGN.md §1).
+
+The downstream connection makes one for every request and ends it in exactly one place
+(``Downstream._finish``), however the request ended; filters read and write it. Its times
+are monotonic nanoseconds (``time.monotonic_ns()``'s clock)."""
+
+cimport cython
+from libc.stdint cimport int64_t
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+
+cdef int64_t now_ns() noexcept:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+@cython.freelist(256)
+cdef class Exchange:
+    """One request and what became of it.
+
+    Request: ``request`` (gwcore.http.Request: ``method``, ``target``, ``path`` — normalised,
+    ``query``, ``header(name)``; None on a route without filters, where nothing reads it),
+    ``method``, ``path`` (bytes), ``client_address`` (str). Routing: ``route_name`` (str),
+    ``cluster`` (the runtime cluster or None), ``endpoint`` (``host:port`` str of the last try,
+    or None), ``tries``. Response: ``status`` (int, 0 before a response), ``bytes_received``
+    (request body bytes), ``bytes_sent`` (response bytes written to the client, head
+    included). Times, monotonic ns (0 = did not happen): ``t_received`` (head parsed),
+    ``t_upstream`` (request handed to an upstream connection), ``t_response`` (response head
+    ready), ``t_end``. ``end``: how it ended — ``ok``, ``local`` (the gateway or a filter
+    answered), ``client_abort``, ``upstream_error``, ``timeout``, ``overflow``, ``draining``
+    (None until it ended). ``state``: a dict for filters (per-request scratch space)."""
+
+    def __init__(self, request, route=None, str client_address=""):
+        """An exchange for ``request`` (a gwcore.http.Request), as the gateway makes them;
+        for testing filters. ``route``: a gwcore.proxy.Route or None."""
+        self.request = request
+        self.method = getattr(request, "method", None)
+        self.target = getattr(request, "target", b"/")
+        self.path = getattr(request, "path", None) or self.target.partition(b"?")[0]
+        self.client_address = client_address
+        self.route = route
+        self.route_name = route.name if route is not None else None
+        self.t_received = now_ns()
+
+    @property
+    def state(self) -> dict:
+        if self._state is None:
+            self._state = {}
+        return self._state
+
+    @property
+    def query(self) -> bytes:
+        """The request-target's query (after "?", without it; b"" if none)."""
+        return self.target.partition(b"?")[2]
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the head being parsed to the end (or to now while under way)."""
+        return ((self.t_end or now_ns()) - self.t_received) / 1e9
+
+    @property
+    def client_ip(self) -> str:
+        """The same as ``client_address`` (the name the JWT filter first used)."""
+        return self.client_address
+
+    def add_upstream_header(self, bytes name, bytes value) -> None:
+        """Send ``name: value`` upstream in addition to the request's fields. bytes without
+        CR, LF or NUL (ValueError)."""
+        _check_field(name, value)
+        if self.upstream_fields is None:
+            self.upstream_fields = []
+        self.upstream_fields.append((name, value))
+
+    def set_upstream_field(self, bytes name, bytes value) -> None:
+        """Send ``name: value`` upstream instead of any field of that name the client sent
+        (so a client can never forge it). ValueError as add_upstream_header."""
+        _check_field(name, value)
+        self.remove_upstream_field(name)
+        self.upstream_fields.append((name, value))
+
+    def remove_upstream_field(self, bytes name) -> None:
+        """Do not forward the client's ``name`` field(s) upstream (case-insensitive)."""
+        if self.removed_fields is None:
+            self.removed_fields = set()
+        if self.upstream_fields is None:
+            self.upstream_fields = []
+        self.removed_fields.add(name.lower())
+
+    def __repr__(self):
+        return (f"<Exchange {self.method!r} {self.path!r} route={self.route_name!r} "
+                f"status={self.status} end={self.end!r}>")
+
+
+cdef _check_field(bytes name, bytes value):
+    if not name or any(c in name for c in b"\r\n\0: \t") or any(c in value for c in b"\r\n\0"):
+        raise ValueError("a field name is a token and its value has no CR, LF or NUL")
+
+
+cdef Exchange new_exchange(bytes method, bytes target, str client_address):
+    cdef Exchange ex = Exchange.__new__(Exchange)
+    ex.method = method
+    ex.target = target
+    ex.client_address = client_address
+    ex.t_received = now_ns()
+    return ex
