@@ -73,6 +73,13 @@ class Request(_Head):
     @path.setter
     def path(self, value: bytes) -> None: ...
     @property
+    def query(self) -> bytes:
+        """The request-target's query: the bytes after the first ``?``, without it (``b""``
+        when there is none); not decoded."""
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of the field ``name`` (ASCII case-insensitive), OWS trimmed, or
+        None: ``get(name)`` under the name filters use. TypeError if name is not bytes."""
+    @property
     def expect_continue(self) -> bool:
         """``Expect: 100-continue`` was sent (case-insensitive)."""
 

@@ -279,6 +279,15 @@ cdef class Request(_Head):
         return self._target
 
     @property
+    def query(self) -> bytes:
+        """The request-target's query: after the first "?", without it (b"" when none)."""
+        return self.target.partition(b"?")[2]
+
+    def header(self, name):
+        """The first value of the field ``name`` (bytes, case-insensitive), or None."""
+        return _Head.get(self, name, None)
+
+    @property
     def expect_continue(self) -> bool:
         return self._h.expect_continue != 0
 
