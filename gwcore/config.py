@@ -27,6 +27,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Duration",
+    "FilterSpec",
     "Limits",
     "Listener",
     "ListenerTimeouts",
@@ -492,13 +493,29 @@ class RouteTimeouts(_Section):
             self._positive("request")
 
 
+class FilterSpec(_Section):
+    """A filter from config (docs/filters.md): ``use`` is a built-in filter's name (``jwt``)
+    or a user filter's import path ``package.module:Class``; ``config`` is the dict its
+    class is built with, once per worker. Resolved and built by gwcore.runtime."""
+
+    use: str
+    config: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+_ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
 class Route(_Section):
-    """``forward_normalized_path``: send the normalised path upstream instead of the
+    """``name``: the route's label in exchanges, metrics and logs (default ``route-<index>``).
+    ``filters``: run after the global ones and the ``jwt`` shorthand (docs/filters.md).
+    ``forward_normalized_path``: send the normalised path upstream instead of the
     request-target as received (RFC 9110 §7.7 has a proxy forward it unchanged)."""
 
     cluster: str
+    name: str | None = None
     match: Match = msgspec.field(default_factory=Match)
     jwt: str | RouteJwt | None = None
+    filters: list[FilterSpec] = msgspec.field(default_factory=list)
     timeouts: RouteTimeouts = msgspec.field(default_factory=RouteTimeouts)
     forward_normalized_path: bool = False
 
@@ -512,6 +529,7 @@ class Config(_Section):
     listeners: list[Listener]
     clusters: list[Cluster]
     routes: list[Route]
+    filters: list[FilterSpec] = msgspec.field(default_factory=list)
     jwt_providers: dict[str, JwtProvider] = msgspec.field(default_factory=dict)
     workers: Literal["auto"] | int = "auto"
     pin_cpus: bool = True
@@ -537,6 +555,7 @@ def _check_references(cfg: Config) -> None:
 
     unique(cfg.listeners, "listeners")
     clusters = unique(cfg.clusters, "clusters")
+    _check_route_names(cfg.routes)
     for i, route in enumerate(cfg.routes):
         if route.cluster not in clusters:
             raise ConfigError(f"routes[{i}].cluster: unknown cluster {route.cluster!r}")
@@ -548,6 +567,26 @@ def _check_references(cfg: Config) -> None:
         raise ConfigError("workers: must be 'auto' or between 1 and 1024")
     if not cfg.listeners:
         raise ConfigError("listeners: at least one listener is needed")
+
+
+def _check_route_names(routes: list[Route]) -> None:
+    """Route names are unique, counting the default ``route-<index>`` of an unnamed route
+    (the name gwcore.proxy.Router gives it)."""
+    owner: dict[str, int] = {}
+    for i, route in enumerate(routes):
+        if route.name is None:
+            owner.setdefault(f"route-{i}", i)
+    for i, route in enumerate(routes):
+        if route.name is None:
+            continue
+        if not _ROUTE_NAME.match(route.name):
+            raise ConfigError(f"routes[{i}].name: {route.name!r} is not a name (1-128 of "
+                              f"A-Z a-z 0-9 _ . : -, starting with a letter or digit)")
+        j = owner.setdefault(route.name, i)
+        if j != i:
+            given = "" if routes[j].name is not None else " (its default name)"
+            raise ConfigError(f"routes[{i}].name: duplicate name {route.name!r}: also "
+                              f"routes[{j}]{given}")
 
 
 def _describe(msg: str) -> str:

@@ -1,24 +1,43 @@
 """What the runtime builds from a parsed config beyond its values, and the check that it can.
 
-``gwcore.config`` turns YAML into typed values and never reads the files a config names; the
-runtime reads them. ``key_set`` builds a JWT provider's key set from its ``jwks`` source (the
-worker's ``Provider`` uses it), and ``check`` builds every such thing once so that ``gwcore
-check``, ``gwcore serve`` and a reload reject a config the workers could not start with. The
-compiled JWT module is imported only when a config has a JWT provider.
+``gwcore.config`` turns YAML into typed values and never reads the files a config names nor
+imports the code it names; the runtime does. ``key_set`` builds a JWT provider's key set from
+its ``jwks`` source (the worker's ``Provider`` uses it); ``build_filters`` resolves the
+config's filters — built-in ones by name (``BUILTIN_FILTERS``), user ones by import path
+``package.module:Class`` — and builds them (docs/filters.md); ``check`` does both once so that
+``gwcore check``, ``gwcore serve`` and a reload reject a config the workers could not start
+with. The compiled JWT module is imported only when a config has a JWT provider, and nothing
+is imported for filters a config does not name.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from gwcore.config import Config, ConfigError, JwksSource
+import msgspec
+
+from gwcore.config import (
+    Config,
+    ConfigError,
+    FilterSpec,
+    JwksSource,
+    RouteJwt,
+    _dec_hook,
+    _describe,
+)
 from gwcore.config import load as load_config
 
 if TYPE_CHECKING:
+    from gwcore.filters.jwt_auth import Provider
     from gwcore.jwt import JWKSet
 
-__all__ = ["check", "key_set", "load"]
+__all__ = ["BUILTIN_FILTERS", "BuiltinFilter", "FilterContext", "build_filters", "check",
+           "key_set", "load"]
 
 
 def key_set(jwks: JwksSource) -> JWKSet:
@@ -30,21 +49,169 @@ def key_set(jwks: JwksSource) -> JWKSet:
     return JWKSet.from_file(jwks.file) if jwks.file is not None else JWKSet()
 
 
-def check(cfg: Config, source: str = "<config>") -> None:
-    """Build what the workers would build from cfg and reading files needs (each file-based
-    JWT provider's key set), and discard it. Raises ConfigError
-    ``"SOURCE: jwt_providers.NAME.jwks.file: problem"`` for the first that fails."""
-    if not cfg.jwt_providers:
-        return
-    from gwcore.jwt import PyJWTError
+# -- filters from config (docs/filters.md) ----------------------------------------------
 
-    for name, provider in cfg.jwt_providers.items():
-        if provider.jwks.file is None:
-            continue
+# the phases of gwcore.filters.base.PHASES (not imported: it loads the compiled exchange)
+PHASES = ("on_request", "on_response_head", "on_response_body", "on_log")
+
+
+@dataclass
+class FilterContext:
+    """What built-in filters are built from in a worker: its JWT providers by name."""
+
+    jwt_providers: Mapping[str, Provider] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuiltinFilter:
+    """A filter registered by name. ``config``: the msgspec Struct its ``config:`` dict is
+    converted to; ``check(config, cfg)``: a problem with what it refers to, as ``"key:
+    problem"``, or None; ``build(config, context)``: the filter, in a worker."""
+
+    config: type
+    check: Callable[[Any, Config], str | None]
+    build: Callable[[Any, FilterContext], Any]
+
+
+def _jwt_check(c: RouteJwt, cfg: Config) -> str | None:
+    if c.provider not in cfg.jwt_providers:
+        return f"provider: unknown jwt provider {c.provider!r}"
+    return None
+
+
+def _jwt_build(c: RouteJwt, context: FilterContext) -> Any:
+    from gwcore.filters.jwt_auth import JwtAuth
+
+    return JwtAuth(context.jwt_providers[c.provider], c.optional)
+
+
+BUILTIN_FILTERS: dict[str, BuiltinFilter] = {
+    "jwt": BuiltinFilter(RouteJwt, _jwt_check, _jwt_build),   # config {provider, optional}
+}
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, KeyError) and len(e.args) == 1:
+        return f"missing key {e.args[0]!r}"
+    return str(e) or type(e).__name__
+
+
+def _import(use: str, where: str) -> Callable[..., Any]:
+    """The class (or factory) that ``use`` (``package.module:Class``) names."""
+    module_name, _, qualname = use.partition(":")
+    if not module_name or not qualname:
+        raise ConfigError(f"{where}.use: expected 'package.module:Class', got {use!r}")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name is not None and (module_name + ".").startswith(e.name + "."):
+            raise ConfigError(f"{where}.use: no module named {e.name!r}") from None
+        raise ConfigError(f"{where}.use: importing {module_name!r} failed: {e}") from None
+    except Exception as e:      # noqa: BLE001 (whatever the module raised while imported)
+        raise ConfigError(f"{where}.use: importing {module_name!r} failed: "
+                          f"{type(e).__name__}: {e}") from None
+    for part in qualname.split("."):
         try:
-            key_set(provider.jwks)
-        except (OSError, PyJWTError) as e:
-            raise ConfigError(f"{source}: jwt_providers.{name}.jwks.file: {e}") from None
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(f"{where}.use: module {module_name!r} has no "
+                              f"{qualname!r}") from None
+    if not callable(obj):
+        raise ConfigError(f"{where}.use: {use!r} is not a class")
+    return obj
+
+
+def _user_filter(spec: FilterSpec, where: str) -> Any:
+    """Import ``spec.use`` and build it with ``spec.config``; ConfigError naming ``where``."""
+    cls = _import(spec.use, where)
+    try:
+        instance = cls(dict(spec.config))
+    except Exception as e:      # noqa: BLE001 (a constructor rejecting its config)
+        raise ConfigError(f"{where}.config: {_message(e)}") from None
+    phases = [p for p in PHASES if callable(getattr(instance, p, None))]
+    if not phases:
+        raise ConfigError(f"{where}.use: {spec.use!r} implements none of "
+                          f"{', '.join(PHASES)}")
+    for p in phases:
+        if p != "on_request" and inspect.iscoroutinefunction(getattr(instance, p)):
+            raise ConfigError(f"{where}.use: {spec.use}.{p} is a coroutine function; only "
+                              f"on_request may return an awaitable")
+    return instance
+
+
+def _builtin(name: str, config: Mapping[str, Any], where: str, cfg: Config,
+             context: FilterContext | None) -> Any:
+    """A built-in filter (None when ``context`` is None: checked only)."""
+    builtin = BUILTIN_FILTERS[name]
+    try:
+        value = msgspec.convert(dict(config), builtin.config, dec_hook=_dec_hook)
+    except msgspec.ValidationError as e:
+        raise ConfigError(f"{where}.config.{_describe(str(e))}") from None
+    problem = builtin.check(value, cfg)
+    if problem is not None:
+        raise ConfigError(f"{where}.config.{problem}")
+    return None if context is None else builtin.build(value, context)
+
+
+def _filter(spec: FilterSpec, where: str, cfg: Config, context: FilterContext | None) -> Any:
+    if ":" in spec.use:
+        return _user_filter(spec, where)
+    if spec.use in BUILTIN_FILTERS:
+        return _builtin(spec.use, spec.config, where, cfg, context)
+    raise ConfigError(f"{where}.use: unknown filter {spec.use!r}: the built-in filters are "
+                      f"{', '.join(sorted(BUILTIN_FILTERS))}; a user filter is "
+                      f"'package.module:Class'")
+
+
+def build_filters(cfg: Config, context: FilterContext | None = None,
+                  source: str = "<config>") -> list[tuple[Any, ...]]:
+    """Each route's filters in the order they run: the global ``filters``, then the route's
+    ``jwt`` shorthand, then the route's ``filters``. Each entry of the config is built once
+    (a global filter is one object shared by every route). ``context``: the worker's; None
+    (``check``) validates built-in filters without building them, and leaves them out.
+    Raises ConfigError ``"SOURCE: routes[1].filters[0].use: problem"`` for the first entry
+    that cannot be imported or built."""
+    def one(spec: FilterSpec, where: str) -> tuple[Any, ...]:
+        f = _filter(spec, where, cfg, context)
+        return () if f is None else (f,)
+
+    try:
+        shared = sum((one(s, f"filters[{i}]") for i, s in enumerate(cfg.filters)), ())
+        out = []
+        for r, route in enumerate(cfg.routes):
+            own: tuple[Any, ...] = ()
+            policy = route.jwt_policy
+            if policy is not None and context is not None:
+                own = (_jwt_build(policy, context),)
+            for i, spec in enumerate(route.filters):
+                where = f"routes[{r}].filters[{i}]"
+                if spec.use == "jwt" and route.jwt is not None:
+                    raise ConfigError(f"{where}.use: the route's jwt key runs the jwt filter "
+                                      f"already")
+                own += one(spec, where)
+            out.append(shared + own)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    return out
+
+
+def check(cfg: Config, source: str = "<config>") -> None:
+    """Build what the workers would build from cfg and reading files or importing code needs
+    (each file-based JWT provider's key set; each user filter, imported and built once), and
+    discard it. Raises ConfigError ``"SOURCE: key.path: problem"`` for the first that fails
+    (``jwt_providers.NAME.jwks.file``, ``routes[1].filters[0].use``...)."""
+    if cfg.jwt_providers:
+        from gwcore.jwt import PyJWTError
+
+        for name, provider in cfg.jwt_providers.items():
+            if provider.jwks.file is None:
+                continue
+            try:
+                key_set(provider.jwks)
+            except (OSError, PyJWTError) as e:
+                raise ConfigError(f"{source}: jwt_providers.{name}.jwks.file: {e}") from None
+    if cfg.filters or any(route.filters for route in cfg.routes):
+        build_filters(cfg, None, source)
 
 
 def load(path: str | os.PathLike[str]) -> Config:

@@ -12,13 +12,15 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import uvloop
 
+from gwcore import runtime
 from gwcore.config import Cluster as ClusterConfig
 from gwcore.config import Config, Listener
 from gwcore.config import Route as RouteConfig
-from gwcore.filters.jwt_auth import JwtAuth, Provider
+from gwcore.filters.jwt_auth import Provider
 from gwcore.http._connection import ListenerRuntime
 from gwcore.http._wire import Clock
 from gwcore.proxy._router import Router
@@ -87,13 +89,16 @@ def make_cluster(c: ClusterConfig, clock: Clock, loop: asyncio.AbstractEventLoop
 
 def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock
                   ) -> tuple[Runtime, list[tuple[Listener, ListenerRuntime]]]:
-    """Clusters and JWT providers by name, and a ListenerRuntime per listener."""
+    """Clusters and JWT providers by name, and a ListenerRuntime per listener. Each route
+    gets its filters in order (global, the jwt shorthand, its own; gwcore.runtime), each
+    built once in this worker."""
     clusters = {c.name: make_cluster(c, clock, loop) for c in cfg.clusters}
     providers = {name: Provider(name, p) for name, p in cfg.jwt_providers.items()}
+    built = runtime.build_filters(cfg, runtime.FilterContext(providers))
+    by_route = {id(route): filters for route, filters in zip(cfg.routes, built)}
 
-    def filters(route: RouteConfig) -> tuple[JwtAuth, ...]:
-        jwt = route.jwt_policy
-        return (JwtAuth(providers[jwt.provider], jwt.optional),) if jwt else ()
+    def filters(route: RouteConfig) -> tuple[Any, ...]:
+        return by_route[id(route)]
 
     router = Router(cfg.routes, clusters, filters)
     return Runtime(clusters, providers), [
