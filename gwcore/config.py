@@ -482,9 +482,9 @@ class RouteJwt(_Section):
 
 
 class RouteTimeouts(_Section):
-    """``request``: the whole exchange, from the request head until the response is
-    complete (Envoy's route timeout); none by default, so long downloads and event streams
-    are not cut. Seconds; 504 before a response started, a reset after."""
+    """``request``: from the moment the whole request has gone upstream until the response
+    is complete, retries included (Envoy's route timeout); none by default, so long downloads
+    and event streams are not cut. Seconds; 504 before a response started, a reset after."""
 
     request: Duration | None = None
 

@@ -10,7 +10,7 @@ import logging
 import os
 
 from gwcore.filters.base import Response, reason, run_request_filters
-from gwcore.http._parser import METHOD_NAMES, parse_request
+from gwcore.http._parser import METHOD_NAMES
 from gwcore.proxy._router cimport Route, Router
 from gwcore.proxy._router import split_absolute
 from gwcore.proxy._exchange cimport Exchange, new_exchange, now_ns
@@ -28,7 +28,7 @@ from gwcore.http._chttp1 cimport (
 )
 from gwcore.http._parser cimport (
     gw_chunked_decode, gw_chunked_init, gw_find_field, gw_http_error_name, gw_http_error_status,
-    gw_parse_request,
+    gw_parse_request, request_fields, request_view,
 )
 from gwcore.http._cpath cimport (
     GW_PATH_DECODE_SLASHES, GW_PATH_MERGE_SLASHES, GW_PATH_REJECT_SLASHES, gw_normalize_path,
@@ -53,6 +53,7 @@ cdef enum DState:
     D_FILTERING = 5     # a request filter is waiting (slow path)
     D_LINGER = 6        # answered and half-closed; discarding the rest of a request body
     D_BUFFER = 7        # receiving a small request body whole before choosing an upstream
+    D_LOCAL = 8         # streaming a filter's Response body (an iterable or async iterator)
 
 cdef enum Out:
     OUT_RAW = 0         # bytes as received (Content-Length or no body)
@@ -65,6 +66,7 @@ cdef enum Pause:
     P_UPSTREAM_FULL = 2
     P_PIPELINE_FULL = 4
     P_FILTERING = 8
+    P_LOCAL = 16
 
 cdef enum:
     MAX_FIELDS = 1000               # config bound for max_headers
@@ -166,6 +168,7 @@ cdef class ListenerRuntime:
     cdef const char *id_prefix_c
     cdef unsigned long long next_id
     cdef set conns
+    cdef public tuple global_on_log     # the global filters' on_log: requests without a route
     cdef readonly bint draining
     cdef double drain_grace
 
@@ -194,6 +197,7 @@ cdef class ListenerRuntime:
         self.id_prefix_c = self.id_prefix
         self.next_id = 0
         self.conns = set()
+        self.global_on_log = ()
 
     def protocol(self):
         """Protocol factory for loop.create_server."""
@@ -214,6 +218,15 @@ cdef class ListenerRuntime:
         self.drain_grace = grace
         for c in list(self.conns):
             c.drain(grace)
+
+    def abort_all(self):
+        """The drain ran out of time: every connection is cut, and the requests still under
+        way end as ``draining`` (their on_log runs)."""
+        cdef Downstream c
+        for c in list(self.conns):
+            if c.state != D_CLOSED:
+                c._finish("draining")
+                c._close(True)
 
     cdef bytes request_id_line(self):
         """``X-Request-Id: <12 hex, per worker>-<counter in hex>`` and its CRLF."""
@@ -279,6 +292,11 @@ cdef class Downstream(ResponseSink):
     cdef list body_parts        # D_BUFFER: the body received so far
     cdef object request_timer   # the route's request timeout (a TimerHandle), or None
     cdef tuple taps             # the route's on_response_body phases, while a response streams
+    cdef unsigned long try_token    # tells this try's connect result from a late earlier one
+    cdef object local_body      # D_LOCAL: the iterator of a sync iterable body
+    cdef object local_task      # D_LOCAL: the task pumping an async iterator body
+    cdef object drain_waiter    # D_LOCAL: a future the async pump awaits while writing is paused
+    cdef bint local_chunked, local_close
 
     def __cinit__(self, ListenerRuntime lr):
         self.lr = lr
@@ -302,8 +320,11 @@ cdef class Downstream(ResponseSink):
 
     def connection_lost(self, exc):
         if self.state == D_FILTERING:
-            self.waiting[6].cancel()      # nobody waits for this filter any more
+            self.waiting[4].cancel()      # nobody waits for this filter any more
             self.waiting = None
+        if self.local_task is not None:
+            self.local_task.cancel()        # the async body has nobody to go to
+            self.local_task = None
         self.state = D_CLOSED
         self.lr.clock.unwatch(self)
         self.lr.conns.discard(self)
@@ -339,7 +360,8 @@ cdef class Downstream(ResponseSink):
         self.writing_paused = True
         if self.up is not None:
             self.up.pause_reading(True)
-        if self.state == D_WAIT:    # a client that stops reading gets idle_timeout to resume
+        if self.state == D_WAIT or self.state == D_BODY:
+            # a client that stops reading gets idle_timeout to resume
             self.deadline = self.lr.clock.now + self.lr.idle_timeout
 
     def resume_writing(self):
@@ -348,6 +370,13 @@ cdef class Downstream(ResponseSink):
             self.up.pause_reading(False)
         if self.state == D_WAIT:
             self.deadline = 0
+        elif self.state == D_LOCAL:
+            self.deadline = 0
+            if self.drain_waiter is not None:
+                if not self.drain_waiter.done():
+                    self.drain_waiter.set_result(None)
+            else:
+                self._pump()
 
     def data_received(self, bytes data):
         if self.state == D_CLOSED or self.state == D_LINGER:
@@ -460,9 +489,6 @@ cdef class Downstream(ResponseSink):
         if route.forward_normalized_path and target[0] == 47:
             target = path + target[PyBytes_GET_SIZE(_path_part(target)):]
         self.cluster = route.cluster
-        if route.request_timeout > 0:
-            self.request_timer = self.lr.clock.loop.call_later(
-                route.request_timeout, self._request_timed_out)
         if route.on_request:
             self._filter(base, h, route, method, target, host, path)
         else:
@@ -487,15 +513,13 @@ cdef class Downstream(ResponseSink):
 
     cdef void _filter(self, const char *base, gw_head *h, route, bytes method, bytes target,
                       bytes host, bytes path):
-        """Runs the route's request filters; on the slow path the head is kept as bytes and
-        parsed again when the filters are done."""
-        cdef bytes head = PyBytes_FromStringAndSize(base, self.pos - (base - PyBytes_AS_STRING(
-            self.buf)))
-        request = parse_request(head, max_head_bytes=len(head) + 1,
-                                max_fields=self.lr.limits.max_fields,
-                                max_target_len=self.lr.limits.max_target_len)
+        """Runs the route's on_request phases on a Request view of the parsed head (its
+        fields copied, not parsed again); when a filter waits, the head is restored from
+        that view afterwards (_filtered)."""
+        cdef Exchange ex = self.ex
+        request = request_view(self.buf, base - PyBytes_AS_STRING(self.buf), h,
+                               self.pos - (base - PyBytes_AS_STRING(self.buf)), _fields)
         request.path = path
-        ex = self.ex
         ex.request = request
         try:
             result = run_request_filters(ex, route.on_request)
@@ -508,8 +532,8 @@ cdef class Downstream(ResponseSink):
         elif isinstance(result, Response):
             self._local(result, h.chunked or h.content_length > 0)
         else:
-            # the future at [6] (wraparound is off: no negative indexes in this module)
-            self.waiting = (ex, head, method, target, host, h.host_index == -2, result)
+            # the future at [4] (wraparound is off: no negative indexes in this module)
+            self.waiting = (method, target, host, h.host_index == -2, result)
             self.state = D_FILTERING
             self.deadline = self.lr.clock.now + self.lr.filter_timeout
             self._pause(P_FILTERING, True)
@@ -517,10 +541,10 @@ cdef class Downstream(ResponseSink):
 
     def _filtered(self, fut):
         cdef gw_head h
-        cdef bytes head
-        if self.state != D_FILTERING:
-            return              # the client went away meanwhile
-        ex, head, method, target, host, replace_host, _ = self.waiting
+        cdef const char *base
+        if self.state != D_FILTERING or self.waiting[4] is not fut:
+            return              # the client went away meanwhile, or this is an earlier wait
+        method, target, host, replace_host, _ = self.waiting
         self.waiting = None
         self.state = D_HEAD
         self.deadline = 0
@@ -529,22 +553,29 @@ cdef class Downstream(ResponseSink):
             if not fut.cancelled():
                 log.error("request filter failed", exc_info=fut.exception())
             self._error(500, "filter error", True)
-        elif fut.result() is not None:
-            gw_parse_request(PyBytes_AS_STRING(head), len(head), &self.lr.limits, &h, _fields)
+            return
+        base = request_fields(self.ex.request, &h, _fields)
+        if fut.result() is not None:
             self._local(fut.result(), h.chunked or h.content_length > 0)
-            self._process()
         else:
-            gw_parse_request(PyBytes_AS_STRING(head), len(head), &self.lr.limits, &h, _fields)
             if replace_host:
                 h.host_index = -2
-            self._proceed(PyBytes_AS_STRING(head), &h, method, target, host, ex)
-            self._process()
+            self._proceed(base, &h, method, target, host, self.ex)
+        self._process()
 
     cdef void _local(self, response, bint body_pending):
-        """Answers a filter's LocalResponse; closes when the request body was not read."""
+        """Answers a filter's Response; closes when the request body was not read. A body
+        that is not bytes streams (_pump, _pump_async)."""
         cdef bint close = body_pending or not self.keep_alive or self._last() \
             or self.lr.draining
-        cdef bytes data = response.encode(close)
+        body = response.body
+        cdef bytes data
+        if not isinstance(body, bytes):
+            self._local_stream(response, close)
+            return
+        data = response.encode_head(close, len(body))
+        if not self.head_method:
+            data += body
         if self.ex is not None:
             self.ex.status = response.status
             self.ex.bytes_sent = len(data)
@@ -554,6 +585,100 @@ cdef class Downstream(ResponseSink):
             self._close(False)
         else:
             self._next_request()
+
+    cdef void _local_stream(self, response, bint close):
+        """Starts streaming a Response whose body is an iterable or an async iterator of
+        bytes, with back-pressure: chunked for HTTP/1.1 unless it has a Content-Length,
+        delimited by the close for HTTP/1.0."""
+        length = response.headers.get(b"content-length")
+        cdef object n = int(length) if length is not None and length.isdigit() else None
+        if n is None and self.http10:
+            close = True
+        self.local_close = close
+        self.local_chunked = n is None and not close
+        head = response.encode_head(close, n)
+        self.ex.status = response.status
+        self.ex.bytes_sent = len(head)
+        self._write(head)
+        self.state = D_LOCAL
+        self._pause(P_LOCAL, True)
+        body = response.body
+        if self.head_method:
+            self._local_done()
+        elif hasattr(body, "__aiter__"):
+            self.local_task = self.lr.clock.loop.create_task(self._pump_async(body))
+        else:
+            try:
+                self.local_body = iter(body)
+            except TypeError:
+                log.error("filter Response body is %s, not bytes or an iterable of bytes",
+                          type(body).__name__)
+                self._finish("local")
+                self._close(True)
+                return
+            self._pump()
+
+    cdef void _local_chunk(self, chunk):
+        cdef Py_ssize_t n = len(chunk)
+        if n == 0:
+            return
+        self.ex.bytes_sent += n
+        if self.local_chunked:
+            self.transport.writelines((_chunk_line(n), chunk, CRLF))
+        else:
+            self._write(chunk)
+
+    cdef void _pump(self):
+        """Writes from a sync iterable body until the client's buffer is full or it ends."""
+        it = self.local_body
+        while self.state == D_LOCAL and not self.writing_paused:
+            try:
+                chunk = next(it)
+            except StopIteration:
+                self._local_done()
+                return
+            except Exception:
+                log.exception("filter Response body failed")
+                self._finish("local")
+                self._close(True)       # never pass a cut body as whole
+                return
+            self._local_chunk(chunk)
+        if self.state == D_LOCAL:
+            self.deadline = self.lr.clock.now + self.lr.idle_timeout
+
+    async def _pump_async(self, body):
+        loop = self.lr.clock.loop
+        try:
+            async for chunk in body:
+                if self.state != D_LOCAL:
+                    return
+                self._local_chunk(chunk)
+                while self.writing_paused and self.state == D_LOCAL:
+                    self.deadline = self.lr.clock.now + self.lr.idle_timeout
+                    self.drain_waiter = loop.create_future()
+                    await self.drain_waiter
+                    self.drain_waiter = None
+        except Exception:
+            if self.state == D_LOCAL:
+                log.exception("filter Response body failed")
+                self._finish("local")
+                self._close(True)
+            return
+        if self.state == D_LOCAL:
+            self._local_done()
+
+    cdef void _local_done(self):
+        self.local_body = None
+        self.local_task = None
+        self.drain_waiter = None
+        if self.local_chunked:
+            self._write(LAST_CHUNK)
+        self._finish("local")
+        if self.local_close:
+            self._close(False)
+        else:
+            self._next_request()
+            self._process()
 
     cdef void _proceed(self, const char *base, gw_head *h, bytes method, bytes target,
                        bytes host, ex):
@@ -756,7 +881,8 @@ cdef class Downstream(ResponseSink):
         if up is not None:
             self._use(up)
             return
-        r = self.cluster.connect(ep, self)
+        self.try_token += 1
+        r = self.cluster.connect(ep, self, self.try_token)
         if r < 0:
             self._overflow("max_pending_requests")
             return
@@ -792,12 +918,20 @@ cdef class Downstream(ResponseSink):
         self.ex = None
         ex.end = end
         ex.t_end = now_ns()
-        if ex.route is not None and (<Route>ex.route).on_log:
-            for phase in (<Route>ex.route).on_log:
-                try:
-                    phase(ex)
-                except Exception:
-                    log.exception("on_log of route %s failed", ex.route_name)
+        phases = (<Route>ex.route).on_log if ex.route is not None else self.lr.global_on_log
+        for phase in phases:
+            try:
+                phase(ex)
+            except Exception:
+                log.exception("on_log of route %s failed", ex.route_name)
+
+    cdef void _request_sent(self):
+        """The whole request is upstream: the route's timeouts.request starts (once per
+        exchange, so it spans retries; Envoy's route timeout)."""
+        cdef Route route = self.ex.route
+        if route.request_timeout > 0 and self.request_timer is None:
+            self.request_timer = self.lr.clock.loop.call_later(
+                route.request_timeout, self._request_timed_out)
 
     def _request_timed_out(self):
         """The route's ``timeouts.request`` ran out: 504, or a reset once a response began
@@ -805,11 +939,11 @@ cdef class Downstream(ResponseSink):
         self.request_timer = None
         if self.state == D_CLOSED or self.state == D_LINGER or self.state == D_HEAD:
             return
-        if self.state == D_FILTERING:
-            self._cancel_filter()
-        if self.ep is not None:
+        if self.ep is not None and not self.response_started:
             self.cluster.report(self.ep, False)
         self._error(504, "request timed out", self.body_unread)
+        if self.state == D_HEAD:
+            self._process()         # pipelined requests go on
 
     cdef bint _may_retry(self, unsigned int condition):
         """Retry policy: a configured condition, tries left, within the budget and the
@@ -821,8 +955,8 @@ cdef class Downstream(ResponseSink):
                      or (self.idempotent and (not self.has_body or self.body_buffered)))
                 and self.cluster.retry_allowed())
 
-    def _retry_later(self, Endpoint failed):
-        if self.state == D_CONNECTING:
+    def _retry_later(self, Endpoint failed, unsigned long token):
+        if self.state == D_CONNECTING and token == self.try_token:
             self.state = self.after_connect
             self._pause(P_CONNECTING, False)
             self._dispatch(failed, False)
@@ -837,6 +971,17 @@ cdef class Downstream(ResponseSink):
         if self.state != D_BODY:
             self.state = D_WAIT
             up.finish_request()
+            self._request_sent()
+
+    cdef void on_connected(self, Upstream up, int error, unsigned long token):
+        if token != self.try_token or self.state != D_CONNECTING:
+            if up is not None:
+                up.release()        # for an earlier try, or the client went away meanwhile
+            return
+        if up is None:
+            self.on_upstream_error(None, error)
+        else:
+            self.on_upstream_ready(up)
 
     cdef void on_upstream_ready(self, Upstream up):
         if self.state != D_CONNECTING:
@@ -899,12 +1044,13 @@ cdef class Downstream(ResponseSink):
         self.body_unread = False
         self._pause(P_UPSTREAM_FULL, False)
         self.up.finish_request()
+        self._request_sent()
         return True
 
     cdef void _body_deadline(self):
         """More body is due from the client within idle_timeout, unless the upstream is the
-        one not taking it (then the upstream's timeout runs)."""
-        self.deadline = (0 if self.paused & P_UPSTREAM_FULL
+        one not taking it (then the upstream's timeout runs) while the client reads."""
+        self.deadline = (0 if self.paused & P_UPSTREAM_FULL and not self.writing_paused
                          else self.lr.clock.now + self.lr.idle_timeout)
 
     cdef void pause_request_body(self, bint pause):
@@ -950,7 +1096,8 @@ cdef class Downstream(ResponseSink):
                     self._pause(P_CONNECTING, True)
                     self.after_connect = self.state
                     self.state = D_CONNECTING
-                    self.lr.clock.loop.call_later(delay, self._retry_later, failed)
+                    self.lr.clock.loop.call_later(delay, self._retry_later, failed,
+                                                  self.try_token)
                 else:
                     self._dispatch(failed, False)
                 return
@@ -1101,7 +1248,9 @@ cdef class Downstream(ResponseSink):
         self.state = D_HEAD
         self.head_started = False
         self.deadline = self.lr.clock.now + self.lr.idle_timeout
-        self._pause(P_PIPELINE_FULL, False)
+        # whatever held reading for the last request no longer applies
+        self._pause(P_PIPELINE_FULL | P_CONNECTING | P_UPSTREAM_FULL | P_FILTERING | P_LOCAL,
+                    False)
 
     cdef void on_upstream_error(self, Upstream up, int error):
         cdef Endpoint failed = self.ep
@@ -1170,7 +1319,7 @@ cdef class Downstream(ResponseSink):
 
     cdef void _cancel_filter(self):
         """Stops waiting for a request filter (its task is cancelled; reading resumes)."""
-        fut = self.waiting[6]
+        fut = self.waiting[4]
         self.waiting = None
         self.state = D_HEAD
         self._pause(P_FILTERING, False)
@@ -1188,7 +1337,10 @@ cdef class Downstream(ResponseSink):
                 self.state = self.after_connect
                 self._pause(P_CONNECTING, False)
                 self._overflow("pending_timeout")
-        elif self.writing_paused and self.state == D_WAIT:
+                if self.state == D_HEAD:
+                    self._process()     # pipelined requests go on
+        elif self.writing_paused and (self.state == D_WAIT or self.state == D_BODY
+                                      or self.state == D_LOCAL):
             self._finish("timeout")
             self._close(True)           # the client stopped reading (NGINX's send_timeout)
         elif self.state == D_HEAD:

@@ -24,3 +24,9 @@ cdef int gw_next_list_element(const char *value, size_t value_len, size_t *pos,
                               size_t *el_off, size_t *el_len) noexcept nogil
 cdef const char *gw_http_error_name(int code) noexcept nogil
 cdef int gw_http_error_status(int code) noexcept nogil
+
+# A Request (the Python view filters read) for a head the caller parsed, without parsing it
+# again, and back: its head and fields copied into the caller's arrays.
+cdef object request_view(bytes buf, Py_ssize_t base, const gw_head *h, int length,
+                         const gw_field *fields)
+cdef const char *request_fields(object request, gw_head *h, gw_field *fields) noexcept

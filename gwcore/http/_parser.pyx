@@ -330,6 +330,23 @@ cdef inline int _fill(_Head m, bytes buf, Py_ssize_t base, const gw_head *h, int
     return 0
 
 
+cdef object request_view(bytes buf, Py_ssize_t base, const gw_head *h, int length,
+                         const gw_field *fields):
+    """A Request for a head already parsed at buf[base:] (no second parse; fields copied)."""
+    cdef _Head msg = Request.__new__(Request)
+    _fill(msg, buf, base, h, length, fields)
+    return msg
+
+
+cdef const char *request_fields(object request, gw_head *h, gw_field *fields) noexcept:
+    """Copies a request_view's parsed head into h and its fields into fields (room for
+    h.num_fields); returns where its head starts (valid while the Request lives)."""
+    cdef _Head msg = <_Head>request
+    h[0] = msg._h
+    memcpy(fields, msg._fields, msg._h.num_fields * sizeof(gw_field))
+    return msg._ptr()
+
+
 cdef object _parse(bint request, object data, Py_ssize_t offset, gw_limits *lim):
     """Parses data[offset:]; returns a Request/Response, None when incomplete, or raises."""
     cdef Py_buffer view

@@ -199,6 +199,8 @@ async def _drain(runtimes: list[ListenerRuntime], timeout: float) -> None:
         if asyncio.get_running_loop().time() >= deadline:
             log.warning("drain timeout: closing %d connections",
                         sum(rt.open_connections for rt in runtimes))
+            for rt in runtimes:
+                rt.abort_all()
             return
         await asyncio.sleep(0.05)
 

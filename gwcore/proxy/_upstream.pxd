@@ -20,10 +20,10 @@ cdef enum BodyMode:
 
 cdef class ResponseSink(Timed):
     """The downstream side of one exchange; the Upstream calls these in order:
-    on_upstream_ready? → on_response_head → on_response_data* → on_response_end, with flush
-    after each upstream read (what the read produced goes out in one write),
-    or on_upstream_error at any point."""
-    cdef void on_upstream_ready(self, Upstream up)
+    on_connected (for a new or handed-over connection, with the token of the try that asked)
+    → on_response_head → on_response_data* → on_response_end, with flush after each upstream
+    read (what the read produced goes out in one write), or on_upstream_error at any point."""
+    cdef void on_connected(self, Upstream up, int error, unsigned long token)
     cdef void on_upstream_error(self, Upstream up, int error)
     cdef void on_response_head(self, Upstream up, const char *buf, const gw_field *fields)
     cdef void on_response_data(self, object data)
@@ -93,7 +93,7 @@ cdef class Cluster:
     cdef void report(self, Endpoint ep, bint ok)
     cdef bint retry_allowed(self)
     cdef Upstream acquire(self, Endpoint ep)
-    cdef int connect(self, Endpoint ep, ResponseSink sink)
+    cdef int connect(self, Endpoint ep, ResponseSink sink, unsigned long token)
     cdef bint cancel_wait(self, ResponseSink sink)
     cdef void note_overflow(self, str limit)
     cdef void _slot_freed(self)

@@ -34,7 +34,7 @@ _limits.max_target_len = 0
 
 
 cdef class ResponseSink(Timed):
-    cdef void on_upstream_ready(self, Upstream up):
+    cdef void on_connected(self, Upstream up, int error, unsigned long token):
         pass
 
     cdef void on_upstream_error(self, Upstream up, int error):
@@ -237,9 +237,10 @@ cdef class Cluster:
                 return up
         return None
 
-    cdef int connect(self, Endpoint ep, ResponseSink sink):
-        """Slow path: open a connection; later sink.on_upstream_ready(up) or
-        sink.on_upstream_error(None, UE_CONNECT_FAILED / UE_CONNECT_TIMEOUT). Returns 0.
+    cdef int connect(self, Endpoint ep, ResponseSink sink, unsigned long token):
+        """Slow path: open a connection; later sink.on_connected(up, 0, token), or
+        sink.on_connected(None, UE_CONNECT_FAILED / UE_CONNECT_TIMEOUT, token) (``token``
+        lets the sink tell this try's answer from a late one for an earlier try). Returns 0.
         With max_connections open (after closing an idle one if any, to make room), the sink
         waits for a slot instead (returns 1; the same callbacks follow once it has one,
         unless cancel_wait), or, with max_pending_requests already waiting, returns -1 and
@@ -258,13 +259,13 @@ cdef class Cluster:
         if self.connections >= self.max_connections:
             if len(self.waiters) >= self.max_pending:
                 return -1
-            self.waiters.append((sink, ep))
+            self.waiters.append((sink, ep, token))
             return 1
         self.connections += 1
         task = self.loop.create_task(
             self.loop.create_connection(partial(Upstream, ep), ep.connect_host, ep.port))
         timer = self.loop.call_later(self.connect_timeout, task.cancel)
-        task.add_done_callback(partial(self._connected, sink, timer))
+        task.add_done_callback(partial(self._connected, sink, timer, token))
         return 0
 
     cdef bint cancel_wait(self, ResponseSink sink):
@@ -280,8 +281,8 @@ cdef class Cluster:
         """A connection closed or a connect failed: the first waiters may connect."""
         self.connections -= 1
         while self.waiters and self.connections < self.max_connections:
-            sink, ep = self.waiters.popleft()
-            self.connect(ep, sink)
+            sink, ep, token = self.waiters.popleft()
+            self.connect(ep, sink, token)
 
     cdef bint _hand_over(self, Upstream up):
         """A connection coming back to its pool goes to the first request waiting for a
@@ -293,29 +294,29 @@ cdef class Cluster:
                 sink = w[0]
                 up.state = U_ACTIVE
                 up.reused = True
-                sink.on_upstream_ready(up)
+                sink.on_connected(up, 0, w[2])
                 return True
         return False
 
-    def _connected(self, ResponseSink sink, timer, task):
+    def _connected(self, ResponseSink sink, timer, unsigned long token, task):
         cdef Upstream up
         timer.cancel()
         if task.cancelled():
             self._slot_freed()
-            sink.on_upstream_error(None, UE_CONNECT_TIMEOUT)
+            sink.on_connected(None, UE_CONNECT_TIMEOUT, token)
         elif task.exception() is not None:
             self._slot_freed()
-            sink.on_upstream_error(None, UE_CONNECT_FAILED)
+            sink.on_connected(None, UE_CONNECT_FAILED, token)
         else:
             up = task.result()[1]
             if up.state == U_CLOSED or up.transport.is_closing():
                 # the upstream closed it before a byte was sent: a connect failure
                 self._slot_freed()
-                sink.on_upstream_error(None, UE_CONNECT_FAILED)
+                sink.on_connected(None, UE_CONNECT_FAILED, token)
                 return
             up.counted = True
             up.state = U_ACTIVE
-            sink.on_upstream_ready(up)
+            sink.on_connected(up, 0, token)
 
 
 cdef class Upstream(Timed):
@@ -422,9 +423,11 @@ cdef class Upstream(Timed):
         if self.state != U_ACTIVE or pause == self.reading_paused:
             return
         self.reading_paused = pause
-        # the upstream cannot be late while we are not reading it (the client is slow)
+        # the upstream cannot be late while we are not reading it (the client is slow); it
+        # still must take the rest of the request body in time
         if pause:
-            self.deadline = 0
+            if self.request_done:
+                self.deadline = 0
             self.transport.pause_reading()
         else:
             if self.request_done:
