@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from gwcore.jwt import JWKSet
 
 __all__ = ["BUILTIN_FILTERS", "BuiltinFilter", "FilterContext", "build_filters", "check",
-           "key_set", "load"]
+           "filter_chains", "key_set", "load"]
 
 
 def key_set(jwks: JwksSource) -> JWKSet:
@@ -166,11 +166,19 @@ def _filter(spec: FilterSpec, where: str, cfg: Config, context: FilterContext | 
 def build_filters(cfg: Config, context: FilterContext | None = None,
                   source: str = "<config>") -> list[tuple[Any, ...]]:
     """Each route's filters in the order they run: the global ``filters``, then the route's
-    ``jwt`` shorthand, then the route's ``filters``. Each entry of the config is built once
-    (a global filter is one object shared by every route). ``context``: the worker's; None
-    (``check``) validates built-in filters without building them, and leaves them out.
-    Raises ConfigError ``"SOURCE: routes[1].filters[0].use: problem"`` for the first entry
-    that cannot be imported or built."""
+    ``jwt`` shorthand, then the route's ``filters`` (``filter_chains(...)[1]``)."""
+    return filter_chains(cfg, context, source)[1]
+
+
+def filter_chains(cfg: Config, context: FilterContext | None = None, source: str = "<config>"
+                  ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+    """(the global filters, each route's filters in the order they run): the global
+    ``filters``, then the route's ``jwt`` shorthand, then the route's ``filters``. Each entry
+    of the config is built once (a global filter is one object shared by every route; the
+    global ones alone serve requests refused before routing, for ``on_log``). ``context``:
+    the worker's; None (``check``) validates built-in filters without building them, and
+    leaves them out. Raises ConfigError ``"SOURCE: routes[1].filters[0].use: problem"`` for
+    the first entry that cannot be imported or built."""
     def one(spec: FilterSpec, where: str) -> tuple[Any, ...]:
         f = _filter(spec, where, cfg, context)
         return () if f is None else (f,)
@@ -192,7 +200,7 @@ def build_filters(cfg: Config, context: FilterContext | None = None,
             out.append(shared + own)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
-    return out
+    return shared, out
 
 
 def check(cfg: Config, source: str = "<config>") -> None:
@@ -211,7 +219,7 @@ def check(cfg: Config, source: str = "<config>") -> None:
             except (OSError, PyJWTError) as e:
                 raise ConfigError(f"{source}: jwt_providers.{name}.jwks.file: {e}") from None
     if cfg.filters or any(route.filters for route in cfg.routes):
-        build_filters(cfg, None, source)
+        filter_chains(cfg, None, source)
 
 
 def load(path: str | os.PathLike[str]) -> Config:

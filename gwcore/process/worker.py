@@ -91,17 +91,19 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock
                   ) -> tuple[Runtime, list[tuple[Listener, ListenerRuntime]]]:
     """Clusters and JWT providers by name, and a ListenerRuntime per listener. Each route
     gets its filters in order (global, the jwt shorthand, its own; gwcore.runtime), each
-    built once in this worker."""
+    built once in this worker; the global filters' on_log also serves requests refused
+    before routing."""
     clusters = {c.name: make_cluster(c, clock, loop) for c in cfg.clusters}
     providers = {name: Provider(name, p) for name, p in cfg.jwt_providers.items()}
-    built = runtime.build_filters(cfg, runtime.FilterContext(providers))
+    shared, built = runtime.filter_chains(cfg, runtime.FilterContext(providers))
     by_route = {id(route): filters for route, filters in zip(cfg.routes, built)}
+    global_on_log = tuple(f.on_log for f in shared if callable(getattr(f, "on_log", None)))
 
     def filters(route: RouteConfig) -> tuple[Any, ...]:
         return by_route[id(route)]
 
     router = Router(cfg.routes, clusters, filters)
-    return Runtime(clusters, providers), [
+    listeners = [
         (lst, ListenerRuntime(router, clock,
                               max_head_bytes=lst.limits.max_head_bytes,
                               max_headers=lst.limits.max_headers,
@@ -115,6 +117,9 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock
                               escaped_slashes=lst.path_normalization.escaped_slashes))
         for lst in cfg.listeners
     ]
+    for _, lr in listeners:
+        lr.global_on_log = global_on_log
+    return Runtime(clusters, providers), listeners
 
 
 HEARTBEAT_INTERVAL = 1.0     # seconds between heartbeats to the master

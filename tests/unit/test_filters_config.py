@@ -142,13 +142,14 @@ _ids = itertools.count()
 
 
 def build(text: str, context=None):
+    """Each route's filters."""
     return runtime.build_filters(config(text), context, "g.yaml")
 
 
 def test_order_global_then_jwt_shorthand_then_the_routes_and_each_built_once(user_module):
     ctx = runtime.FilterContext({"p": "provider-p"})
     m = f"{user_module}:Mark"
-    built = build(f"""\
+    text = textwrap.dedent(f"""\
         filters: [{{use: "{m}", config: {{name: g1}}}}, {{use: "{m}", config: {{name: g2}}}}]
         routes:
           - {{cluster: video, jwt: {{provider: p, optional: true}},
@@ -156,8 +157,9 @@ def test_order_global_then_jwt_shorthand_then_the_routes_and_each_built_once(use
           - {{cluster: video, filters: [{{use: jwt, config: {{provider: p}}}},
                                         {{use: "{user_module}:Outer.Inner", config: {{name: r1}}}}]}}
           - {{cluster: video}}
-        """, ctx)
-    r0, r1, r2 = built
+        """)
+    shared, (r0, r1, r2) = runtime.filter_chains(config(text), ctx)
+    assert shared == r2                     # the global ones alone
     assert [getattr(f, "name", None) for f in r0] == ["g1", "g2", None, "r0"]
     assert isinstance(r0[2], JwtAuth) and r0[2].provider == "provider-p" and r0[2].optional
     assert [getattr(f, "name", None) for f in r1] == ["g1", "g2", None, "r1"]
