@@ -10,10 +10,10 @@ rounds (A B C ... A B C ...), each run preceded by a short warm-up; the tables r
 over rounds of req/s, p50 and p99 (milliseconds), the failed requests wrk saw (socket errors,
 non-2xx/3xx responses), and gwcore's req/s ratio to each peer.
 
-    /work/venv/bin/python bench/macro/run.py                      # 3 rounds of 10 s
-    /work/venv/bin/python bench/macro/run.py --duration 3s --rounds 1
-    /work/venv/bin/python bench/macro/run.py --workers 2          # 2 workers vs 1, unpinned
-    /work/venv/bin/python bench/macro/run.py --write-results      # update bench/RESULTS.md
+    .venv/bin/python bench/macro/run.py                      # 3 rounds of 10 s
+    .venv/bin/python bench/macro/run.py --duration 3s --rounds 1
+    .venv/bin/python bench/macro/run.py --workers 2          # 2 workers vs 1, unpinned
+    .venv/bin/python bench/macro/run.py --write-results      # update bench/RESULTS.md
 
 Every process the script starts is stopped on exit (also on Ctrl-C and SIGTERM) and its
 temporary directory removed. See bench/macro/README.md.
@@ -268,6 +268,9 @@ class Server:
     proc: subprocess.Popen[bytes]
     log: Path
     dead: str | None = None
+    # fields every client request must carry (e.g. a bearer token): the readiness check and
+    # wrk send them
+    headers: tuple[tuple[str, str], ...] = ()
 
     def exited(self) -> str | None:
         rc = self.proc.poll()
@@ -277,11 +280,24 @@ class Server:
         return tail_file(self.log) or "    | (empty log)"
 
 
-def spawn(name: str, argv: list[str], cpus: str | None, log: Path, port: int) -> Server:
+@dataclass(frozen=True)
+class Spawn:
+    """How a server process is run besides its argv: working directory, extra environment,
+    and the fields every client request must carry."""
+
+    cwd: Path | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def spawn(name: str, argv: list[str], cpus: str | None, log: Path, port: int,
+          how: Spawn = Spawn()) -> Server:
+    env = dict(os.environ, **dict(how.env)) if how.env else None
     with log.open("wb") as out:
         proc = subprocess.Popen(pinned(cpus, argv), stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    return Server(name=name, port=port, proc=proc, log=log)
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                cwd=how.cwd, env=env)
+    return Server(name=name, port=port, proc=proc, log=log, headers=how.headers)
 
 
 def stop(server: Server) -> None:
@@ -303,19 +319,29 @@ def stop(server: Server) -> None:
     proc.wait()
 
 
-def http_check(port: int, path: str, body: bytes) -> str | None:
-    """None if GET path on port answers 200 with exactly body, else what was wrong."""
+def http_get(port: int, path: str, headers: tuple[tuple[str, str], ...] = ()
+             ) -> tuple[int, bytes] | str:
+    """(status, body) of GET path on port with these fields, or what went wrong."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=dict(headers))
         resp = conn.getresponse()
-        got = resp.read()
+        return resp.status, resp.read()
     except (OSError, http.client.HTTPException) as exc:
         return f"GET {path}: {type(exc).__name__}: {exc}"
     finally:
         conn.close()
-    if resp.status != 200:
-        return f"GET {path}: status {resp.status}"
+
+
+def http_check(port: int, path: str, body: bytes,
+               headers: tuple[tuple[str, str], ...] = ()) -> str | None:
+    """None if GET path on port answers 200 with exactly body, else what was wrong."""
+    answer = http_get(port, path, headers)
+    if isinstance(answer, str):
+        return answer
+    status, got = answer
+    if status != 200:
+        return f"GET {path}: status {status}"
     if got != body:
         return f"GET {path}: body of {len(got)} bytes differs from the origin's {len(body)}"
     return None
@@ -336,7 +362,7 @@ def wait_ready(server: Server) -> str | None:
                 return f"port {server.port} not accepting after {START_TIMEOUT_S:.0f} s"
             time.sleep(0.05)
     for path, body in BODIES.items():
-        problem = http_check(server.port, "/" + path, body)
+        problem = http_check(server.port, "/" + path, body, server.headers)
         if problem:
             return problem
     return None
@@ -386,12 +412,16 @@ def build_haproxy(tools: dict[str, str | None]) -> Builder:
     return build
 
 
-def build_gwcore(pin_cpus: bool) -> Builder:
+def build_gwcore(pin_cpus: bool, python: str = sys.executable, route_opts: str = "",
+                 top_opts: str = "") -> Builder:
+    """gwcore run by `python -m gwcore serve`; route_opts are YAML lines added to its one route
+    (indented by 4), top_opts top-level YAML sections (bench/macro/routes.py's variants)."""
     def build(d: Path, port: int, origin_port: int, workers: int) -> list[str]:
         cfg = render("gwcore.yaml.tmpl", d / "gwcore.yaml",
                      {"PORT": str(port), "ORIGIN_PORT": str(origin_port),
-                      "WORKERS": str(workers), "PIN_CPUS": "true" if pin_cpus else "false"})
-        return [sys.executable, "-m", "gwcore", "serve", "--config", str(cfg)]
+                      "WORKERS": str(workers), "PIN_CPUS": "true" if pin_cpus else "false",
+                      "ROUTE_OPTS": route_opts, "TOP_OPTS": top_opts})
+        return [python, "-m", "gwcore", "serve", "--config", str(cfg)]
     return build
 
 
@@ -411,7 +441,7 @@ def port_was_taken(d: Path) -> bool:
 
 
 def launch(name: str, build: Builder, d: Path, origin_port: int, workers: int,
-           cpus: str | None) -> tuple[Server | None, str]:
+           cpus: str | None, how: Spawn = Spawn()) -> tuple[Server | None, str]:
     """Start a server from its config directory d on a free port and check that it serves both
     bodies. Returns (server, "") or (None, what went wrong with its log). A start that fails
     because the port was taken in between is retried on another port."""
@@ -420,7 +450,7 @@ def launch(name: str, build: Builder, d: Path, origin_port: int, workers: int,
         argv = build(d, port, origin_port, workers)
         for log in ("stdout.log", "error.log"):
             (d / log).unlink(missing_ok=True)
-        server = spawn(name, argv, cpus, d / "stdout.log", port)
+        server = spawn(name, argv, cpus, d / "stdout.log", port, how)
         problem = wait_ready(server)
         if problem is None:
             return server, ""
@@ -447,11 +477,13 @@ def start_origin(tmp: Path, tools: dict[str, str | None], layout: Layout) -> Ser
 
 
 def start_proxy(variant: Variant, build: Builder, tmp: Path, origin_port: int,
-                layout: Layout) -> Server | None:
-    """Start a proxy in front of the origin; None (after saying why) if it does not work."""
+                layout: Layout, how: Spawn = Spawn()) -> Server | None:
+    """Start a proxy in front of the origin; None (after saying why) if it does not work.
+    Its directory tmp/variant.key may exist already (files the config refers to)."""
     d = tmp / variant.key
-    d.mkdir()
-    server, why = launch(variant.key, build, d, origin_port, variant.workers, layout.proxy_cpus)
+    d.mkdir(exist_ok=True)
+    server, why = launch(variant.key, build, d, origin_port, variant.workers, layout.proxy_cpus,
+                         how)
     if server is None:
         print(f"SKIP {variant.key}: did not start: {why}", flush=True)
     else:
@@ -612,10 +644,12 @@ def parse_wrk(output: str, body_size: int) -> WrkResult:
 
 
 def run_wrk(wrk: str, port: int, size: str, duration: str, args: argparse.Namespace,
-            layout: Layout) -> tuple[WrkResult, str]:
+            layout: Layout, headers: tuple[tuple[str, str], ...] = ()
+            ) -> tuple[WrkResult, str]:
     url = f"http://127.0.0.1:{port}/{size}"
+    fields = [arg for name, value in headers for arg in ("-H", f"{name}: {value}")]
     argv = pinned(layout.wrk_cpus, [wrk, f"-t{args.threads}", f"-c{args.connections}",
-                                    f"-d{duration}", "--latency", url])
+                                    f"-d{duration}", "--latency", *fields, url])
     timeout = parse_duration_s(duration) + 30
     try:
         proc = subprocess.run(argv, check=False, capture_output=True, text=True,
@@ -740,24 +774,32 @@ def ceiling_ratio(one: Summary, many: Summary, workers: int) -> float | None:
     return rates[1] / rates[0]
 
 
-def size_table(size: str, summaries: list[Summary], layout: Layout) -> str:
-    multi = layout.workers > 1
-    head = "| proxy | workers " if multi else "| proxy "
+def summary_table(heads: list[str], rows: list[tuple[list[str], Summary]]) -> list[str]:
+    """Markdown lines of a results table: the label columns named by heads, then the figures
+    of each row's Summary."""
     lines = [
-        head + "| req/s (median) | p50 ms | p99 ms | requests | socket errors | non-2xx/3xx "
-        "| flagged runs | proxy CPU µs/req | CPU cores: proxy / origin / wrk / rest "
-        "| req/s per round |",
-        "|---" * (2 if multi else 1) + "|---:" * 9 + "|---|",
+        "| " + " | ".join(heads) + " | req/s (median) | p50 ms | p99 ms | requests "
+        "| socket errors | non-2xx/3xx | flagged runs | proxy CPU µs/req "
+        "| CPU cores: proxy / origin / wrk / rest | req/s per round |",
+        "|---" * len(heads) + "|---:" * 9 + "|---|",
     ]
-    for s in summaries:
+    for labels, s in rows:
         per_round = ", ".join(fmt(r.rps, ".0f") for r in s.runs)
-        workers = f"| {s.variant.workers} " if multi else ""
         lines.append(
-            f"| {PEER_NAMES[s.variant.proxy]} {workers}| {fmt(s.median('rps'), ',.0f')} "
+            "| " + " | ".join(labels) + f" | {fmt(s.median('rps'), ',.0f')} "
             f"| {fmt(s.median('p50_ms'), '.2f')} | {fmt(s.median('p99_ms'), '.2f')} "
             f"| {s.requests:,} | {socket_error_text(s.socket_errors)} | {s.non_2xx_3xx} "
             f"| {s.flagged_runs}/{len(s.runs)} | {fmt(s.median('proxy_us_per_request'), '.1f')} "
             f"| {s.cpu_text()} | {per_round} |")
+    return lines
+
+
+def size_table(size: str, summaries: list[Summary], layout: Layout) -> str:
+    multi = layout.workers > 1
+    lines = summary_table(
+        ["proxy", "workers"] if multi else ["proxy"],
+        [([PEER_NAMES[s.variant.proxy], *([str(s.variant.workers)] if multi else [])], s)
+         for s in summaries])
     by_variant = {s.variant: s for s in summaries}
     notes = []
     if multi:
@@ -819,12 +861,14 @@ def failures_text(results: dict[tuple[Variant, str], list[WrkResult]],
 
 def report(results: dict[tuple[Variant, str], list[WrkResult]],
            warmups: dict[tuple[Variant, str], list[WrkResult]], variants: list[Variant],
-           sizes: list[str], layout: Layout) -> str:
+           sizes: list[str], layout: Layout,
+           table: Callable[[str, list[Summary], Layout], str] = size_table) -> str:
+    """A table per size (made by table), the failed requests and the legend."""
     parts = []
     for size in sizes:
         summaries = [Summary(v, results[(v, size)]) for v in variants if results.get((v, size))]
         if summaries:
-            parts.append(size_table(size, summaries, layout))
+            parts.append(table(size, summaries, layout))
     if results:
         parts.append(failures_text(results, warmups))
         legend = (
@@ -869,7 +913,10 @@ def proxies_text(layout: Layout) -> str:
 
 def results_section(args: argparse.Namespace, layout: Layout, machine: dict[str, str],
                     tables: str, skipped: dict[str, str], loads: tuple[str, str],
-                    started: datetime.datetime) -> str:
+                    started: datetime.datetime, *, script: str = "bench/macro/run.py",
+                    title: str | None = None, setup: str | None = None) -> str:
+    """The RESULTS.md section of a run: how, where and when, then the tables. title and setup
+    (what was measured) default to this script's proxies and worker layout."""
     shown: list[str] = []
     skip_next = False
     for arg in args.argv:  # the note is shown on its own line, not inside the command
@@ -879,9 +926,10 @@ def results_section(args: argparse.Namespace, layout: Layout, machine: dict[str,
         skip_next = arg == "--note"
         if not skip_next:
             shown.append(arg)
-    cmd = shlex.join(["python", "bench/macro/run.py", *shown])
-    title = (f"workers={layout.workers}" if layout.workers == 1
-             else f"workers={layout.workers} (and 1, same run, unpinned)")
+    cmd = shlex.join(["python", script, *shown])
+    if title is None:
+        title = (f"workers={layout.workers}" if layout.workers == 1
+                 else f"workers={layout.workers} (and 1, same run, unpinned)")
     lines = [
         (f"## Macro benchmark, {title}: wrk -t{args.threads} "
          f"-c{args.connections} -d{args.duration} (bench/macro)"),
@@ -894,7 +942,7 @@ def results_section(args: argparse.Namespace, layout: Layout, machine: dict[str,
          f"HAProxy {machine['haproxy']}, Python {machine['python']}, "
          f"gwcore {machine['gwcore']}."),
         (f"- Layout: {layout.describe()}. Origin: NGINX `return 200` (1 KiB) and a 64 KiB "
-         f"static file, keep-alive. {proxies_text(layout)}"),
+         f"static file, keep-alive. {setup or proxies_text(layout)}"),
         f"- Load average (1/5/15 min) at start: {loads[0]}; at end: {loads[1]}.",
     ]
     if args.note:
@@ -904,9 +952,10 @@ def results_section(args: argparse.Namespace, layout: Layout, machine: dict[str,
     return "\n".join(lines) + "\n\n" + tables
 
 
-def update_results_file(path: Path, key: str, section: str) -> None:
+def update_results_file(path: Path, key: str, section: str,
+                        script: str = "bench/macro/run.py") -> None:
     """Replace this benchmark's marked section of path (or append it); the rest is kept."""
-    begin = f"<!-- {key}: begin (written by bench/macro/run.py --write-results) -->"
+    begin = f"<!-- {key}: begin (written by {script} --write-results) -->"
     end = f"<!-- {key}: end -->"
     block = f"{begin}\n{section.rstrip()}\n{end}\n"
     text = path.read_text() if path.exists() else (
@@ -943,15 +992,43 @@ def terminate_on_signals() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+def add_common_args(ap: argparse.ArgumentParser, rounds: int = 3, sizes: str = "1k,64k"
+                    ) -> None:
+    """The options of every bench/macro script: rounds, wrk load, sizes, results, temp dir."""
+    ap.add_argument("--rounds", type=int, default=rounds,
+                    help=f"alternating rounds (default {rounds})")
     ap.add_argument("--duration", type=wrk_duration, default="10s",
                     help="wrk duration of each measured run (default 10s)")
     ap.add_argument("--warmup", type=wrk_duration, default="2s",
                     help="wrk run before each measured run, not recorded (default 2s)")
     ap.add_argument("--connections", type=int, default=64, help="wrk -c (default 64)")
     ap.add_argument("--threads", type=int, default=1, help="wrk -t (default 1)")
+    ap.add_argument("--sizes", default=sizes,
+                    help=f"comma-separated subset of 1k,64k (default {sizes})")
+    ap.add_argument("--write-results", action="store_true",
+                    help=f"write the table into {RESULTS_FILE.relative_to(REPO)}")
+    ap.add_argument("--results-file", type=Path, default=RESULTS_FILE, help=argparse.SUPPRESS)
+    ap.add_argument("--note", default="", help="a remark for RESULTS.md (e.g. machine shared)")
+    ap.add_argument("--no-install", action="store_true", help="never call apt-get")
+    ap.add_argument("--keep-temp", action="store_true",
+                    help="keep the temporary directory (configs, logs) and print its path")
+
+
+def check_common_args(ap: argparse.ArgumentParser, args: argparse.Namespace,
+                      argv: list[str]) -> None:
+    """Validate add_common_args's options; sets args.argv and args.size_list."""
+    args.argv = argv
+    args.size_list = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    for s in args.size_list:
+        if s not in BODIES:
+            ap.error(f"--sizes: unknown size {s!r} (1k, 64k)")
+    if min(args.rounds, args.connections, args.threads) < 1:
+        ap.error("--rounds, --connections and --threads must be at least 1")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_args(ap)
     ap.add_argument("--workers", type=int, default=1,
                     help="workers of each proxy; N > 1 also measures 1 worker, all unpinned "
                          "(default 1: pinned layout)")
@@ -960,28 +1037,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--proxies", default=DEFAULT_PROXIES,
                     help=f"comma-separated subset of {','.join(PEER_NAMES)} "
                          f"(default: {DEFAULT_PROXIES})")
-    ap.add_argument("--sizes", default="1k,64k", help="comma-separated subset of 1k,64k")
-    ap.add_argument("--write-results", action="store_true",
-                    help=f"write the table into {RESULTS_FILE.relative_to(REPO)}")
-    ap.add_argument("--results-file", type=Path, default=RESULTS_FILE, help=argparse.SUPPRESS)
-    ap.add_argument("--note", default="", help="a remark for RESULTS.md (e.g. machine shared)")
-    ap.add_argument("--no-install", action="store_true", help="never call apt-get")
-    ap.add_argument("--keep-temp", action="store_true",
-                    help="keep the temporary directory (configs, logs) and print its path")
     args = ap.parse_args(argv)
-    args.argv = argv
+    check_common_args(ap, args, argv)
     args.proxy_list = [p.strip() for p in args.proxies.split(",") if p.strip()]
-    args.size_list = [s.strip() for s in args.sizes.split(",") if s.strip()]
     for p in args.proxy_list:
         if p not in PEER_NAMES:
             ap.error(f"--proxies: unknown proxy {p!r} ({', '.join(PEER_NAMES)})")
-    for s in args.size_list:
-        if s not in BODIES:
-            ap.error(f"--sizes: unknown size {s!r} (1k, 64k)")
-    if min(args.rounds, args.connections, args.threads, args.workers,
-           args.origin_workers or 1) < 1:
-        ap.error("--rounds, --connections, --threads, --workers and --origin-workers must be "
-                 "at least 1")
+    if min(args.workers, args.origin_workers or 1) < 1:
+        ap.error("--workers and --origin-workers must be at least 1")
     return args
 
 
@@ -991,14 +1054,14 @@ def measure(wrk: str, variant: Variant, server: Server, origin: Server, size: st
             warmups: dict[tuple[Variant, str], list[WrkResult]]) -> None:
     """One warm-up and one measured wrk run of a variant; both are recorded (the warm-up only
     for its failed requests)."""
-    warm, _ = run_wrk(wrk, server.port, size, args.warmup, args, layout)
+    warm, _ = run_wrk(wrk, server.port, size, args.warmup, args, layout, server.headers)
     warmups.setdefault((variant, size), []).append(warm)
     if warm.errors:
         print(f"round {rnd} {size:>3} {variant.key:<15} warm-up: {describe_run(warm)}",
               flush=True)
     pgids = [server.proc.pid, origin.proc.pid]  # group leaders (start_new_session)
     before = cpu_sample(pgids)
-    res, out = run_wrk(wrk, server.port, size, args.duration, args, layout)
+    res, out = run_wrk(wrk, server.port, size, args.duration, args, layout, server.headers)
     res.cpu = cpu_shares(before, cpu_sample(pgids), server.proc.pid, origin.proc.pid)
     for s in (origin, server):
         died = s.exited()
@@ -1008,6 +1071,75 @@ def measure(wrk: str, variant: Variant, server: Server, origin: Server, size: st
     print(f"round {rnd} {size:>3} {variant.key:<15} {describe_run(res)}", flush=True)
     if res.rps is None and out:
         print("\n".join("    | " + line for line in out.splitlines()))
+
+
+@contextmanager
+def bench_dir(keep: bool) -> Iterator[tuple[Path, list[Server]]]:
+    """A temporary directory and the list to put every server started into: on exit each is
+    stopped (the last started first) and the directory removed (kept with keep)."""
+    tmp = Path(tempfile.mkdtemp(prefix="gwcore-macro-"))
+    servers: list[Server] = []
+    try:
+        yield tmp, servers
+    finally:
+        for server in reversed(servers):
+            stop(server)
+        if keep:
+            print(f"temporary directory kept: {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+Results = dict[tuple[Variant, str], list[WrkResult]]
+
+
+def measure_rounds(wrk: str, origin: Server, proxies: dict[Variant, Server],
+                   args: argparse.Namespace, layout: Layout, skipped: dict[str, str],
+                   mirror: bool = False) -> tuple[Results, Results]:
+    """Measured runs and warm-ups of every proxy and size in alternating rounds (A B C A B C;
+    with mirror A B C C B A, so that a drift of the machine's speed over a round does not
+    favour the configurations measured first). A proxy that dies is not measured further
+    (noted in skipped); the origin dying is fatal."""
+    per_run = parse_duration_s(args.duration) + parse_duration_s(args.warmup)
+    total = per_run * args.rounds * len(args.size_list) * len(proxies)
+    print(f"layout: {layout.describe()}\nmeasuring {', '.join(v.key for v in proxies)} x "
+          f"{', '.join(args.size_list)} x {args.rounds} round(s): about {total:.0f} s",
+          flush=True)
+    results: Results = {}
+    warmups: Results = {}
+    for rnd in range(1, args.rounds + 1):
+        order = list(proxies.items())
+        if mirror and rnd % 2 == 0:
+            order.reverse()
+        for size in args.size_list:
+            for variant, server in order:
+                if server.dead:
+                    continue
+                measure(wrk, variant, server, origin, size, rnd, args, layout, results, warmups)
+                if origin.exited():
+                    raise BenchError(f"{origin.exited()}\n{origin.log_tail()}")
+                if server.exited():
+                    server.dead = server.exited()
+                    skipped[variant.key] = f"{server.dead} during round {rnd}"
+                    print(f"{variant.key}: {server.dead}; not measured further\n"
+                          f"{server.log_tail()}", flush=True)
+    return results, warmups
+
+
+def conclude(args: argparse.Namespace, results: Results, tables: str,
+             skipped: dict[str, str], key: str, section: Callable[[], str],
+             script: str = "bench/macro/run.py") -> int:
+    """Print the tables and what was not measured, write the RESULTS.md section (made by
+    section) under key with --write-results; the exit status: 1 when a run was flagged or a
+    configuration not measured, else 0."""
+    print("\n" + tables)
+    for name, why in skipped.items():
+        print(f"not measured: {name}: {why}")
+    if args.write_results:
+        update_results_file(args.results_file, key, section(), script)
+        print(f"wrote {args.results_file}")
+    flagged = any(r.flagged for runs in results.values() for r in runs)
+    return 1 if flagged or skipped else 0
 
 
 def benchmark(args: argparse.Namespace) -> int:
@@ -1037,11 +1169,7 @@ def benchmark(args: argparse.Namespace) -> int:
     variants = [Variant(p, w) for p in args.proxy_list if p not in skipped
                 for w in layout.worker_counts]
 
-    tmp = Path(tempfile.mkdtemp(prefix="gwcore-macro-"))
-    servers: list[Server] = []
-    results: dict[tuple[Variant, str], list[WrkResult]] = {}
-    warmups: dict[tuple[Variant, str], list[WrkResult]] = {}
-    try:
+    with bench_dir(args.keep_temp) as (tmp, servers):
         origin = start_origin(tmp, tools, layout)
         servers.append(origin)
         print(f"origin: ready on 127.0.0.1:{origin.port} (pid {origin.proc.pid})", flush=True)
@@ -1055,50 +1183,18 @@ def benchmark(args: argparse.Namespace) -> int:
             proxies[variant] = server
         if not proxies:
             raise BenchError("no proxy could be started")
-
-        per_run = parse_duration_s(args.duration) + parse_duration_s(args.warmup)
-        total = per_run * args.rounds * len(args.size_list) * len(proxies)
-        print(f"layout: {layout.describe()}\nmeasuring {', '.join(v.key for v in proxies)} x "
-              f"{', '.join(args.size_list)} x {args.rounds} round(s): about {total:.0f} s",
-              flush=True)
-        wrk = str(tools["wrk"])
-        for rnd in range(1, args.rounds + 1):
-            for size in args.size_list:
-                for variant, server in proxies.items():
-                    if server.dead:
-                        continue
-                    measure(wrk, variant, server, origin, size, rnd, args, layout, results,
-                            warmups)
-                    if origin.exited():
-                        raise BenchError(f"{origin.exited()}\n{origin.log_tail()}")
-                    if server.exited():
-                        server.dead = server.exited()
-                        skipped[variant.key] = f"{server.dead} during round {rnd}"
-                        print(f"{variant.key}: {server.dead}; not measured further\n"
-                              f"{server.log_tail()}", flush=True)
-    finally:
-        for server in reversed(servers):
-            stop(server)
-        if args.keep_temp:
-            print(f"temporary directory kept: {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        results, warmups = measure_rounds(str(tools["wrk"]), origin, proxies, args, layout,
+                                          skipped)
 
     tables = report(results, warmups, variants, args.size_list, layout)
-    print("\n" + tables)
-    for name, why in skipped.items():
-        print(f"not measured: {name}: {why}")
-    if args.write_results:
-        section = results_section(args, layout, machine, tables, skipped,
-                                  (load_start, load_average()), started)
-        update_results_file(args.results_file, f"bench/macro workers={layout.workers}", section)
-        print(f"wrote {args.results_file}")
-    flagged = any(r.flagged for runs in results.values() for r in runs)
-    return 1 if flagged or skipped else 0
+    return conclude(args, results, tables, skipped, f"bench/macro workers={layout.workers}",
+                    lambda: results_section(args, layout, machine, tables, skipped,
+                                            (load_start, load_average()), started))
 
 
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
+def guarded(benchmark: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """benchmark(args) with the exit statuses of bench/macro: 2 for a BenchError (setup),
+    130 when interrupted; every process started is stopped on the way out."""
     try:
         with terminate_on_signals():
             return benchmark(args)
@@ -1108,6 +1204,10 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("interrupted; every process started was stopped", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str]) -> int:
+    return guarded(benchmark, parse_args(argv))
 
 
 if __name__ == "__main__":
