@@ -30,7 +30,8 @@ def own_origin(tmp_path):
 def breaker_gateway(own_origin, tmp_path):
     started = []
 
-    def make(breakers: dict, retries: dict | None = None, endpoints: list[str] | None = None):
+    def make(breakers: dict, retries: dict | None = None, endpoints: list[str] | None = None,
+             route: dict | None = None):
         cluster = {"name": "origin", "endpoints": endpoints or [f"{HOST}:{own_origin.port}"],
                    "circuit_breakers": breakers}
         if retries is not None:
@@ -38,7 +39,7 @@ def breaker_gateway(own_origin, tmp_path):
         g = start_gateway_on_free_port(
             lambda port: gateway_config(port, own_origin.port, free_port(), clusters=[cluster],
                                         routes=[{"match": {"path_prefix": "/"},
-                                                 "cluster": "origin"}]),
+                                                 "cluster": "origin", **(route or {})}]),
             tmp_path, f"gw-cb-{len(started) + 1}")
         started.append(g)
         return g
@@ -127,3 +128,62 @@ def test_max_retries(breaker_gateway, own_origin, max_retries, status) -> None:
     # round robin: of two requests, one tries the dead endpoint first
     statuses = sorted(_get(gw.port, "/hello").status for _ in range(2))
     assert statuses == sorted([200, status])
+
+
+def test_pipelined_requests_go_on_after_a_pending_timeout(breaker_gateway, own_origin) -> None:
+    """The only connection is held; two pipelined requests on one keep-alive connection each
+    wait for a slot and get the pending_timeout 503 in turn: the second, already buffered,
+    is not left until the idle timeout (60 s)."""
+    gw = breaker_gateway({"max_connections": 1, "max_pending_requests": 5,
+                          "pending_timeout": "500ms"})
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(_get, gw.port, "/hold?key=cb-pipe")
+        try:
+            wait_for(lambda: own_origin.stats()["open"] == 1, what="the held request")
+            with RawConn(gw.port) as c:
+                started = time.monotonic()
+                c.send(b"GET /hello?n=1 HTTP/1.1\r\nHost: gw.test\r\n\r\n"
+                       b"GET /hello?n=2 HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+                first = c.read_response(timeout=5)
+                second = c.read_response(timeout=3)
+                elapsed = time.monotonic() - started
+        finally:
+            own_origin.release("cb-pipe")
+        assert held.result(timeout=10).status == 200
+    for r in (first, second):
+        assert r.status == 503 and r.header("retry-after") == "1", (r.status, r.body)
+    assert 0.8 <= elapsed <= 2.5, elapsed
+    assert own_origin.served("/hello?n=") == 0
+
+
+def test_route_timeout_while_a_retry_waits_for_a_slot_leaves_the_connection_reading(
+        breaker_gateway, own_origin) -> None:
+    """max_connections 1. Request B's first try is answered 503 after 1 s and retried; by then
+    request A is queued for the slot, gets it and is held, so B's retry waits for a slot; the
+    route's timeouts.request (2 s) runs out there: 504 on B's keep-alive connection. Once A
+    is released, the next request on B's connection is read and answered."""
+    gw = breaker_gateway({"max_connections": 1, "max_pending_requests": 5,
+                          "pending_timeout": "30s"},
+                         retries={"attempts": 2, "on": ["503"]},
+                         route={"timeouts": {"request": "2s"}})
+    first_try = "/slow?delay=1&status=503&cb=slot"
+    with ThreadPoolExecutor(1) as pool, RawConn(gw.port) as b:
+        started = time.monotonic()
+        b.send(f"GET {first_try} HTTP/1.1\r\nHost: gw.test\r\n\r\n".encode())
+        wait_for(lambda: first_try in own_origin.stats()["in_flight"], what="B's first try")
+        held = pool.submit(_get, gw.port, "/hold?key=cb-slot")    # queued for the slot
+        try:
+            r = b.read_response(timeout=5)
+            elapsed = time.monotonic() - started
+            assert r.status == 504 and (r.header("connection") or "") != "close", (
+                r.status, r.body)
+            assert 1.8 <= elapsed < 3.5, elapsed
+            # B's retry never reached the origin: it was waiting for the slot A holds
+            assert own_origin.served(first_try) == 1
+            assert not held.done()
+        finally:
+            own_origin.release("cb-slot")
+        assert held.result(timeout=10).status == 200
+        b.send(b"GET /hello HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        r = b.read_response(timeout=3)
+        assert r.status == 200, (r.status, r.body)
