@@ -21,7 +21,7 @@ from gwcore.config import Cluster as ClusterConfig
 from gwcore.config import Config, Listener
 from gwcore.config import Route as RouteConfig
 from gwcore.filters.jwt_auth import Provider
-from gwcore.http._connection import ListenerRuntime
+from gwcore.proxy._session import ListenerRuntime
 from gwcore.http._wire import Clock
 from gwcore.proxy._router import Router
 from gwcore.proxy._upstream import Cluster
@@ -104,7 +104,7 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock
 
     router = Router(cfg.routes, clusters, filters)
     listeners = [
-        (lst, ListenerRuntime(router, clock,
+        (lst, ListenerRuntime(clock, router,
                               max_head_bytes=lst.limits.max_head_bytes,
                               max_headers=lst.limits.max_headers,
                               max_target_bytes=lst.limits.max_target_bytes,

@@ -1,4 +1,4 @@
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint32_t
 from gwcore.http._chttp1 cimport gw_head, gw_field, gw_chunked
 from gwcore.http._wire cimport Timed, Clock
 from gwcore.proxy._balancer cimport Balancer
@@ -92,6 +92,9 @@ cdef class Cluster:
     cdef void finish(self, Endpoint ep, bint retry)
     cdef void report(self, Endpoint ep, bint ok)
     cdef bint retry_allowed(self)
+    cdef bint may_retry(self, unsigned int condition, int tries, bint replayable)
+    cdef bytes hash_key(self, const char *base, const gw_field *fields, uint32_t nfields,
+                        bytes target, bytes client_ip, object ex)
     cdef Upstream acquire(self, Endpoint ep)
     cdef int connect(self, Endpoint ep, ResponseSink sink, unsigned long token)
     cdef bint cancel_wait(self, ResponseSink sink)

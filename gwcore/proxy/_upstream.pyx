@@ -7,11 +7,13 @@ import os
 from collections import deque
 from functools import partial
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.stdint cimport int64_t
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.stdint cimport int64_t, uint32_t
 
 from gwcore.http._chttp1 cimport GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, GW_CONN_OTHER, gw_field, gw_limits
-from gwcore.http._parser cimport gw_chunked_decode, gw_chunked_init, gw_parse_response
+from gwcore.http._parser cimport (
+    gw_chunked_decode, gw_chunked_init, gw_find_field, gw_parse_response,
+)
 from gwcore.http._wire cimport Clock, Timed, protected_connection_option
 from gwcore.proxy._balancer cimport Balancer
 
@@ -158,6 +160,46 @@ cdef class Cluster:
         self.in_flight -= 1
         if retry:
             self.retries_in_flight -= 1
+
+    cdef bint may_retry(self, unsigned int condition, int tries, bint replayable):
+        """The retry policy, all of it: ``condition`` (RETRY_*) is one ``retries.on`` names,
+        tries are left, the retry budget and the max_retries circuit breaker allow one, and
+        it is safe — nothing was sent (a connect failure), or the request is ``replayable``
+        (idempotent, its body if any held whole)."""
+        return ((self.retry_on & condition) != 0
+                and tries < self.attempts
+                and (condition == RETRY_CONNECT_FAILURE or replayable)
+                and self.retry_allowed())
+
+    cdef bytes hash_key(self, const char *base, const gw_field *fields, uint32_t nfields,
+                        bytes target, bytes client_ip, object ex):
+        """The request's key for ring_hash / maglev, as ``balancer.hash_on`` says (None: no
+        key, pick at random): the path, the client address, a field, a cookie (RFC 6265
+        §5.4) or a verified JWT claim (``ex.state["jwt_claims"]``)."""
+        cdef int i
+        cdef bytes name = self.hash_name
+        if self.hash_kind == HASH_PATH:
+            return target.partition(b"?")[0]
+        if self.hash_kind == HASH_SOURCE_IP:
+            return client_ip
+        if self.hash_kind == HASH_JWT_CLAIM:
+            claims = ex.state.get("jwt_claims") if ex is not None else None
+            value = claims.get(name.decode()) if claims else None
+            return None if value is None else str(value).encode()
+        if self.hash_kind == HASH_COOKIE:
+            i = gw_find_field(base, fields, nfields, b"cookie", 6)
+        else:
+            i = gw_find_field(base, fields, nfields, name, len(name))
+        if i < 0:
+            return None
+        value = PyBytes_FromStringAndSize(base + fields[i].value_off, fields[i].value_len)
+        if self.hash_kind == HASH_HEADER:
+            return value
+        for pair in value.split(b";"):
+            k, eq, v = pair.strip().partition(b"=")
+            if eq and k == name:
+                return v
+        return None
 
     cdef bint retry_allowed(self):
         """Envoy's retry budget: retries in flight stay under budget × active requests

@@ -78,7 +78,8 @@ def test_check_catches_what_serve_would_trip_on(tmp_path, change, problem) -> No
     assert gwcore("check", str(cfg)).returncode == 0
 
 
-HEAVY = ("uvloop", "gwcore.process.worker", "gwcore.http._connection", "gwcore.proxy._upstream",
+HEAVY = ("uvloop", "gwcore.process.worker", "gwcore.http._connection", "gwcore.proxy._session",
+         "gwcore.proxy._upstream",
          "gwcore.proxy._router")
 
 

@@ -1,0 +1,730 @@
+# distutils: sources = src_c/path.c
+"""The proxy session of a client connection: what each request means. A request head becomes
+an exchange (gwcore/proxy/_exchange.pyx), is checked and routed on its normalised path, runs
+its route's filters, and goes to an endpoint of the route's cluster (balancer, pool, circuit
+breakers, retries); the response comes back through the response phases, and the exchange
+ends in one place (``_finish``), where its on_log phases run.
+
+``Downstream`` is the protocol object: the HTTP/1 connection (gwcore/http/_connection.pyx:
+framing, limits, timeouts, keep-alive) with this session's hooks filled in."""
+
+import logging
+import os
+
+from gwcore.filters.base import Response, reason, run_request_filters
+from gwcore.http._parser import METHOD_NAMES
+from gwcore.proxy._router import split_absolute
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.stdint cimport int64_t, uint32_t
+from libc.string cimport memchr, memcmp, memcpy, memset
+
+from gwcore.http._chttp1 cimport (
+    GW_CONN_OTHER, GW_FK_CONTENT_LENGTH, GW_FK_HOST, GW_FK_X_FORWARDED_FOR, GW_FK_EXPECT,
+    GW_FK_X_FORWARDED_HOST, GW_FK_X_FORWARDED_PROTO, GW_FK_X_REQUEST_ID, GW_M_CONNECT,
+    GW_M_DELETE, GW_M_GET, GW_M_HEAD, GW_M_OPTIONS, GW_M_OTHER, GW_M_PUT, GW_M_TRACE, gw_field,
+    gw_head,
+)
+from gwcore.http._connection cimport (
+    D_BODY, D_BUFFER, D_CLOSED, D_CONNECTING, D_FILTERING, D_HEAD, D_LINGER, D_WAIT, MAX_FIELDS,
+    OUT_RAW, P_CONNECTING, P_FILTERING, Http1Connection, Http1Settings, head_fields,
+)
+from gwcore.http._cpath cimport (
+    GW_PATH_DECODE_SLASHES, GW_PATH_MERGE_SLASHES, GW_PATH_REJECT_SLASHES, gw_normalize_path,
+    gw_path_error_name, gw_path_error_status, gw_path_status,
+)
+from gwcore.http._parser cimport gw_find_field, request_fields, request_view
+from gwcore.http._wire cimport (
+    Clock, build_head, mark_connection_options, protected_connection_option,
+)
+from gwcore.proxy._exchange cimport Exchange, new_exchange, now_ns
+from gwcore.proxy._router cimport Route, Router
+from gwcore.proxy._upstream cimport (
+    BODY_CHUNKED, BODY_CLOSE, RETRY_502, RETRY_503, RETRY_504, RETRY_CONNECT_FAILURE,
+    RETRY_RESET, RETRY_TIMEOUT, Cluster, Endpoint, UE_CONNECT_FAILED, UE_CONNECT_TIMEOUT,
+    UE_RESET, UE_TIMEOUT, Upstream,
+)
+
+cdef unsigned char _drop[MAX_FIELDS]
+cdef char _path[1 << 20]        # normalised path; targets are bounded by max_head_bytes ≤ 1 MiB
+
+cdef unsigned int DROP_ALWAYS = (
+    (1u << GW_FK_EXPECT) | (1u << GW_FK_X_FORWARDED_FOR) | (1u << GW_FK_X_FORWARDED_PROTO)
+    | (1u << GW_FK_X_FORWARDED_HOST))
+cdef unsigned int DROP_REQUEST_ID = 1u << GW_FK_X_REQUEST_ID
+
+log = logging.getLogger("gwcore")
+
+cdef tuple _METHODS = METHOD_NAMES       # interned method bytes by enum gw_method
+cdef bytes CRLF = b"\r\n"
+cdef bytes HTTP11 = b" HTTP/1.1\r\n"
+cdef bytes HTTP11_STATUS = b"HTTP/1.1 "
+cdef bytes EMPTY = b""
+cdef bytes HOST_PREFIX = b"Host: "
+cdef bytes XFH_PREFIX = b"X-Forwarded-Host: "
+cdef bytes VIA = b"Via: 1.1 gwcore\r\n"
+cdef bytes VIA10 = b"Via: 1.0 gwcore\r\n"     # Via names the protocol received (§7.6.3)
+cdef bytes TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
+cdef tuple RETRY_AFTER = ((b"Retry-After", b"1"),)
+# fields a response filter may not set: the gateway frames the response itself
+cdef frozenset _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection",
+                                     b"keep-alive", b"upgrade", b"te", b"trailer"))
+
+
+cdef inline bytes _path_part(bytes target):
+    """The path of an origin-form request-target: up to "?" (RFC 9112 §3.2.1)."""
+    cdef const char *t = PyBytes_AS_STRING(target)
+    cdef const char *q = <const char *>memchr(t, 63, PyBytes_GET_SIZE(target))
+    return target if q == NULL else PyBytes_FromStringAndSize(t, q - t)
+
+
+cdef inline bint _request_id_ok(const char *p, uint32_t n) noexcept:
+    """1..128 of [A-Za-z0-9._:-]: anything else is replaced, never forwarded."""
+    cdef uint32_t i
+    cdef unsigned char c
+    if n == 0 or n > 128:
+        return False
+    for i in range(n):
+        c = <unsigned char>p[i]
+        if not (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 46 or c == 95
+                or c == 58 or c == 45):
+            return False
+    return True
+
+
+cdef class ListenerRuntime(Http1Settings):
+    """What every connection of one listener shares: the HTTP/1 settings (limits in bytes and
+    counts, timeouts in seconds) and the router, path normalisation, filter timeout,
+    request ids and the global filters' on_log."""
+
+    cdef Router router
+    cdef double filter_timeout
+    cdef unsigned int path_flags
+    cdef bytes proto_line
+    cdef bytes id_prefix        # 12 hex digits, random per worker
+    cdef const char *id_prefix_c
+    cdef unsigned long long next_id
+    cdef public tuple global_on_log     # the global filters' on_log: requests without a route
+
+    def __cinit__(self, Clock clock, Router router, *, double filter_timeout=5.0,
+                  bint merge_slashes=True, str escaped_slashes="decode", str scheme="http",
+                  **limits):
+        self.router = router
+        self.filter_timeout = filter_timeout
+        self.path_flags = ((GW_PATH_MERGE_SLASHES if merge_slashes else 0)
+                           | {"decode": GW_PATH_DECODE_SLASHES, "keep": 0,
+                              "reject": GW_PATH_REJECT_SLASHES}[escaped_slashes])
+        self.proto_line = f"X-Forwarded-Proto: {scheme}\r\n".encode()
+        self.id_prefix = os.urandom(6).hex().encode()
+        self.id_prefix_c = self.id_prefix
+        self.global_on_log = ()
+
+    def protocol(self):
+        """Protocol factory for loop.create_server."""
+        return Downstream(self)
+
+    cdef bytes request_id_line(self):
+        """``X-Request-Id: <12 hex, per worker>-<counter in hex>`` and its CRLF."""
+        cdef char line[64]
+        cdef char digits[16]
+        cdef int n = 0, k = 0
+        cdef unsigned long long v
+        self.next_id += 1
+        v = self.next_id
+        while True:
+            digits[k] = b"0123456789abcdef"[v & 15]
+            k += 1
+            v >>= 4
+            if v == 0:
+                break
+        memcpy(line, b"X-Request-Id: ", 14)
+        memcpy(line + 14, self.id_prefix_c, 12)
+        line[26] = 45       # "-"
+        n = 27
+        while k:
+            k -= 1
+            line[n] = digits[k]
+            n += 1
+        line[n] = 13
+        line[n + 1] = 10
+        return PyBytes_FromStringAndSize(line, n + 2)
+
+
+cdef class Downstream(Http1Connection):
+    """Protocol of one client connection: the HTTP/1 connection with the proxy session
+    (module docstring); made by ListenerRuntime.protocol for each accepted connection."""
+
+    cdef ListenerRuntime lr
+    cdef bytes xff_line
+    cdef bint idempotent, retried, has_body
+    cdef tuple waiting          # while a filter awaits: what the request resumes with
+    cdef Endpoint ep            # endpoint of the current try
+    cdef int tries
+    cdef bytes hash_key
+    cdef Upstream up
+    cdef Cluster cluster
+    cdef bytes up_head
+    cdef object request_timer   # the route's request timeout (a TimerHandle), or None
+    cdef tuple taps             # the route's on_response_body phases, while a response streams
+    cdef unsigned long try_token    # tells this try's connect result from a late earlier one
+
+    def __cinit__(self, ListenerRuntime lr):
+        self.lr = lr
+
+    # -- a request arrives --------------------------------------------------------------
+
+    cdef void _start(self, const char *base, gw_head *h):
+        cdef bytes method = (<bytes>_METHODS[h.method] if h.method != GW_M_OTHER else
+                             PyBytes_FromStringAndSize(base + h.method_off, h.method_len))
+        cdef bytes target = PyBytes_FromStringAndSize(base + h.target_off, h.target_len)
+        cdef bytes host = b""
+        cdef bint has_body = h.chunked or h.content_length > 0
+        cdef Exchange ex = new_exchange(method, target, self.client_str)
+        self.ex = ex
+        self.idempotent = h.method in (GW_M_GET, GW_M_HEAD, GW_M_OPTIONS, GW_M_PUT,
+                                       GW_M_DELETE, GW_M_TRACE)
+        if h.connection & GW_CONN_OTHER:
+            bad = protected_connection_option(base, head_fields, h.num_fields, False)
+            if bad is not None:
+                self._error(400, f"Connection names {bad.decode()}", True)
+                return
+        if h.host_index >= 0:
+            host = PyBytes_FromStringAndSize(base + head_fields[h.host_index].value_off,
+                                             head_fields[h.host_index].value_len)
+        if target[0] != 47 and b"://" in target:     # absolute-form (RFC 9112 §3.2.2)
+            target, authority = split_absolute(target, host)
+            if not authority or b"@" in authority:
+                self._error(400, "absolute-form target without a valid authority", True)
+                return
+            if authority != host:
+                host = authority
+                h.host_index = -2       # replace the received Host with the target's
+        if h.method == GW_M_CONNECT or h.method == GW_M_TRACE:
+            self._error(501 if h.method == GW_M_CONNECT else 405, "method not supported",
+                        has_body)
+            return
+        cdef bytes path = self._normalized_path(target)
+        if path is None:
+            return
+        ex.path = path
+        cdef Route route = self.lr.router.match(host, path, method)
+        if route is None:
+            self._error(404, "no route", has_body)
+            return
+        ex.route = route
+        ex.route_name = route.name
+        ex.cluster = route.cluster
+        if h.content_length > self.settings.max_body:
+            self._error(413, "body over limit", True)
+            return
+        if route.forward_normalized_path and target[0] == 47:
+            target = path + target[PyBytes_GET_SIZE(_path_part(target)):]
+        self.cluster = route.cluster
+        if route.filters:
+            # the Request view filters read: the parsed fields copied, not parsed again
+            ex.request = request_view(self.buf, base - PyBytes_AS_STRING(self.buf), h,
+                                      self.pos - (base - PyBytes_AS_STRING(self.buf)),
+                                      head_fields)
+            ex.request.path = path
+        if route.on_request:
+            self._filter(base, h, route, method, target, host)
+        else:
+            self._proceed(base, h, method, target, host, ex.request is not None)
+
+    cdef bytes _normalized_path(self, bytes target):
+        """The path routes match and filters see (RFC 3986 §6.2.2 with the listener's
+        path_normalization; src_c/path.c), or None after answering 400."""
+        cdef gw_path_status st
+        cdef bytes path
+        cdef ssize_t n
+        if PyBytes_AS_STRING(target)[0] != 47:
+            return target       # asterisk-form: routed by Host only
+        path = _path_part(target)
+        n = gw_normalize_path(PyBytes_AS_STRING(path), PyBytes_GET_SIZE(path), _path,
+                              sizeof(_path), self.lr.path_flags, &st)
+        if n < 0:
+            self._error(gw_path_error_status(st.error), gw_path_error_name(st.error).decode(),
+                        True)
+            return None
+        return path if st.same else PyBytes_FromStringAndSize(_path, n)
+
+    # -- filters ------------------------------------------------------------------------
+
+    cdef void _filter(self, const char *base, gw_head *h, Route route, bytes method,
+                      bytes target, bytes host):
+        """Runs the route's on_request phases; when one waits, reading pauses (at most the
+        filter timeout) and the head is restored from the Request view afterwards."""
+        try:
+            result = run_request_filters(self.ex, route.on_request)
+        except Exception:
+            log.exception("request filter failed")
+            self._error(500, "filter error", True)
+            return
+        if result is None:
+            self._proceed(base, h, method, target, host, True)
+        elif isinstance(result, Response):
+            self._local(result, h.chunked or h.content_length > 0)
+        else:
+            # the future at [4] (wraparound is off: no negative indexes in this module)
+            self.waiting = (method, target, host, h.host_index == -2, result)
+            self.state = D_FILTERING
+            self.deadline = self.settings.clock.now + self.lr.filter_timeout
+            self._pause(P_FILTERING, True)
+            result.add_done_callback(self._filtered)
+
+    def _filtered(self, fut):
+        cdef gw_head h
+        cdef const char *base
+        if self.state != D_FILTERING or self.waiting[4] is not fut:
+            return              # the client went away meanwhile, or this is an earlier wait
+        method, target, host, replace_host, _ = self.waiting
+        self.waiting = None
+        self.state = D_HEAD
+        self.deadline = 0
+        self._pause(P_FILTERING, False)
+        if fut.cancelled() or fut.exception() is not None:
+            if not fut.cancelled():
+                log.error("request filter failed", exc_info=fut.exception())
+            self._error(500, "filter error", True)
+            return
+        base = request_fields(self.ex.request, &h, head_fields)
+        if fut.result() is not None:
+            self._local(fut.result(), h.chunked or h.content_length > 0)
+        else:
+            if replace_host:
+                h.host_index = -2
+            self._proceed(base, &h, method, target, host, True)
+        self._process()
+
+    cdef void _cancel_filter(self):
+        """Stops waiting for a request filter (its task is cancelled; reading resumes)."""
+        fut = self.waiting[4]
+        self.waiting = None
+        self.state = D_HEAD
+        self._pause(P_FILTERING, False)
+        fut.cancel()
+
+    # -- to the upstream ----------------------------------------------------------------
+
+    cdef void _proceed(self, const char *base, gw_head *h, bytes method, bytes target,
+                       bytes host, bint filtered):
+        """Builds the upstream request head, then receives the body first (small bodies) or
+        picks an endpoint at once. ``filtered``: the exchange's fields apply."""
+        self.has_body = h.chunked or h.content_length > 0
+        self.tries = 0
+        self.retried = False
+        self.hash_key = (self.cluster.hash_key(base, head_fields, h.num_fields, target,
+                                               self.client_ip, self.ex)
+                         if self.cluster.balancer.is_hash() else None)
+        self.up_head = self._upstream_head(base, h, method, target, host, filtered)
+        if self._begin_body(h):
+            return          # _process goes on with _buffer_body, then _body_ready
+        self.state = D_BODY if self.has_body else D_WAIT
+        self._dispatch(None, False)
+
+    cdef bytes _upstream_head(self, const char *base, gw_head *h, bytes method, bytes target,
+                              bytes host, bint filtered):
+        cdef uint32_t i
+        cdef unsigned int drop_kinds = DROP_ALWAYS | (
+            (1u << GW_FK_HOST) if h.host_index == -2 else 0)
+        cdef int rid = -1
+        cdef list xff = None
+        cdef const gw_field *f
+        cdef unsigned char *drop = NULL
+        for i in range(h.num_fields):
+            f = &head_fields[i]
+            if f.kind == GW_FK_X_REQUEST_ID:
+                rid = <int>i if rid == -1 else -2
+            elif f.kind == GW_FK_X_FORWARDED_FOR:
+                if xff is None:
+                    xff = []
+                xff.append(PyBytes_FromStringAndSize(base + f.value_off, f.value_len))
+        if xff is None:
+            if self.xff_line is None:
+                self.xff_line = b"X-Forwarded-For: " + self.client_ip + CRLF
+            extra = [self.xff_line, self.lr.proto_line]
+        else:
+            xff.append(self.client_ip)
+            extra = [b"X-Forwarded-For: " + b", ".join(xff) + CRLF, self.lr.proto_line]
+        # pieces, not concatenations: build_head copies each of them once anyway
+        if h.host_index == -2:
+            extra += [HOST_PREFIX, host, CRLF]
+        if host:
+            extra += [XFH_PREFIX, host, CRLF]
+        else:
+            extra += [HOST_PREFIX, self.cluster.endpoints[0].authority, CRLF]
+        extra.append(VIA10 if self.http10 else VIA)
+        if rid < 0 or not _request_id_ok(base + head_fields[rid].value_off,
+                                         head_fields[rid].value_len):
+            drop_kinds |= DROP_REQUEST_ID
+            extra.append(self.lr.request_id_line())
+        if h.connection & GW_CONN_OTHER or filtered:
+            memset(_drop, 0, h.num_fields)
+            mark_connection_options(base, head_fields, h.num_fields, _drop)
+            drop = _drop
+            if filtered:
+                self._apply_exchange(base, h, extra)
+        if h.chunked:
+            extra.append(TE_CHUNKED)        # last: _body_ready may swap it for Content-Length
+        if len(target) != h.target_len or memcmp(PyBytes_AS_STRING(target),
+                                                 base + h.target_off, h.target_len) != 0:
+            # absolute-form rewritten to origin-form, or the normalised path forwarded
+            return build_head(base, method + b" ", target, len(target), HTTP11, head_fields,
+                              h.num_fields, drop_kinds, drop, extra)
+        # "method SP request-target" is one span of the received request-line
+        return build_head(base, EMPTY, base + h.method_off,
+                          h.target_off + h.target_len - h.method_off, HTTP11, head_fields,
+                          h.num_fields, drop_kinds, drop, extra)
+
+    cdef void _apply_exchange(self, const char *base, gw_head *h, list extra):
+        """The fields filters added or removed (Exchange.add_upstream_header and friends)."""
+        cdef uint32_t i
+        cdef Exchange ex = self.ex
+        if ex.removed_fields:
+            for i in range(h.num_fields):
+                if PyBytes_FromStringAndSize(base + head_fields[i].name_off,
+                                             head_fields[i].name_len).lower() in ex.removed_fields:
+                    _drop[i] = 1
+        if ex.upstream_fields:
+            for name, value in ex.upstream_fields:
+                extra.append(name + b": " + value + CRLF)
+
+    cdef void _body_ready(self):
+        if self.state == D_WAIT and self.body_chunked:
+            # a buffered chunked body goes with Content-Length: its length is known now
+            # (RFC 9112 §7.1.3)
+            self.up_head = (self.up_head[:PyBytes_GET_SIZE(self.up_head)
+                                         - PyBytes_GET_SIZE(TE_CHUNKED) - 2]
+                            + b"Content-Length: %d\r\n\r\n" % PyBytes_GET_SIZE(self.req_body))
+        self._dispatch(None, False)
+
+    cdef void _dispatch(self, Endpoint exclude, bint fresh):
+        """Starts a try: picks an endpoint (not ``exclude`` when there is another), sends on
+        a pooled connection, or starts connecting (slow path, reading paused), or waits for
+        a connection slot (circuit breakers). ``fresh``: do not use the pool (the retry after
+        a stale pooled connection)."""
+        cdef Upstream up = None
+        cdef Endpoint ep
+        cdef int r
+        if self.cluster.in_flight >= self.cluster.max_requests:
+            self._overflow("max_requests")
+            return
+        ep = self.cluster.pick(self.hash_key, exclude)
+        if ep is None:
+            ep = exclude
+        self.ep = ep
+        self.tries += 1
+        self.ex.tries = self.tries
+        self.ex.endpoint = ep.address
+        self.cluster.begin(ep, self.tries > 1)
+        if not fresh:
+            up = self.cluster.acquire(ep)
+        if up is not None:
+            self._use(up)
+            return
+        self.try_token += 1
+        r = self.cluster.connect(ep, self, self.try_token)
+        if r < 0:
+            self._overflow("max_pending_requests")
+            return
+        self._pause(P_CONNECTING, True)
+        self.after_connect = self.state
+        self.state = D_CONNECTING
+        if r == 1:      # queued for a connection slot
+            self.deadline = self.settings.clock.now + self.cluster.pending_timeout
+
+    cdef void _overflow(self, str limit):
+        """A circuit breaker is open: 503 with Retry-After, nothing sent upstream."""
+        self.cluster.note_overflow(limit)
+        self._error(503, f"upstream overflow ({limit})", self.body_unread, RETRY_AFTER,
+                    "overflow")
+
+    cdef void _use(self, Upstream up):
+        self.up = up
+        if self.ex.t_upstream == 0:
+            self.ex.t_upstream = now_ns()
+        up.send(self, self.up_head, self.req_body, self.head_method)
+        if self.writing_paused:
+            up.pause_reading(True)      # the client is still not reading: neither do we
+        if self.state != D_BODY:
+            self.state = D_WAIT
+            up.finish_request()
+            self._request_sent()
+
+    cdef void on_connected(self, Upstream up, int error, unsigned long token):
+        if token != self.try_token or self.state != D_CONNECTING:
+            if up is not None:
+                up.release()        # for an earlier try, or the client went away meanwhile
+            return
+        if up is None:
+            self.on_upstream_error(None, error)
+            return
+        self.deadline = 0
+        self.state = self.after_connect
+        self.after_connect = D_HEAD
+        self._use(up)
+        self._pause(P_CONNECTING, False)
+        if self.state == D_BODY and self.buf is not None:
+            self._process()
+
+    cdef void _body_out(self, object data):
+        self.up.write(data)
+
+    cdef void _body_out_list(self, list data):
+        self.up.writelines(data)
+
+    cdef void _body_sent(self):
+        self.up.finish_request()
+        self._request_sent()
+
+    cdef void _writing(self, bint paused):
+        if self.up is not None:
+            self.up.pause_reading(paused)
+
+    cdef void _abandon_upstream(self):
+        if self.up is not None:
+            self.up.abandon()
+            self.up = None
+        self._end_try()
+
+    cdef void _end_try(self):
+        if self.ep is not None:
+            self.cluster.cancel_wait(self)
+            self.cluster.finish(self.ep, self.tries > 1)
+            self.ep = None
+
+    # -- retries and time ---------------------------------------------------------------
+
+    cdef bint _may_retry(self, unsigned int condition):
+        return self.cluster.may_retry(condition, self.tries,
+                                      self.idempotent and (not self.has_body
+                                                           or self.body_buffered))
+
+    def _retry_later(self, Endpoint failed, unsigned long token):
+        if self.state == D_CONNECTING and token == self.try_token:
+            self.state = self.after_connect
+            self._pause(P_CONNECTING, False)
+            self._dispatch(failed, False)
+
+    cdef void _request_sent(self):
+        """The whole request is upstream: the route's timeouts.request starts (once per
+        exchange, so it spans retries; Envoy's route timeout)."""
+        cdef Route route = self.ex.route
+        if route.request_timeout > 0 and self.request_timer is None:
+            self.request_timer = self.settings.clock.loop.call_later(
+                route.request_timeout, self._request_timed_out)
+
+    def _request_timed_out(self):
+        """The route's ``timeouts.request`` ran out: 504, or a reset once a response began
+        (a cut response must never look whole)."""
+        self.request_timer = None
+        if self.state == D_CLOSED or self.state == D_LINGER or self.state == D_HEAD:
+            return
+        if self.ep is not None and not self.response_started:
+            self.cluster.report(self.ep, False)
+        self._error(504, "request timed out", self.body_unread)
+        if self.state == D_HEAD:
+            self._process()         # pipelined requests go on
+
+    cdef bint _session_deadline(self):
+        if self.state == D_FILTERING:
+            self._cancel_filter()
+            self._error(504, "request filter timed out", True)
+            return True
+        if self.state == D_CONNECTING:
+            if self.cluster.cancel_wait(self):      # still queued for a connection slot
+                self.state = self.after_connect
+                self._pause(P_CONNECTING, False)
+                self._overflow("pending_timeout")
+                if self.state == D_HEAD:
+                    self._process()     # pipelined requests go on
+            return True
+        return False
+
+    cdef void _client_gone(self):
+        if self.state == D_FILTERING:
+            self.waiting[4].cancel()      # nobody waits for this filter any more
+            self.waiting = None
+
+    # -- the response -------------------------------------------------------------------
+
+    cdef void on_response_head(self, Upstream up, const char *buf, const gw_field *fields):
+        cdef gw_head *h = &up.head
+        cdef list extra = []
+        cdef unsigned char *drop = NULL
+        cdef Endpoint failed = self.ep
+        cdef int i
+        self.cluster.report(failed, h.status < 500)
+        if 502 <= h.status <= 504 and self._may_retry(
+                RETRY_502 if h.status == 502 else RETRY_503 if h.status == 503 else RETRY_504):
+            delay = 0.0
+            if h.status == 503:
+                i = gw_find_field(buf, fields, h.num_fields, b"retry-after", 11)
+                if i >= 0:
+                    delay = self.cluster.retry_after(PyBytes_FromStringAndSize(
+                        buf + fields[i].value_off, fields[i].value_len))
+            if delay is not None:
+                self._end_try()
+                up.abandon()
+                self.up = None
+                if delay:
+                    self._pause(P_CONNECTING, True)
+                    self.after_connect = self.state
+                    self.state = D_CONNECTING
+                    self.settings.clock.loop.call_later(delay, self._retry_later, failed,
+                                                        self.try_token)
+                else:
+                    self._dispatch(failed, False)
+                return
+        self._response_framing(up.body_mode == BODY_CHUNKED or up.body_mode == BODY_CLOSE,
+                               extra)
+        extra.append(VIA10 if h.version_minor == 0 else VIA)    # RFC 9110 §7.6.3
+        if h.connection & GW_CONN_OTHER:
+            memset(_drop, 0, h.num_fields)
+            mark_connection_options(buf, fields, h.num_fields, _drop)
+            drop = _drop
+        cdef Exchange ex = self.ex
+        ex.t_response = now_ns()
+        cdef Route route = ex.route
+        if route.on_response_head:
+            head = self._filtered_head(up, buf, fields, drop, extra, route)
+            if head is None:
+                return          # replaced by a filter's Response, or failed
+        else:
+            ex.status = h.status
+            # "HTTP/1.x " is 9 bytes; the status code and reason follow as received
+            head = build_head(buf, HTTP11_STATUS, buf + 9, h.reason_off + h.reason_len - 9,
+                              CRLF, fields, h.num_fields, 0, drop, extra)
+        ex.bytes_sent += PyBytes_GET_SIZE(head)
+        self.taps = route.on_response_body
+        self.pending = [head]
+
+    cdef bytes _filtered_head(self, Upstream up, const char *buf, const gw_field *fields,
+                              const unsigned char *drop, list extra, Route route):
+        """The response head after the route's on_response_head phases (slow path), or None
+        when a filter answered instead (the upstream response is dropped) or failed."""
+        cdef gw_head *h = &up.head
+        cdef uint32_t i
+        cdef const gw_field *f
+        items = []
+        for i in range(h.num_fields):
+            f = &fields[i]
+            if f.hop or f.kind == GW_FK_CONTENT_LENGTH or (drop != NULL and drop[i]):
+                continue        # framing stays the gateway's
+            items.append((PyBytes_FromStringAndSize(buf + f.name_off, f.name_len),
+                          PyBytes_FromStringAndSize(buf + f.value_off, f.value_len)))
+        response = Response(h.status, items, None)
+        try:
+            for phase in route.on_response_head:
+                replaced = phase(self.ex, response)
+                if replaced is not None:
+                    if not isinstance(replaced, Response):
+                        raise TypeError(f"{phase.__qualname__} returned "
+                                        f"{type(replaced).__name__}")
+                    self.response_started = False
+                    self._abandon_upstream()
+                    self._local(replaced, self.body_unread)
+                    return None
+        except Exception:
+            log.exception("on_response_head of route %s failed", route.name)
+            self.response_started = False
+            self._error(500, "response filter error", self.body_unread)
+            return None
+        self.ex.status = response.status
+        lines = [b"HTTP/1.1 %d %s\r\n" % (response.status, reason(response.status).encode())]
+        for name, value in response.headers:
+            if name.lower() not in _FRAMING:
+                lines += [name, b": ", value, CRLF]
+        if self.out_mode == OUT_RAW and h.content_length >= 0:
+            lines.append(b"Content-Length: %d\r\n" % h.content_length)
+        lines += extra
+        lines.append(CRLF)
+        return b"".join(lines)
+
+    cdef void _tap(self, bytes data, bint end):
+        """The route's on_response_body phases see the chunk (a memoryview, no copy)."""
+        view = memoryview(data)
+        for phase in self.taps:
+            try:
+                phase(self.ex, view, end)
+            except Exception:
+                log.exception("on_response_body of route %s failed", self.ex.route_name)
+        view.release()
+
+    cdef void on_response_data(self, object data):
+        self.ex.bytes_sent += PyBytes_GET_SIZE(data)
+        if self.taps:
+            self._tap(data, False)
+        self._respond_data(data)
+
+    cdef void on_response_end(self):
+        self.up = None
+        self._end_try()
+        if self.taps:
+            self._tap(EMPTY, True)
+        self._finish("ok")
+        self._respond_end()
+
+    cdef void on_upstream_error(self, Upstream up, int error):
+        cdef Endpoint failed = self.ep
+        cdef unsigned int condition
+        if self.state == D_CLOSED or self.state == D_LINGER:
+            return
+        self._pause(P_CONNECTING, False)
+        self._end_try()
+        self.up = None
+        if self.response_started:
+            self.cluster.report(failed, False)
+            self._finish("timeout" if error == UE_TIMEOUT else "upstream_error")
+            self._close(True)       # never let a truncated body pass as complete
+            return
+        if self.state == D_CONNECTING:
+            self.state = self.after_connect
+        if (error == UE_RESET and up is not None and up.reused and not up.got_bytes
+                and not self.retried and self.idempotent and self.state == D_WAIT
+                and (not self.has_body or self.body_buffered)):
+            # a pooled connection the upstream had already closed: nothing was processed, so
+            # this try does not count against attempts or the retry budget
+            self.retried = True
+            self.tries -= 1
+            self._dispatch(None, True)
+            return
+        self.cluster.report(failed, False)
+        condition = (RETRY_CONNECT_FAILURE if error == UE_CONNECT_FAILED
+                     or error == UE_CONNECT_TIMEOUT else RETRY_RESET if error == UE_RESET
+                     else RETRY_TIMEOUT if error == UE_TIMEOUT else 0)
+        if condition and self._may_retry(condition):
+            self._dispatch(failed, False)
+            if self.state == D_BODY:
+                self._process()     # a pooled connection: send the buffered body now
+            return
+        cdef bint body_pending = self.state == D_BODY or self.after_connect == D_BODY
+        if error == UE_CONNECT_TIMEOUT or error == UE_TIMEOUT:
+            self._error(504, "upstream timed out", body_pending)
+        else:
+            self._error(502, "upstream unavailable", body_pending)
+        if self.state == D_HEAD:
+            self._process()
+
+    # -- the end ------------------------------------------------------------------------
+
+    cdef void _finish(self, str end):
+        """The one place where an exchange ends, however it ended (``end``: ok, local,
+        client_abort, upstream_error, timeout, overflow, draining): its route timer stops
+        and the on_log phases run, once. A no-op when no exchange is under way."""
+        cdef Exchange ex = self.ex
+        if self.request_timer is not None:
+            self.request_timer.cancel()
+            self.request_timer = None
+        self.req_body = None
+        if ex is None:
+            return
+        self.ex = None
+        ex.end = end
+        ex.t_end = now_ns()
+        phases = (<Route>ex.route).on_log if ex.route is not None else self.lr.global_on_log
+        for phase in phases:
+            try:
+                phase(ex)
+            except Exception:
+                log.exception("on_log of route %s failed", ex.route_name)
