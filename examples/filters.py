@@ -16,7 +16,7 @@ Each class is built once per worker as ``Class(config)`` (and once more by ``gwc
 and by the master at start and on reload, to validate the config): a constructor checks its
 config and raises with a message, which ``gwcore check`` reports as
 ``FILE: routes[0].filters[0].config: message``. Tested by tests/unit/test_filters_config.py
-and tests/integration/test_filters_config.py.
+and tests/integration/test_filters_gateway.py.
 """
 
 from __future__ import annotations

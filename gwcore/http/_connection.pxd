@@ -36,7 +36,11 @@ cdef enum:
 # head is parsed.
 cdef gw_field head_fields[MAX_FIELDS]
 
+# pieces of messages both sides write
+cdef bytes CRLF, EMPTY, TE_CHUNKED
+
 cdef bytes chunk_line(Py_ssize_t n)
+cdef int hex_digits(char *out, unsigned long long v) noexcept
 
 
 cdef class Http1Settings:
@@ -86,6 +90,7 @@ cdef class Http1Connection(ResponseSink):
     cdef bint _begin_body(self, gw_head *h)
     cdef bint _buffer_body(self, Py_ssize_t n)
     cdef bint _forward_body(self, Py_ssize_t n)
+    cdef int _decode_chunks(self, Py_ssize_t n, list out, bint framed)
     cdef void _body_deadline(self)
     cdef void _pause(self, unsigned int reason, bint on)
     cdef bint _last(self)
@@ -103,13 +108,14 @@ cdef class Http1Connection(ResponseSink):
     cdef void _close(self, bint abort)
 
     # hooks: what the proxy session (gwcore/proxy/_session.pyx) does at these points
-    cdef void _start(self, const char *base, gw_head *h)
+    cdef void _start(self, const char *base, gw_head *h)       # a head was parsed
+    # the request body: received whole, streamed piece by piece, complete
     cdef void _body_ready(self)
     cdef void _body_out(self, object data)
     cdef void _body_out_list(self, list data)
     cdef void _body_sent(self)
-    cdef void _writing(self, bint paused)
-    cdef void _abandon_upstream(self)
-    cdef bint _session_deadline(self)
+    cdef void _writing(self, bint paused)       # the client stopped or resumed reading
+    cdef void _abandon_upstream(self)           # before an error answer or a close
+    cdef bint _session_deadline(self)           # the deadline, in filtering or connecting
     cdef void _client_gone(self)
-    cdef void _finish(self, str end)
+    cdef void _finish(self, str end)            # the one end of an exchange

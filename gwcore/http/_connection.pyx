@@ -28,21 +28,19 @@ cdef enum:
 
 log = logging.getLogger("gwcore")
 
-cdef bytes CRLF = b"\r\n"
-cdef bytes EMPTY = b""
-cdef bytes TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
+CRLF = b"\r\n"
+EMPTY = b""
+TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
 cdef bytes CONN_CLOSE = b"Connection: close\r\n"
 cdef bytes CONN_KEEP_ALIVE = b"Connection: keep-alive\r\n"
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef bytes LAST_CHUNK = b"0\r\n\r\n"
 
 
-cdef bytes chunk_line(Py_ssize_t n):
-    """``<size in hex>\r\n``, the chunk-size line of the chunked coding (RFC 9112 §7.1)."""
-    cdef char line[20]
+cdef int hex_digits(char *out, unsigned long long v) noexcept:
+    """Writes v in lower-case hex (no leading zeros) at out (room for 16); returns the count."""
     cdef char digits[16]
     cdef int k = 0, w = 0
-    cdef size_t v = <size_t>n
     while True:
         digits[k] = b"0123456789abcdef"[v & 15]
         k += 1
@@ -51,8 +49,15 @@ cdef bytes chunk_line(Py_ssize_t n):
             break
     while k:
         k -= 1
-        line[w] = digits[k]
+        out[w] = digits[k]
         w += 1
+    return w
+
+
+cdef bytes chunk_line(Py_ssize_t n):
+    """``<size in hex>\r\n``, the chunk-size line of the chunked coding (RFC 9112 §7.1)."""
+    cdef char line[20]
+    cdef int w = hex_digits(line, <size_t>n)
     line[w] = 13
     line[w + 1] = 10
     return PyBytes_FromStringAndSize(line, w + 2)
@@ -279,9 +284,7 @@ cdef class Http1Connection(ResponseSink):
         """D_BUFFER: takes body bytes at pos; True once the request went on (_body_ready) or
         was answered. A chunked body growing past buffer_body_bytes streams from there on."""
         cdef Py_ssize_t take
-        cdef ssize_t used
-        cdef size_t doff, dlen
-        cdef const char *base
+        cdef int r
         self.deadline = self.settings.clock.now + self.settings.idle_timeout
         if not self.body_chunked:
             take = n if n < self.body_remaining else self.body_remaining
@@ -291,29 +294,18 @@ cdef class Http1Connection(ResponseSink):
             if self.body_remaining:
                 return False
         else:
-            base = PyBytes_AS_STRING(self.buf)
-            while n > 0 and not self.chunked.done:
-                used = gw_chunked_decode(&self.chunked, base + self.pos, n, &doff, &dlen)
-                if used < 0:
-                    self._error(400, gw_http_error_name(self.chunked.error).decode(), True)
-                    return False
-                if dlen:
-                    self.body_seen += dlen
-                    if self.body_seen > self.settings.max_body:
-                        self._error(413, "body over limit", True)
-                        return False
-                    self.body_parts.append(self.buf[self.pos + doff:self.pos + doff + dlen])
-                self.pos += used
-                n -= used
-                if self.body_seen > self.settings.buffer_body and not self.chunked.done:
-                    # too large to hold: stream it, starting with what was received
-                    self.req_body = b"".join([chunk_line(self.body_seen)]
-                                             + self.body_parts + [CRLF])
-                    self.body_parts = None
-                    self.state = D_BODY
-                    self._body_ready()
-                    return self.state == D_BODY
-            if not self.chunked.done:
+            r = self._decode_chunks(n, self.body_parts, False)
+            if r < 0:
+                return False
+            if r == 0 and self.body_seen > self.settings.buffer_body:
+                # too large to hold: stream it, starting with what was received
+                self.req_body = b"".join([chunk_line(self.body_seen)] + self.body_parts
+                                         + [CRLF])
+                self.body_parts = None
+                self.state = D_BODY
+                self._body_ready()
+                return self.state == D_BODY
+            if r == 0:
                 return False
         self.req_body = b"".join(self.body_parts)
         self.body_parts = None
@@ -328,9 +320,7 @@ cdef class Http1Connection(ResponseSink):
         """D_BODY: passes body bytes at pos to _body_out (re-chunked when chunked); True
         when the body is complete."""
         cdef Py_ssize_t take
-        cdef ssize_t used
-        cdef size_t doff, dlen
-        cdef const char *base
+        cdef int r
         cdef list out
         if not self.body_chunked:
             take = n if n < self.body_remaining else self.body_remaining
@@ -345,27 +335,12 @@ cdef class Http1Connection(ResponseSink):
                 return False
         else:
             out = []
-            base = PyBytes_AS_STRING(self.buf)
-            while n > 0:
-                used = gw_chunked_decode(&self.chunked, base + self.pos, n, &doff, &dlen)
-                if used < 0:
-                    self._error(400, gw_http_error_name(self.chunked.error).decode(), True)
-                    return False
-                if dlen:
-                    self.body_seen += dlen
-                    if self.body_seen > self.settings.max_body:
-                        self._error(413, "body over limit", True)
-                        return False
-                    out += [chunk_line(dlen), self.buf[self.pos + doff:self.pos + doff + dlen],
-                            CRLF]
-                self.pos += used
-                n -= used
-                if self.chunked.done:
-                    out.append(LAST_CHUNK)
-                    break
+            r = self._decode_chunks(n, out, True)
+            if r < 0:
+                return False
             if out:
                 self._body_out_list(out)
-            if not self.chunked.done:
+            if r == 0:
                 self._body_deadline()
                 return False
         self.deadline = 0
@@ -374,6 +349,39 @@ cdef class Http1Connection(ResponseSink):
         self._pause(P_UPSTREAM_FULL, False)
         self._body_sent()
         return True
+
+    cdef int _decode_chunks(self, Py_ssize_t n, list out, bint framed):
+        """Decodes chunked body bytes at pos (RFC 9112 §7.1) into out: the data pieces, with
+        their chunk framing when ``framed`` (re-chunked for the upstream). Returns 1 once the
+        last chunk was read, 0 when more is due (or, unframed, past buffer_body_bytes), -1
+        after answering 400 (bad framing) or 413 (over max_body_bytes)."""
+        cdef ssize_t used
+        cdef size_t doff, dlen
+        cdef const char *base = PyBytes_AS_STRING(self.buf)
+        while n > 0:
+            used = gw_chunked_decode(&self.chunked, base + self.pos, n, &doff, &dlen)
+            if used < 0:
+                self._error(400, gw_http_error_name(self.chunked.error).decode(), True)
+                return -1
+            if dlen:
+                self.body_seen += dlen
+                if self.body_seen > self.settings.max_body:
+                    self._error(413, "body over limit", True)
+                    return -1
+                piece = self.buf[self.pos + doff:self.pos + doff + dlen]
+                if framed:
+                    out += [chunk_line(dlen), piece, CRLF]
+                else:
+                    out.append(piece)
+            self.pos += used
+            n -= used
+            if self.chunked.done:
+                if framed:
+                    out.append(LAST_CHUNK)
+                return 1
+            if not framed and self.body_seen > self.settings.buffer_body:
+                return 0
+        return 0
 
     cdef void _body_deadline(self):
         """More body is due from the client within idle_timeout, unless the upstream is the

@@ -18,8 +18,5 @@ cdef bytes build_head(const char *buf, bytes prefix, const char *mid, Py_ssize_t
                       bytes suffix, const gw_field *fields, Py_ssize_t nfields,
                       unsigned int drop_kinds, const unsigned char *drop, list extra)
 
-cdef void mark_connection_options(const char *buf, const gw_field *fields, Py_ssize_t nfields,
-                                  unsigned char *drop)
-
-cdef bytes protected_connection_option(const char *buf, const gw_field *fields,
-                                       Py_ssize_t nfields, bint response)
+cdef bytes connection_options(const char *buf, const gw_field *fields, Py_ssize_t nfields,
+                              unsigned char *drop, bint response)

@@ -64,24 +64,6 @@ cdef inline bint _ieq(const char *a, const char *b, Py_ssize_t n) noexcept:
     return True
 
 
-cdef void mark_connection_options(const char *buf, const gw_field *fields, Py_ssize_t nfields,
-                                  unsigned char *drop):
-    """Sets drop[i] for every field named by a Connection option (RFC 9110 §7.6.1)."""
-    cdef Py_ssize_t i, j
-    cdef size_t pos, el_off, el_len
-    cdef const char *value
-    for i in range(nfields):
-        if fields[i].kind != GW_FK_CONNECTION:
-            continue
-        value = buf + fields[i].value_off
-        pos = 0
-        while gw_next_list_element(value, fields[i].value_len, &pos, &el_off, &el_len):
-            for j in range(nfields):
-                if fields[j].name_len == el_len and _ieq(buf + fields[j].name_off,
-                                                         value + el_off, el_len):
-                    drop[j] = 1
-
-
 # Fields a Connection option may not remove: they frame the message, route it, or are set by
 # the gateway. Dropping Content-Length as "hop-by-hop" would turn a body into a second request.
 cdef tuple _FRAMING = (b"content-length", b"transfer-encoding")
@@ -90,27 +72,35 @@ cdef tuple _PROTECTED = _FRAMING + (
     b"via", b"forwarded")
 
 
-cdef bytes protected_connection_option(const char *buf, const gw_field *fields,
-                                       Py_ssize_t nfields, bint response):
-    """The first Connection option (lower-case) that names a field no Connection option may
-    remove, or None. Requests: the framing fields, Host and the fields the gateway sets;
-    responses: the framing fields (Content-Length, Transfer-Encoding)."""
-    cdef Py_ssize_t i
+cdef bytes connection_options(const char *buf, const gw_field *fields, Py_ssize_t nfields,
+                              unsigned char *drop, bint response):
+    """Reads the Connection options (RFC 9110 §7.6.1): sets drop[i] for every field one of
+    them names (drop may be NULL), and returns the first option (lower-case) that names a
+    field no Connection option may remove, or None — for requests the framing fields, Host
+    and the fields the gateway sets; for responses the framing fields (Content-Length,
+    Transfer-Encoding)."""
+    cdef Py_ssize_t i, j
     cdef size_t pos, el_off, el_len
     cdef const char *value
-    cdef bytes name
-    cdef tuple names = _FRAMING if response else _PROTECTED
+    cdef bytes name, bad = None
+    cdef tuple protected = _FRAMING if response else _PROTECTED
     for i in range(nfields):
         if fields[i].kind != GW_FK_CONNECTION:
             continue
         value = buf + fields[i].value_off
         pos = 0
         while gw_next_list_element(value, fields[i].value_len, &pos, &el_off, &el_len):
-            for name in names:
-                if <size_t>PyBytes_GET_SIZE(name) == el_len and _ieq(
-                        PyBytes_AS_STRING(name), value + el_off, el_len):
-                    return name
-    return None
+            if drop != NULL:
+                for j in range(nfields):
+                    if fields[j].name_len == el_len and _ieq(buf + fields[j].name_off,
+                                                             value + el_off, el_len):
+                        drop[j] = 1
+            if bad is None:
+                for name in protected:
+                    if <size_t>PyBytes_GET_SIZE(name) == el_len and _ieq(
+                            PyBytes_AS_STRING(name), value + el_off, el_len):
+                        bad = name
+    return bad
 
 
 cdef bytes build_head(const char *buf, bytes prefix, const char *mid, Py_ssize_t mid_len,

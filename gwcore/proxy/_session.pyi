@@ -46,27 +46,14 @@ class ListenerRuntime(Http1Settings):
     global_on_log: tuple[Any, ...]
     """The global filters' on_log methods: run for requests that matched no route."""
 
-    def __init__(
-        self,
-        clock: Clock,
-        router: Router,
-        *,
-        max_head_bytes: int,
-        max_headers: int,
-        max_target_bytes: int,
-        max_body_bytes: int,
-        header_timeout: float,
-        idle_timeout: float,
-        buffer_body_bytes: int = 65536,
-        filter_timeout: float = 5.0,
-        merge_slashes: bool = True,
-        escaped_slashes: str = "decode",
-        scheme: str = "http",
-    ) -> None:
-        """Limits and timeouts as Http1Settings. ``filter_timeout``: seconds a request
-        filter may wait (then 504). ``merge_slashes`` / ``escaped_slashes`` (``decode``,
-        ``keep``, ``reject``): the listener's path_normalization. ``scheme``: the
-        X-Forwarded-Proto value. KeyError: an unknown escaped_slashes."""
+    def __init__(self, clock: Clock, router: Router, *, filter_timeout: float = 5.0,
+                 merge_slashes: bool = True, escaped_slashes: str = "decode",
+                 scheme: str = "http", **limits: Any) -> None:
+        """``limits``: the keyword arguments of Http1Settings (limits and timeouts).
+        ``filter_timeout``: seconds a request filter may wait (then 504). ``merge_slashes``
+        / ``escaped_slashes`` (``decode``, ``keep``, ``reject``): the listener's
+        path_normalization. ``scheme``: the X-Forwarded-Proto value. KeyError: an unknown
+        escaped_slashes."""
     def protocol(self) -> Downstream:
         """Protocol factory for ``loop.create_server``: a new Downstream for this listener."""
 

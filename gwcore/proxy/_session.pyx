@@ -27,7 +27,8 @@ from gwcore.http._chttp1 cimport (
 )
 from gwcore.http._connection cimport (
     D_BODY, D_BUFFER, D_CLOSED, D_CONNECTING, D_FILTERING, D_HEAD, D_LINGER, D_WAIT, MAX_FIELDS,
-    OUT_RAW, P_CONNECTING, P_FILTERING, Http1Connection, Http1Settings, head_fields,
+    OUT_RAW, P_CONNECTING, P_FILTERING, CRLF, EMPTY, TE_CHUNKED, Http1Connection, Http1Settings,
+    head_fields, hex_digits,
 )
 from gwcore.http._cpath cimport (
     GW_PATH_DECODE_SLASHES, GW_PATH_MERGE_SLASHES, GW_PATH_REJECT_SLASHES, gw_normalize_path,
@@ -35,7 +36,7 @@ from gwcore.http._cpath cimport (
 )
 from gwcore.http._parser cimport gw_find_field, request_fields, request_view
 from gwcore.http._wire cimport (
-    Clock, build_head, mark_connection_options, protected_connection_option,
+    Clock, build_head, connection_options,
 )
 from gwcore.proxy._exchange cimport Exchange, new_exchange, now_ns
 from gwcore.proxy._router cimport Route, Router
@@ -56,15 +57,14 @@ cdef unsigned int DROP_REQUEST_ID = 1u << GW_FK_X_REQUEST_ID
 log = logging.getLogger("gwcore")
 
 cdef tuple _METHODS = METHOD_NAMES       # interned method bytes by enum gw_method
-cdef bytes CRLF = b"\r\n"
+# start lines: the request-line's version, the status-line's
 cdef bytes HTTP11 = b" HTTP/1.1\r\n"
 cdef bytes HTTP11_STATUS = b"HTTP/1.1 "
-cdef bytes EMPTY = b""
+# fields the gateway sets
 cdef bytes HOST_PREFIX = b"Host: "
 cdef bytes XFH_PREFIX = b"X-Forwarded-Host: "
 cdef bytes VIA = b"Via: 1.1 gwcore\r\n"
 cdef bytes VIA10 = b"Via: 1.0 gwcore\r\n"     # Via names the protocol received (§7.6.3)
-cdef bytes TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
 cdef tuple RETRY_AFTER = ((b"Retry-After", b"1"),)
 # fields a response filter may not set: the gateway frames the response itself
 cdef frozenset _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection",
@@ -126,25 +126,12 @@ cdef class ListenerRuntime(Http1Settings):
     cdef bytes request_id_line(self):
         """``X-Request-Id: <12 hex, per worker>-<counter in hex>`` and its CRLF."""
         cdef char line[64]
-        cdef char digits[16]
-        cdef int n = 0, k = 0
-        cdef unsigned long long v
+        cdef int n
         self.next_id += 1
-        v = self.next_id
-        while True:
-            digits[k] = b"0123456789abcdef"[v & 15]
-            k += 1
-            v >>= 4
-            if v == 0:
-                break
         memcpy(line, b"X-Request-Id: ", 14)
         memcpy(line + 14, self.id_prefix_c, 12)
         line[26] = 45       # "-"
-        n = 27
-        while k:
-            k -= 1
-            line[n] = digits[k]
-            n += 1
+        n = 27 + hex_digits(line + 27, self.next_id)
         line[n] = 13
         line[n + 1] = 10
         return PyBytes_FromStringAndSize(line, n + 2)
@@ -184,7 +171,7 @@ cdef class Downstream(Http1Connection):
         self.idempotent = h.method in (GW_M_GET, GW_M_HEAD, GW_M_OPTIONS, GW_M_PUT,
                                        GW_M_DELETE, GW_M_TRACE)
         if h.connection & GW_CONN_OTHER:
-            bad = protected_connection_option(base, head_fields, h.num_fields, False)
+            bad = connection_options(base, head_fields, h.num_fields, NULL, False)
             if bad is not None:
                 self._error(400, f"Connection names {bad.decode()}", True)
                 return
@@ -360,7 +347,7 @@ cdef class Downstream(Http1Connection):
             extra.append(self.lr.request_id_line())
         if h.connection & GW_CONN_OTHER or filtered:
             memset(_drop, 0, h.num_fields)
-            mark_connection_options(base, head_fields, h.num_fields, _drop)
+            connection_options(base, head_fields, h.num_fields, _drop, False)
             drop = _drop
             if filtered:
                 self._apply_exchange(base, h, extra)
@@ -581,7 +568,7 @@ cdef class Downstream(Http1Connection):
         extra.append(VIA10 if h.version_minor == 0 else VIA)    # RFC 9110 §7.6.3
         if h.connection & GW_CONN_OTHER:
             memset(_drop, 0, h.num_fields)
-            mark_connection_options(buf, fields, h.num_fields, _drop)
+            connection_options(buf, fields, h.num_fields, _drop, True)
             drop = _drop
         cdef Exchange ex = self.ex
         ex.t_response = now_ns()

@@ -14,7 +14,7 @@ from gwcore.http._chttp1 cimport GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, GW_CONN_OTHE
 from gwcore.http._parser cimport (
     gw_chunked_decode, gw_chunked_init, gw_find_field, gw_parse_response,
 )
-from gwcore.http._wire cimport Clock, Timed, protected_connection_option
+from gwcore.http._wire cimport Clock, Timed, connection_options
 from gwcore.proxy._balancer cimport Balancer
 
 log = logging.getLogger("gwcore")
@@ -525,8 +525,8 @@ cdef class Upstream(Timed):
                     return
                 continue                       # interim response: skip (RFC 9110 §15.2)
             break
-        if self.head.connection & GW_CONN_OTHER and protected_connection_option(
-                base + start, _fields, self.head.num_fields, True) is not None:
+        if self.head.connection & GW_CONN_OTHER and connection_options(
+                base + start, _fields, self.head.num_fields, NULL, True) is not None:
             self._fail(UE_BAD_RESPONSE)     # a Connection option would unframe the response
             return
         self.head_done = True

@@ -1,4 +1,4 @@
-"""Filters that test_filters_config.py loads into a real gateway by import path
+"""Filters that test_filters_gateway.py loads into a real gateway by import path
 (``gw_filter_probes:Mark``): this directory is on the gateway's PYTHONPATH there."""
 
 from __future__ import annotations
