@@ -514,7 +514,7 @@ cdef class Http1Connection(ResponseSink):
         if n is None and self.http10:
             close = True
         self.local_close = close
-        self.local_chunked = n is None and not close
+        self.local_chunked = n is None and not close and not self.head_method
         head = response.encode_head(close, n)
         self.ex.status = response.status
         self.ex.bytes_sent = len(head)
