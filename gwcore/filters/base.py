@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -40,12 +41,16 @@ class Filter:
         self.config = config or {}
 
 
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+
+
 def reason(status: int) -> str:
     """The standard reason phrase of a status code (RFC 9110 §15), or ``Status``."""
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Status"
+    return _REASONS.get(status, "Status")
+
+
+_BAD_NAME = re.compile(rb"[\r\n\0: \t]")
+_BAD_VALUE = re.compile(rb"[\r\n\0]")
 
 
 class Fields:
@@ -75,7 +80,7 @@ class Fields:
     def add(self, name: bytes, value: bytes) -> None:
         """Append a ``name: value`` field. ValueError for a bad name or CR, LF, NUL."""
         if (not isinstance(name, bytes) or not isinstance(value, bytes) or not name
-                or any(c in name for c in b"\r\n\0: \t") or any(c in value for c in b"\r\n\0")):
+                or _BAD_NAME.search(name) or _BAD_VALUE.search(value)):
             raise ValueError("a field name is a non-empty token and its value bytes without "
                              "CR, LF or NUL")
         self.items.append((name, value))
@@ -112,6 +117,16 @@ class Response:
         self.status = status
         self.headers = headers if isinstance(headers, Fields) else Fields(headers)
         self.body = body
+
+    @classmethod
+    def received(cls, status: int, items: list[tuple[bytes, bytes]]) -> Response:
+        """The upstream's response head as on_response_head sees it (body None): ``items``
+        come from the parser, so they are taken as they are."""
+        response = cls.__new__(cls)
+        fields = Fields.__new__(Fields)
+        fields.items = items
+        response.status, response.headers, response.body = status, fields, None
+        return response
 
     @classmethod
     def error(cls, status: int, detail: str,

@@ -78,6 +78,19 @@ cdef inline bytes _path_part(bytes target):
     return target if q == NULL else PyBytes_FromStringAndSize(t, q - t)
 
 
+cdef inline bint _ieq_lower(const char *a, const char *low, Py_ssize_t n) noexcept:
+    """a equals the lower-case low, ignoring ASCII case."""
+    cdef Py_ssize_t i
+    cdef unsigned char x
+    for i in range(n):
+        x = <unsigned char>a[i]
+        if 65 <= x <= 90:
+            x += 32
+        if x != <unsigned char>low[i]:
+            return False
+    return True
+
+
 cdef inline bint _request_id_ok(const char *p, uint32_t n) noexcept:
     """1..128 of [A-Za-z0-9._:-]: anything else is replaced, never forwarded."""
     cdef uint32_t i
@@ -367,11 +380,14 @@ cdef class Downstream(Http1Connection):
         """The fields filters added or removed (Exchange.add_upstream_header and friends)."""
         cdef uint32_t i
         cdef Exchange ex = self.ex
+        cdef bytes name
         if ex.removed_fields:
-            for i in range(h.num_fields):
-                if PyBytes_FromStringAndSize(base + head_fields[i].name_off,
-                                             head_fields[i].name_len).lower() in ex.removed_fields:
-                    _drop[i] = 1
+            for name in ex.removed_fields:      # lower-case already
+                for i in range(h.num_fields):
+                    if head_fields[i].name_len == <uint32_t>PyBytes_GET_SIZE(name) and _ieq_lower(
+                            base + head_fields[i].name_off, PyBytes_AS_STRING(name),
+                            head_fields[i].name_len):
+                        _drop[i] = 1
         if ex.upstream_fields:
             for name, value in ex.upstream_fields:
                 extra.append(name + b": " + value + CRLF)
@@ -600,7 +616,7 @@ cdef class Downstream(Http1Connection):
                 continue        # framing stays the gateway's
             items.append((PyBytes_FromStringAndSize(buf + f.name_off, f.name_len),
                           PyBytes_FromStringAndSize(buf + f.value_off, f.value_len)))
-        response = Response(h.status, items, None)
+        response = Response.received(h.status, items)
         try:
             for phase in route.on_response_head:
                 replaced = phase(self.ex, response)
