@@ -92,6 +92,7 @@ cdef class Http1Connection(ResponseSink):
     cdef bint _forward_body(self, Py_ssize_t n)
     cdef int _decode_chunks(self, Py_ssize_t n, list out, bint framed)
     cdef void _body_deadline(self)
+    cdef void _received(self, Py_ssize_t n)
     cdef void _pause(self, unsigned int reason, bint on)
     cdef bint _last(self)
     cdef void drain(self, double grace)

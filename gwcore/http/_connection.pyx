@@ -289,6 +289,7 @@ cdef class Http1Connection(ResponseSink):
         if not self.body_chunked:
             take = n if n < self.body_remaining else self.body_remaining
             self.body_parts.append(self.buf[self.pos:self.pos + take])
+            self._received(take)
             self.pos += take
             self.body_remaining -= take
             if self.body_remaining:
@@ -324,6 +325,7 @@ cdef class Http1Connection(ResponseSink):
         cdef list out
         if not self.body_chunked:
             take = n if n < self.body_remaining else self.body_remaining
+            self._received(take)
             if take == PyBytes_GET_SIZE(self.buf) and self.pos == 0:
                 self._body_out(self.buf)
             else:
@@ -364,6 +366,7 @@ cdef class Http1Connection(ResponseSink):
                 self._error(400, gw_http_error_name(self.chunked.error).decode(), True)
                 return -1
             if dlen:
+                self._received(dlen)
                 self.body_seen += dlen
                 if self.body_seen > self.settings.max_body:
                     self._error(413, "body over limit", True)
@@ -382,6 +385,11 @@ cdef class Http1Connection(ResponseSink):
             if not framed and self.body_seen > self.settings.buffer_body:
                 return 0
         return 0
+
+    cdef void _received(self, Py_ssize_t n):
+        """Request body bytes (decoded) counted on the exchange."""
+        if self.ex is not None:
+            self.ex.bytes_received += n
 
     cdef void _body_deadline(self):
         """More body is due from the client within idle_timeout, unless the upstream is the

@@ -89,6 +89,7 @@ class Log(Filter):
 
     def on_log(self, exchange) -> None:
         record = {"id": _query(exchange).get("id"), "status": exchange.status,
+                  "bytes_received": exchange.bytes_received,
                   "end": exchange.end, "bytes_sent": exchange.bytes_sent,
                   "tapped": exchange.state.get("tapped"), "ends": exchange.state.get("ends")}
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

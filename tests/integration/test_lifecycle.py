@@ -186,6 +186,25 @@ def test_on_response_head_replaces_or_changes_the_response(gw_life) -> None:
     assert (logged(log, "re")["status"], logged(log, "re")["end"]) == (299, "ok")
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("size", [1000, 200000], ids=["buffered", "streamed"])
+def test_bytes_received_counts_the_request_body(gw_life, size, chunked) -> None:
+    gw, log = gw_life
+    body = b"q" * size
+    id_ = f"up{size}{'c' if chunked else ''}"
+    with RawConn(gw.port) as c:
+        if chunked:
+            c.send(f"POST /echo?id={id_} HTTP/1.1\r\nHost: gw.test\r\n"
+                   f"Transfer-Encoding: chunked\r\n\r\n{size:x}\r\n".encode() + body
+                   + b"\r\n0\r\n\r\n")
+        else:
+            c.send(f"POST /echo?id={id_} HTTP/1.1\r\nHost: gw.test\r\n"
+                   f"Content-Length: {size}\r\n\r\n".encode() + body)
+        r = c.read_response()
+    assert r.status == 200 and r.body == body
+    assert logged(log, id_)["bytes_received"] == size
+
+
 @pytest.mark.parametrize("target,size", [("/big?size=300000", 300000),
                                          ("/chunked?n=4&size=1000", 4000)])
 def test_on_response_body_taps_see_the_whole_body_once(gw_life, target, size) -> None:
