@@ -165,9 +165,6 @@ class Response:
 # the gateway frames every response itself
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
 
-LocalResponse = Response     # the name filters used before there was one Response
-
-
 FilterResult = None | Response | Awaitable[None | Response]
 
 
