@@ -82,8 +82,13 @@ def children(pid: int) -> list[int]:
 
 
 def title(pid: int) -> str:
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        return f.read().replace(b"\0", b" ").decode().strip()
+    """The process title, or "" for a process that exited since it was listed (a killed
+    worker can be a child one moment and gone the next)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode().strip()
+    except (ProcessLookupError, FileNotFoundError):
+        return ""
 
 
 def get(port: int, path: str) -> tuple[int, bytes]:
