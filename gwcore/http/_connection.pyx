@@ -179,7 +179,7 @@ cdef class Http1Connection(ResponseSink):
             if self.drain_waiter is not None:
                 if not self.drain_waiter.done():
                     self.drain_waiter.set_result(None)
-            else:
+            elif self.local_body is not None:
                 self._pump()
 
     def data_received(self, bytes data):
@@ -471,8 +471,8 @@ cdef class Http1Connection(ResponseSink):
         self.flush()
         if self.state == D_CLOSED or self.state == D_LINGER:
             return
-        if not self.keep_alive or self.state != D_WAIT:
-            self._close(False)
+        if not self.keep_alive or self.state != D_WAIT or self.settings.draining:
+            self._close(False)      # (draining: a head sent before the drain said keep-alive)
             return
         self._next_request()
         self._process()
@@ -601,7 +601,7 @@ cdef class Http1Connection(ResponseSink):
         if self.local_chunked:
             self._write(LAST_CHUNK)
         self._finish("local")
-        if self.local_close:
+        if self.local_close or self.settings.draining:
             self._close(False)
         else:
             self._next_request()
@@ -615,12 +615,15 @@ cdef class Http1Connection(ResponseSink):
         if end is None:
             end = _end_of(status)
         self._abandon_upstream()
-        if self.response_started or self.pending is not None:
+        if self.response_started or self.pending is not None or self.state == D_LOCAL:
             self._finish(end)
             self._close(True)
             return
         close = close or not self.keep_alive or self._last() or self.settings.draining
-        cdef bytes data = Response.error(status, detail, headers).encode(close)
+        response = Response.error(status, detail, headers)
+        cdef bytes data = response.encode_head(close, len(response.body))
+        if not self.head_method:
+            data += response.body
         if self.ex is not None:
             self.ex.status = status
             self.ex.bytes_sent = len(data)
@@ -661,6 +664,10 @@ cdef class Http1Connection(ResponseSink):
         if not abort:
             self.flush()
         self.buf = None
+        if self.local_task is not None:
+            self.local_task.cancel()        # a streamed answer cut short: nobody to write to
+            self.local_task = None
+        self.local_body = None
         self._abandon_upstream()
         self._finish("client_abort")
         if abort:

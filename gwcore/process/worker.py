@@ -21,9 +21,9 @@ from gwcore.config import Cluster as ClusterConfig
 from gwcore.config import Config, Listener
 from gwcore.config import Route as RouteConfig
 from gwcore.filters.jwt_auth import Provider
-from gwcore.proxy._session import ListenerRuntime
 from gwcore.http._wire import Clock
 from gwcore.proxy._router import Router
+from gwcore.proxy._session import ListenerRuntime
 from gwcore.proxy._upstream import Cluster
 from gwcore.proxy.health import HealthBoard, maintain, resolve
 

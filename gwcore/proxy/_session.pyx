@@ -288,8 +288,14 @@ cdef class Downstream(Http1Connection):
             self._error(500, "filter error", True)
             return
         base = request_fields(self.ex.request, &h, head_fields)
-        if fut.result() is not None:
-            self._local(fut.result(), h.chunked or h.content_length > 0)
+        result = fut.result()
+        if result is not None and not isinstance(result, Response):
+            log.error("request filter returned %s, not None or a Response",
+                      type(result).__name__)
+            self._error(500, "filter error", True)
+            return
+        if result is not None:
+            self._local(result, h.chunked or h.content_length > 0)
         else:
             if replace_host:
                 h.host_index = -2
@@ -442,6 +448,12 @@ cdef class Downstream(Http1Connection):
         self._error(503, f"upstream overflow ({limit})", self.body_unread, RETRY_AFTER,
                     "overflow")
 
+    cdef void _connecting_done(self):
+        """Back from D_CONNECTING to the state the request was in (reading resumes)."""
+        self.state = self.after_connect
+        self.after_connect = D_HEAD
+        self._pause(P_CONNECTING, False)
+
     cdef void _use(self, Upstream up):
         self.up = up
         if self.ex.t_upstream == 0:
@@ -463,10 +475,8 @@ cdef class Downstream(Http1Connection):
             self.on_upstream_error(None, error)
             return
         self.deadline = 0
-        self.state = self.after_connect
-        self.after_connect = D_HEAD
+        self._connecting_done()
         self._use(up)
-        self._pause(P_CONNECTING, False)
         if self.state == D_BODY and self.buf is not None:
             self._process()
 
@@ -505,8 +515,7 @@ cdef class Downstream(Http1Connection):
 
     def _retry_later(self, Endpoint failed, unsigned long token):
         if self.state == D_CONNECTING and token == self.try_token:
-            self.state = self.after_connect
-            self._pause(P_CONNECTING, False)
+            self._connecting_done()
             self._dispatch(failed, False)
 
     cdef void _request_sent(self):
@@ -536,11 +545,9 @@ cdef class Downstream(Http1Connection):
             return True
         if self.state == D_CONNECTING:
             if self.cluster.cancel_wait(self):      # still queued for a connection slot
-                self.state = self.after_connect
-                self._pause(P_CONNECTING, False)
+                self._connecting_done()
                 self._overflow("pending_timeout")
-                if self.state == D_HEAD:
-                    self._process()     # pipelined requests go on
+                self._go_on()
             return True
         return False
 
@@ -626,12 +633,15 @@ cdef class Downstream(Http1Connection):
                                         f"{type(replaced).__name__}")
                     self.response_started = False
                     self._abandon_upstream()
+                    self._stop_request_timer()
                     self._local(replaced, self.body_unread)
+                    self._go_on()
                     return None
         except Exception:
             log.exception("on_response_head of route %s failed", route.name)
             self.response_started = False
             self._error(500, "response filter error", self.body_unread)
+            self._go_on()
             return None
         self.ex.status = response.status
         lines = [b"HTTP/1.1 %d %s\r\n" % (response.status, reason(response.status).encode())]
@@ -643,6 +653,16 @@ cdef class Downstream(Http1Connection):
         lines += extra
         lines.append(CRLF)
         return b"".join(lines)
+
+    cdef void _go_on(self):
+        """After an answer that kept the connection: pipelined requests go on."""
+        if self.state == D_HEAD:
+            self._process()
+
+    cdef void _stop_request_timer(self):
+        if self.request_timer is not None:
+            self.request_timer.cancel()
+            self.request_timer = None
 
     cdef void _tap(self, bytes data, bint end):
         """The route's on_response_body phases see the chunk (a memoryview, no copy)."""
@@ -681,8 +701,10 @@ cdef class Downstream(Http1Connection):
             self._finish("timeout" if error == UE_TIMEOUT else "upstream_error")
             self._close(True)       # never let a truncated body pass as complete
             return
+        cdef bint body_pending = self.state == D_BODY or (self.state == D_CONNECTING
+                                                          and self.after_connect == D_BODY)
         if self.state == D_CONNECTING:
-            self.state = self.after_connect
+            self._connecting_done()
         if (error == UE_RESET and up is not None and up.reused and not up.got_bytes
                 and not self.retried and self.idempotent and self.state == D_WAIT
                 and (not self.has_body or self.body_buffered)):
@@ -701,7 +723,7 @@ cdef class Downstream(Http1Connection):
             if self.state == D_BODY:
                 self._process()     # a pooled connection: send the buffered body now
             return
-        cdef bint body_pending = self.state == D_BODY or self.after_connect == D_BODY
+        body_pending = body_pending or self.state == D_BODY
         if error == UE_CONNECT_TIMEOUT or error == UE_TIMEOUT:
             self._error(504, "upstream timed out", body_pending)
         else:
@@ -716,9 +738,7 @@ cdef class Downstream(Http1Connection):
         client_abort, upstream_error, timeout, overflow, draining): its route timer stops
         and the on_log phases run, once. A no-op when no exchange is under way."""
         cdef Exchange ex = self.ex
-        if self.request_timer is not None:
-            self.request_timer.cancel()
-            self.request_timer = None
+        self._stop_request_timer()
         self.req_body = None
         if ex is None:
             return

@@ -23,7 +23,8 @@ class Stream(Filter):
     "a", "b", ...), ``/stream/async?n=N&size=S`` (the same from an async generator that
     yields to the loop between chunks), ``/stream/big?mib=M`` (M MiB of 1 MiB blocks, a
     generator: memory must not grow with M) and ``/stream/fail`` (a generator that raises
-    after one chunk); other paths go on."""
+    after one chunk) and ``/bad-async`` (an awaitable of 42, a wrong type); other paths go
+    on."""
 
     def on_request(self, exchange) -> Response | None:
         path, q = exchange.path, _query(exchange)
@@ -40,7 +41,14 @@ class Stream(Filter):
                             (block for _ in range(int(q["mib"]))))
         if path == b"/stream/fail":
             return Response(200, headers, _failing())
+        if path == b"/bad-async":
+            return _not_a_response()
         return None
+
+
+async def _not_a_response():
+    await asyncio.sleep(0)
+    return 42           # neither None nor a Response: the gateway answers 500
 
 
 async def _chunks_async(n: int, size: int):

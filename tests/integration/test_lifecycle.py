@@ -20,7 +20,12 @@ from pathlib import Path
 import h11
 import pytest
 from conftest import (
-    HERE, HOST, RawConn, gateway_config, start_gateway_on_free_port, wait_for,
+    HERE,
+    HOST,
+    RawConn,
+    gateway_config,
+    start_gateway_on_free_port,
+    wait_for,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -250,6 +255,52 @@ def test_on_log_overflow_and_client_gone_mid_response(gw_life, origin) -> None:
     rec = logged(log, "gone")
     assert (rec["end"], rec["status"]) == ("client_abort", 200)
     assert 0 < rec["bytes_sent"] < 20 * MiB
+
+
+def test_answers_after_an_error_or_a_replaced_response_keep_the_pipeline_going(gw_life) -> None:
+    """A gateway error to HEAD has no body; a pipelined request behind an answer that
+    on_response_head replaced, or behind a filter's wrong return type (500), is answered
+    at once (not after the idle timeout)."""
+    gw, _ = gw_life
+    with RawConn(gw.port) as c:
+        c.send(b"HEAD /bad%zz HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        data, closed = c.read_until_close(timeout=5)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert closed and head.startswith(b"HTTP/1.1 400 ") and rest == b"", data
+    with RawConn(gw.port) as c:
+        started = time.monotonic()
+        c.send(b"GET /teapot HTTP/1.1\r\nHost: gw.test\r\n\r\n"
+               b"GET /hello HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        r = c.read_response()
+        assert (r.status, r.body) == (418, b"short and stout")
+        assert c.read_response().status == 200
+        assert time.monotonic() - started < 2
+    with RawConn(gw.port) as c:
+        c.send(b"GET /bad-async HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        r = c.read_response(timeout=5)
+        assert r.status == 500 and b"filter error" in r.body
+
+
+def test_a_drain_closes_a_keep_alive_connection_after_its_response(origin, dead_port,
+                                                                   tmp_path) -> None:
+    """The response's head went out before the drain began (so it said keep-alive): the
+    connection is closed once the response is complete, and the worker exits then, not
+    at drain_timeout."""
+    gw, _ = _start(origin, dead_port, tmp_path, "gw-drain-ka", drain_timeout="30s")
+    try:
+        with RawConn(gw.port) as c:
+            c.send(b"GET /slow?delay=1&head=1 HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+            wait_for(lambda: any("delay=1&head=1" in t for t in origin.stats()["in_flight"]),
+                     what="the slow request at the origin")
+            started = time.monotonic()
+            os.kill(gw.pid, signal.SIGTERM)
+            r = c.read_response(timeout=10)
+            assert r.status == 200 and r.body == b"slow"
+            assert c.is_closed(timeout=5)
+        gw.proc.popen.wait(20)
+        assert time.monotonic() - started < 10, "the drain waited for drain_timeout"
+    finally:
+        gw.proc.stop()
 
 
 def test_on_log_when_the_drain_runs_out_of_time(origin, dead_port, tmp_path) -> None:
