@@ -15,7 +15,7 @@ from gwcore.filters.base import Response
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t
 
-from gwcore.http._chttp1 cimport GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, GW_M_HEAD, gw_head
+from gwcore.http._chttp1 cimport GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, GW_M_HEAD, gw_head, gw_limits
 from gwcore.http._parser cimport (
     gw_chunked_decode, gw_chunked_init, gw_http_error_name, gw_http_error_status,
     gw_parse_request,
@@ -81,9 +81,8 @@ cdef class Http1Settings:
                   double idle_timeout, int64_t buffer_body_bytes=64 * 1024, **kwargs):
         if not 1 <= max_headers <= MAX_FIELDS:
             raise ValueError(f"max_headers must be 1..{MAX_FIELDS}")
-        self.limits.max_head_bytes = max_head_bytes
-        self.limits.max_fields = max_headers
-        self.limits.max_target_len = max_target_bytes
+        self.limits = gw_limits(max_head_bytes=max_head_bytes, max_fields=max_headers,
+                                max_target_len=max_target_bytes)
         self.max_body = max_body_bytes
         self.buffer_body = buffer_body_bytes
         self.header_timeout = header_timeout

@@ -85,6 +85,16 @@ def logged(log: Path, id_: str, timeout: float = 10.0) -> dict:
     return wait_for(find, timeout, f"the on_log record of {id_}")
 
 
+def fetch_until_close(port: int, request: bytes) -> tuple[h11.Response | None, bytes, bool]:
+    """Sends request on a new connection, reads until the gateway closes it (fails if it
+    does not) and parses what came (h11_read)."""
+    with RawConn(port) as c:
+        c.send(request)
+        data, closed = c.read_until_close(timeout=10)
+    assert closed, data[:200]
+    return h11_read(data)
+
+
 def h11_read(data: bytes, method: str = "GET") -> tuple[h11.Response | None, bytes, bool]:
     """(response head, body, complete) of one response in data, by an independent parser."""
     conn = h11.Connection(h11.CLIENT)
@@ -126,11 +136,9 @@ def test_a_filter_response_body_streams_chunked(gw_life, kind) -> None:
 
 def test_a_streamed_body_to_http10_is_close_delimited_and_head_gets_no_body(gw_life) -> None:
     gw, _ = gw_life
-    with RawConn(gw.port) as c:
-        c.send(b"GET /stream/sync?n=3&size=100 HTTP/1.0\r\nHost: gw.test\r\n\r\n")
-        data, closed = c.read_until_close(timeout=10)
-    head, body, complete = h11_read(data)
-    assert closed and head.status_code == 200 and complete
+    head, body, complete = fetch_until_close(
+        gw.port, b"GET /stream/sync?n=3&size=100 HTTP/1.0\r\nHost: gw.test\r\n\r\n")
+    assert head.status_code == 200 and complete
     assert body == b"a" * 100 + b"b" * 100 + b"c" * 100
     with RawConn(gw.port) as c:
         c.send(b"HEAD /stream/sync?n=3&size=100 HTTP/1.1\r\nHost: gw.test\r\n\r\n"
@@ -166,11 +174,9 @@ def test_a_big_streamed_body_goes_through_bounded_memory(gw_life, rss_sampler) -
 
 def test_a_failing_body_source_cuts_the_connection(gw_life) -> None:
     gw, _ = gw_life
-    with RawConn(gw.port) as c:
-        c.send(b"GET /stream/fail HTTP/1.1\r\nHost: gw.test\r\n\r\n")
-        data, closed = c.read_until_close(timeout=10)
-    head, body, complete = h11_read(data)
-    assert closed and head is not None and not complete and body == b"first"
+    head, body, complete = fetch_until_close(
+        gw.port, b"GET /stream/fail HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+    assert head is not None and not complete and body == b"first"
 
 
 def test_on_response_head_replaces_or_changes_the_response(gw_life) -> None:
