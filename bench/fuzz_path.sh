@@ -3,27 +3,14 @@
 #
 # Usage: bench/fuzz_path.sh [SECONDS] [JOBS]     (default: 300 seconds, 1 job)
 # Installs clang from Debian if missing, builds tests/c/fuzz_path.c with
-# -fsanitize=fuzzer,address,undefined and runs it with a small seed corpus and a dictionary.
+# -fsanitize=fuzzer,address,undefined and runs it with a small seed corpus and a dictionary
+# (bench/fuzz_lib.sh).
 # Work files (binary, corpus, crash reproducers) go to ${FUZZ_DIR:-/tmp/gwcore-fuzz-path}.
 # Not part of the test suite; exit status is libFuzzer's (non-zero when it found a failure).
-set -euo pipefail
-
-SECONDS_TO_RUN=${1:-300}
-JOBS=${2:-1}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DIR=${FUZZ_DIR:-/tmp/gwcore-fuzz-path}
-
-if ! command -v clang >/dev/null 2>&1; then
-    apt-get update -qq && apt-get install -y -qq clang >/dev/null
-fi
-
-mkdir -p "$DIR/corpus" "$DIR/artifacts"
-clang -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer \
-    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-    -I"$ROOT/src_c" "$ROOT/tests/c/fuzz_path.c" "$ROOT/src_c/path.c" -o "$DIR/fuzz_path"
+NAME=path
+. "$(dirname "$0")/fuzz_lib.sh"
 
 # Seeds: byte 0 = flags (1 merge, 2 decode, 4 reject) + 8 to put a '/' in front.
-seed() { printf "$2" > "$DIR/corpus/seed-$1"; }
 seed plain    '\003/v1/users/42'
 seed spell    '\003/%%76%%31/x'
 seed dots     '\003/x/../v1/./x/..'
@@ -53,6 +40,4 @@ cat > "$DIR/path.dict" <<'DICT'
 "%"
 DICT
 
-cd "$DIR"
-exec ./fuzz_path -max_total_time="$SECONDS_TO_RUN" -jobs="$JOBS" -workers="$JOBS" \
-    -max_len=512 -dict=path.dict -artifact_prefix=artifacts/ -print_final_stats=1 corpus
+fuzz_run 512

@@ -526,6 +526,7 @@ cdef class Http1Connection(ResponseSink):
         self.ex.status = response.status
         self.ex.bytes_sent = len(head)
         self._write(head)
+        self.response_started = True    # an error from now on cuts it (_error)
         self.state = D_LOCAL
         self._pause(P_LOCAL, True)
         body = response.body
@@ -594,6 +595,7 @@ cdef class Http1Connection(ResponseSink):
             self._local_done()
 
     cdef void _local_done(self):
+        self.response_started = False
         self.local_body = None
         self.local_task = None
         self.drain_waiter = None
@@ -614,7 +616,7 @@ cdef class Http1Connection(ResponseSink):
         if end is None:
             end = _end_of(status)
         self._abandon_upstream()
-        if self.response_started or self.pending is not None or self.state == D_LOCAL:
+        if self.response_started or self.pending is not None:
             self._finish(end)
             self._close(True)
             return

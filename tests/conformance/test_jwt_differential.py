@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from keypair import key_pair
 
 from gwcore import jwt
 
@@ -47,24 +48,18 @@ SETTINGS = settings(
 def keys() -> dict[str, tuple[object, bytes]]:
     """alg -> (signing key for PyJWT, verification key for both: secret or public PEM)."""
 
-    def pair(private: object) -> tuple[object, bytes]:
-        public = private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return private, public
-
     secret = bytes(range(64))
-    rsa_pair = pair(rsa.generate_private_key(65537, 2048))
+    rsa_pair = key_pair(rsa.generate_private_key(65537, 2048))
     out: dict[str, tuple[object, bytes]] = {}
     for alg in ALGS[:3]:
         out[alg] = (secret, secret)
     for alg in ALGS[3:9]:
         out[alg] = rsa_pair
-    out["ES256"] = pair(ec.generate_private_key(ec.SECP256R1()))
-    out["ES384"] = pair(ec.generate_private_key(ec.SECP384R1()))
-    out["ES512"] = pair(ec.generate_private_key(ec.SECP521R1()))
-    out["EdDSA"] = pair(ed25519.Ed25519PrivateKey.generate())
-    out["Ed448"] = pair(ed448.Ed448PrivateKey.generate())
+    out["ES256"] = key_pair(ec.generate_private_key(ec.SECP256R1()))
+    out["ES384"] = key_pair(ec.generate_private_key(ec.SECP384R1()))
+    out["ES512"] = key_pair(ec.generate_private_key(ec.SECP521R1()))
+    out["EdDSA"] = key_pair(ed25519.Ed25519PrivateKey.generate())
+    out["Ed448"] = key_pair(ed448.Ed448PrivateKey.generate())
     return out
 
 

@@ -21,10 +21,10 @@ import functools
 import json
 
 import jwt as pyjwt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from keypair import key_pair
 
 from gwcore import jwt
 
@@ -49,22 +49,16 @@ PYJWT_ALGS = pyjwt.algorithms.get_default_algorithms()
 def keys() -> dict[str, tuple[object, bytes]]:
     """family -> (signing key for PyJWT's algorithm objects, verification key for both)."""
 
-    def pair(private: object) -> tuple[object, bytes]:
-        public = private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return private, public
-
     secret = bytes(range(64))
     out = {"HS": (secret, secret), "HS2": (secret[::-1], secret[::-1])}
-    out["RS"] = out["PS"] = pair(rsa.generate_private_key(65537, 2048))
-    out["RS2"] = out["PS2"] = pair(rsa.generate_private_key(65537, 2048))
+    out["RS"] = out["PS"] = key_pair(rsa.generate_private_key(65537, 2048))
+    out["RS2"] = out["PS2"] = key_pair(rsa.generate_private_key(65537, 2048))
     for name, curve in (("P256", ec.SECP256R1()), ("P384", ec.SECP384R1()),
                         ("P521", ec.SECP521R1())):  # fmt: skip
-        out[name] = pair(ec.generate_private_key(curve))
-        out[name + "2"] = pair(ec.generate_private_key(curve))
-    out["Ed"] = pair(ed25519.Ed25519PrivateKey.generate())
-    out["Ed2"] = pair(ed25519.Ed25519PrivateKey.generate())
+        out[name] = key_pair(ec.generate_private_key(curve))
+        out[name + "2"] = key_pair(ec.generate_private_key(curve))
+    out["Ed"] = key_pair(ed25519.Ed25519PrivateKey.generate())
+    out["Ed2"] = key_pair(ed25519.Ed25519PrivateKey.generate())
     return out
 
 

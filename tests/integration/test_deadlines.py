@@ -229,6 +229,19 @@ def _keeps_alive(r) -> bool:
     return (r.header("connection") or "").lower() != "close"
 
 
+def _504_then_served(c: RawConn, request: bytes, within: float) -> None:
+    """request gets a 504 within ``within`` seconds on a connection kept alive, and the next
+    request on it (GET_HELLO) is read and answered 200."""
+    started = time.monotonic()
+    c.send(request)
+    r = c.read_response(timeout=within + 5)
+    assert r.status == 504 and time.monotonic() - started < within, (r.status, r.body)
+    assert _keeps_alive(r)
+    c.send(GET_HELLO)
+    r = c.read_response(timeout=3)
+    assert r.status == 200, (r.status, r.body)
+
+
 def test_route_timeout_during_a_retry_after_wait_leaves_the_connection_reading(tmp_path,
                                                                               origin):
     """The origin answers 503 with Retry-After: 3 (waited for: retry_after_max 5s); the
@@ -238,14 +251,9 @@ def test_route_timeout_during_a_retry_after_wait_leaves_the_connection_reading(t
              cluster={"retries": {"attempts": 2, "on": ["503"], "retry_after_max": "5s"}},
              route={"timeouts": {"request": "500ms"}})
     with RawConn(gw.port) as c:
-        started = time.monotonic()
-        c.send(b"GET /slow?delay=0&status=503&retry_after=3 HTTP/1.1\r\nHost: gw.test\r\n\r\n")
-        r = c.read_response(timeout=5)
-        assert r.status == 504 and time.monotonic() - started < 2.5, (r.status, r.body)
-        assert _keeps_alive(r)
-        c.send(GET_HELLO)
-        r = c.read_response(timeout=3)
-        assert r.status == 200, (r.status, r.body)
+        _504_then_served(
+            c, b"GET /slow?delay=0&status=503&retry_after=3 HTTP/1.1\r\nHost: gw.test\r\n\r\n",
+            2.5)
     assert origin.served("/slow?delay=0&status=503&retry_after=3") >= 1
 
 
@@ -266,15 +274,9 @@ def test_upstream_timeout_after_a_buffered_body_filled_its_buffer_leaves_reading
         tmp_path, "gw-upstream-full")
     size = 8 << 20
     with RawConn(gw.port) as c:
-        started = time.monotonic()
-        c.send(b"POST /upload HTTP/1.1\r\nHost: gw.test\r\nContent-Length: %d\r\n\r\n" % size
-               + b"b" * size)
-        r = c.read_response(timeout=10)
-        assert r.status == 504 and time.monotonic() - started < 5, (r.status, r.body)
-        assert _keeps_alive(r)
-        c.send(GET_HELLO)
-        r = c.read_response(timeout=3)
-        assert r.status == 200, (r.status, r.body)
+        _504_then_served(
+            c, b"POST /upload HTTP/1.1\r\nHost: gw.test\r\nContent-Length: %d\r\n\r\n" % size
+            + b"b" * size, 5)
 
 
 class _EarlyAnswerOrigin:
