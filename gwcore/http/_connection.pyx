@@ -470,8 +470,8 @@ cdef class Http1Connection(ResponseSink):
         self.flush()
         if self.state == D_CLOSED or self.state == D_LINGER:
             return
-        if not self.keep_alive or self.state != D_WAIT or self.settings.draining:
-            self._close(False)      # (draining: a head sent before the drain said keep-alive)
+        if not self.keep_alive or self.state != D_WAIT:
+            self._close(False)
             return
         self._next_request()
         self._process()
@@ -483,6 +483,10 @@ cdef class Http1Connection(ResponseSink):
         self.state = D_HEAD
         self.head_started = False
         self.deadline = self.settings.clock.now + self.settings.idle_timeout
+        if self.settings.draining:
+            # a head sent before the drain said keep-alive: the next request on it is
+            # answered with Connection: close; an idle one is closed after the drain grace
+            self.drain(self.settings.drain_grace)
         # whatever held reading for the last request no longer applies
         self._pause(P_PIPELINE_FULL | P_CONNECTING | P_UPSTREAM_FULL | P_FILTERING | P_LOCAL,
                     False)
@@ -602,7 +606,7 @@ cdef class Http1Connection(ResponseSink):
         if self.local_chunked:
             self._write(LAST_CHUNK)
         self._finish("local")
-        if self.local_close or self.settings.draining:
+        if self.local_close:
             self._close(False)
         else:
             self._next_request()
