@@ -127,6 +127,20 @@ class _Addressed(_Section):
         return _split_address(self.address)[1]
 
 
+class _IpAddressed(_Addressed):
+    """An address this process binds: host:port with an IP host."""
+
+    def __post_init__(self) -> None:
+        try:
+            host, _ = _split_address(self.address)
+        except ValueError as e:
+            raise ValueError(f"address: {e}") from None
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"address: host must be an IP address, got {host!r}") from None
+
+
 class Limits(_Section):
     """Per-listener request limits (bytes / counts)."""
 
@@ -171,23 +185,12 @@ class PathNormalization(_Section):
     escaped_slashes: Literal["decode", "keep", "reject"] = "decode"
 
 
-class Listener(_Addressed):
+class Listener(_IpAddressed):
     name: str
     backlog: int = 1024
     limits: Limits = msgspec.field(default_factory=Limits)
     timeouts: ListenerTimeouts = msgspec.field(default_factory=ListenerTimeouts)
     path_normalization: PathNormalization = msgspec.field(default_factory=PathNormalization)
-
-    def __post_init__(self) -> None:
-        try:
-            host, _ = _split_address(self.address)
-        except ValueError as e:
-            raise ValueError(f"address: {e}") from None
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError(f"address: listener host must be an IP address, got {host!r}")
-
 
 
 class ClusterTimeouts(_Section):
@@ -525,6 +528,65 @@ class Route(_Section):
         return RouteJwt(provider=self.jwt) if isinstance(self.jwt, str) else self.jwt
 
 
+class Admin(_IpAddressed):
+    """The admin listener (gwcore/observability/admin.py), served by the master process and
+    never on a public listener's address: /healthz, /readyz, /metrics, /config, /clusters,
+    POST /reload. ``token``: a bearer token the mutating endpoints require (None: none).
+    ``metrics``: record metrics (shared memory; off = nothing recorded, /metrics empty)."""
+
+    token: str | None = None
+    metrics: bool = True
+
+
+_REDACT_QUERY = ["access_token", "id_token", "token", "api_key", "apikey", "key", "password",
+                 "secret", "signature", "sig", "x-amz-signature", "x-amz-credential",
+                 "x-amz-security-token", "code"]
+
+
+class AccessLog(_Section):
+    """One line per request (gwcore/observability/access_log): ``path`` a file or ``"-"``
+    (stdout), reopened on SIGUSR1; ``format`` ``json`` or ``combined`` (NGINX's);
+    ``sample_2xx``: the share of 2xx lines written (0..1; other statuses always);
+    ``buffer_bytes``: the bound of lines waiting for a slow disk (beyond it lines are dropped
+    and counted); ``redact_query``: query parameters whose values are never logged."""
+
+    path: str
+    format: Literal["json", "combined"] = "json"
+    sample_2xx: float = 1.0
+    buffer_bytes: Size = Size(4 << 20)
+    redact_query: list[str] = msgspec.field(default_factory=lambda: list(_REDACT_QUERY))
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.sample_2xx <= 1.0:
+            raise ValueError("sample_2xx: must be between 0 and 1")
+        if self.buffer_bytes < 64 << 10:
+            raise ValueError("buffer_bytes: must be at least 64KiB")
+
+
+class Otlp(_Section):
+    """OTLP/HTTP export of one server span per request (the ``otel`` extra):
+    ``endpoint`` the collector's traces URL; ``headers`` sent with each export."""
+
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    service_name: str = "gwcore"
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    timeout: Duration = Duration(10.0)
+
+
+class Tracing(_Section):
+    """W3C Trace Context (gwcore/observability/tracing): ``traceparent`` validated and
+    forwarded with a new span id per hop, a trace created when absent, sampled with
+    ``sample_ratio`` (0..1; a received sampled flag is kept). Absent: both fields are
+    forwarded untouched."""
+
+    sample_ratio: float = 0.01
+    otlp: Otlp | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.sample_ratio <= 1.0:
+            raise ValueError("sample_ratio: must be between 0 and 1")
+
+
 class Config(_Section):
     listeners: list[Listener]
     clusters: list[Cluster]
@@ -535,6 +597,9 @@ class Config(_Section):
     pin_cpus: bool = True
     heartbeat_timeout: Duration = Duration(10.0)
     drain_timeout: Duration = Duration(30.0)
+    admin: Admin | None = None
+    access_log: AccessLog | None = None
+    tracing: Tracing | None = None
 
     def __post_init__(self) -> None:
         self._positive("heartbeat_timeout", "drain_timeout")

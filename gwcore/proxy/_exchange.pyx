@@ -30,7 +30,11 @@ cdef class Exchange:
     ``t_upstream`` (request handed to an upstream connection), ``t_response`` (response head
     ready), ``t_end``. ``end``: how it ended — ``ok``, ``local`` (the gateway or a filter
     answered), ``client_abort``, ``upstream_error``, ``timeout``, ``overflow``, ``draining``
-    (None until it ended). ``state``: a dict for filters (per-request scratch space)."""
+    (None until it ended). ``state``: a dict for filters (per-request scratch space).
+    Trace context (W3C, when tracing is configured): ``trace_id`` (32 hex), ``parent_id``
+    (the client's span, 16 hex, or None), ``span_id`` (this hop's, sent upstream as the
+    parent), ``sampled``. Outcomes for logs and metrics: ``auth`` (``ok`` or the JWT
+    rejection reason; None when no JWT filter ran), ``cache`` (None until the cache exists)."""
 
     def __init__(self, request, route=None, str client_address=""):
         """An exchange for ``request`` (a gwcore.http.Request), as the gateway makes them;

@@ -118,6 +118,7 @@ cdef class ListenerRuntime(Http1Settings):
     cdef const char *id_prefix_c
     cdef unsigned long long next_id
     cdef public tuple global_on_log     # the global filters' on_log: requests without a route
+    cdef public object access_log       # gwcore.observability access log (record(ex)), or None
 
     def __cinit__(self, Clock clock, Router router, *, double filter_timeout=5.0,
                   bint merge_slashes=True, str escaped_slashes="decode", str scheme="http",
@@ -751,3 +752,5 @@ cdef class Downstream(Http1Connection):
                 phase(ex)
             except Exception:
                 log.exception("on_log of route %s failed", ex.route_name)
+        if self.lr.access_log is not None:
+            self.lr.access_log.record(ex)

@@ -45,7 +45,7 @@ def test_values_are_typed():
     (("16KiB", "16 parsecs"), "gateway.yaml: listeners[0].limits.max_head_bytes: expected a size"),
     (("timeouts: {connect", "timeout: {connect"), "gateway.yaml: clusters[0].timeout: unknown key"),
     (('"[::1]:9002"', '"nohost"'), "gateway.yaml: clusters[0].endpoints[1]: expected host:port"),
-    (("127.0.0.1:8080", "example.com:8080"), "gateway.yaml: listeners[0].address: listener host must be an IP"),
+    (("127.0.0.1:8080", "example.com:8080"), "gateway.yaml: listeners[0].address: host must be an IP"),
     (("path_prefix: /v1/", "path_prefix: v1/"), "gateway.yaml: routes[0].match.path: paths start with '/'"),
     (("methods: [GET, POST]", "methods: [GET, 'P O']"), "gateway.yaml: routes[0].match.methods:"),
 ])
