@@ -693,6 +693,19 @@ def _check_listener_addresses(listeners: list[Listener]) -> None:
         seen.append((i, ip))
 
 
+def _check_admin_address(admin: Admin, listeners: list[Listener]) -> None:
+    """The admin listener never shares a port with a public listener (the same address, or
+    a wildcard of its family on the same port): admin paths must not be reachable there."""
+    ip = ipaddress.ip_address(admin.host)
+    for i, lst in enumerate(listeners):
+        other = ipaddress.ip_address(lst.host)
+        if lst.port == admin.port and other.version == ip.version and (
+                other == ip or other.is_unspecified or ip.is_unspecified):
+            raise ConfigError(f"admin.address: {admin.address} overlaps listeners[{i}] "
+                              f"{lst.name!r} on {lst.address}: the admin API is never served "
+                              "on a public listener")
+
+
 def _key_path(path: str, key: str | int) -> str:
     return f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}".lstrip(".")
 
@@ -759,6 +772,8 @@ def parse(text: str, source: str = "<config>",
         cfg = msgspec.convert(data, Config, dec_hook=_dec_hook)
         _check_references(cfg)
         _check_listener_addresses(cfg.listeners)
+        if cfg.admin is not None:
+            _check_admin_address(cfg.admin, cfg.listeners)
     except msgspec.ValidationError as e:
         raise ConfigError(f"{source}: {_describe(str(e))}") from None
     except ConfigError as e:

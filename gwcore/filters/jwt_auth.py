@@ -43,7 +43,8 @@ class Provider:
     """One configured issuer in one worker: verifier, key refresh, verified-token cache.
 
     ``failures``: Counter of rejection codes (``missing``, ``expired``, ``bad_signature``...).
-    ``fetch_failures``: JWKS fetches that failed (the last good key set stayed).
+    ``fetches``, ``fetch_failures``: JWKS fetches that succeeded, that failed (the last good
+    key set stayed).
     ``keys_ready``: set once the first key fetch has finished, succeeded or failed (at once
     for file keys)."""
 
@@ -57,6 +58,7 @@ class Provider:
         self.cache: dict[bytes, tuple[float, dict[str, Any], list[tuple[bytes, bytes]]]] = {}
         self.failures: collections.Counter[str] = collections.Counter()
         self.fetch_failures = 0
+        self.fetches = 0                        # JWKS fetches that succeeded
         self.last_kid_fetch = float("-inf")
         self.fetching: asyncio.Future[None] | None = None
         self.keys_ready = asyncio.Event()       # bound to the worker's loop on first wait
@@ -85,6 +87,7 @@ class Provider:
             log.warning("jwt %s: JWKS fetch from %s failed, keeping %d cached keys: %s",
                         self.name, self.cfg.jwks.url, len(self.verifier.keys), e)
         else:
+            self.fetches += 1
             if set(keys.kids()) != set(self.verifier.keys.kids()):
                 log.info("jwt %s: key set now has kids %s", self.name, sorted(keys.kids()))
             self.verifier.keys = keys

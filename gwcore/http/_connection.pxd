@@ -49,6 +49,7 @@ cdef class Http1Settings:
     cdef double header_timeout, idle_timeout
     cdef Clock clock
     cdef set conns
+    cdef readonly unsigned long long accepted     # connections accepted so far
     cdef readonly bint draining
     cdef double drain_grace
 

@@ -133,6 +133,7 @@ cdef class Http1Connection(ResponseSink):
         self.client_ip = self.client_str.encode()
         self.settings.clock.watch(self)
         self.settings.conns.add(self)
+        self.settings.accepted += 1
         self.head_started = True     # the first head is timed from the accept
         self.deadline = self.settings.clock.now + self.settings.header_timeout
         if self.settings.draining:

@@ -16,9 +16,12 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from gwcore import runtime
 from gwcore.config import Config, ConfigError
+from gwcore.observability import admin as admin_api
+from gwcore.observability import metrics as m
 from gwcore.process import worker
 from gwcore.proxy.health import HealthBoard
 
@@ -67,6 +70,7 @@ class Worker:
     last_beat: float
     ready: bool = False
     retiring: bool = False     # told to drain (older generation or shutdown)
+    row: int = 0               # its metrics row (0: records nothing)
 
 
 @dataclass
@@ -93,6 +97,10 @@ class Master:
     sel: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
     wake: tuple[int, int] = (-1, -1)
     board: HealthBoard | None = None     # the current generation's shared health board
+    hub: m.Hub | None = None             # metrics: the shared region and its layout
+    layout: m.Layout | None = None       # the current generation's, None: not recording
+    admin: admin_api.AdminServer | None = None
+    reload_waiters: list[tuple[admin_api.Reply, int]] = field(default_factory=list)
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -127,6 +135,8 @@ class Master:
         """Run until stopped; returns the exit status."""
         set_title("gwcore: master")
         self.sockets = self.bind_all(self.cfg)
+        self.hub = m.Hub(self.worker_count(self.cfg))
+        self.admin = self.bind_admin(self.cfg)
         if self.pid_file:
             with open(self.pid_file, "w") as f:
                 f.write(f"{os.getpid()}\n")
@@ -141,11 +151,29 @@ class Master:
             return self.loop(wake_r)
         finally:
             signal.set_wakeup_fd(-1)
+            if self.admin is not None:
+                self.admin.close()
             if self.pid_file:
                 try:
                     os.unlink(self.pid_file)
                 except OSError:
                     pass
+
+    def bind_admin(self, cfg: Config) -> admin_api.AdminServer | None:
+        """The admin listener for cfg: the running one if its address is unchanged, else a
+        new socket (BindError); None without ``admin``. The old one is not closed here."""
+        if cfg.admin is None:
+            return None
+        if self.admin is not None and self.cfg.admin is not None \
+                and self.cfg.admin.address == cfg.admin.address:
+            return self.admin
+        try:
+            sock = admin_api.bind((cfg.admin.host, cfg.admin.port))
+        except OSError as e:
+            raise BindError(f"admin: cannot listen on {cfg.admin.address}: {e.strerror}") \
+                from None
+        log.info("admin listener on %s", cfg.admin.address)
+        return admin_api.AdminServer(sock, self.sel, self)
 
     # -- workers -------------------------------------------------------------------------
 
@@ -153,6 +181,12 @@ class Master:
         self.gen += 1
         # mapped before fork: shared by the generation; known endpoints keep their health
         self.board = HealthBoard(cfg, self.board)
+        self.layout = None
+        if cfg.admin is not None and cfg.admin.metrics and self.hub is not None:
+            try:
+                self.layout = self.hub.set_config(cfg)
+            except ValueError as e:
+                log.error("%s: generation %d records no metrics", e, self.gen)
         n = self.worker_count(cfg)
         log.info("starting generation %d: %d workers", self.gen, n)
         return [self.spawn(cfg, slot) for slot in range(n)]
@@ -163,19 +197,27 @@ class Master:
         n = self.worker_count(cfg)
         socks = [[sock for i, sock in enumerate(self.sockets[lst.address]) if i % n == slot]
                  for lst in cfg.listeners]
+        row, recorder = 0, None
+        if self.layout is not None and self.hub is not None:
+            got = self.hub.acquire()
+            if got is None:
+                log.error("worker %d [gen %d]: no free metrics row; it records nothing", slot,
+                          self.gen)
+            else:
+                row, recorder = got[0], m.Recorder(got[1], self.layout)
         pid = os.fork()
         if pid == 0:
-            os._exit(self.worker_main(cfg, slot, socks, r, w))
+            os._exit(self.worker_main(cfg, slot, socks, r, w, recorder))
         os.close(w)
         now = time.monotonic()
-        wk = Worker(slot, self.gen, pid, r, now, now)
+        wk = Worker(slot, self.gen, pid, r, now, now, row=row)
         self.workers[pid] = wk
         self.sel.register(r, selectors.EVENT_READ, wk)
         log.info("worker %d [gen %d] started, pid %d", slot, self.gen, pid)
         return wk
 
     def worker_main(self, cfg: Config, slot: int, socks: list[list[socket.socket]], r: int,
-                    w: int) -> int:
+                    w: int, recorder: m.Recorder | None) -> int:
         """Runs in the child after fork; never returns into the master's loop."""
         try:
             signal.set_wakeup_fd(-1)
@@ -183,6 +225,8 @@ class Master:
                         signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
             self.sel.close()
+            if self.admin is not None:
+                self.admin.close_in_child()
             for fd in (r, *self.wake, *(wk.ctrl for wk in self.workers.values())):
                 os.close(fd)
             set_title(f"gwcore: worker {slot} [gen {self.gen}]")
@@ -190,7 +234,8 @@ class Master:
                 cpus = sorted(os.sched_getaffinity(0))
                 os.sched_setaffinity(0, {cpus[slot % len(cpus)]})
             os.set_blocking(w, False)
-            return worker.serve(cfg, socks, control=w, board=self.board, prober=slot == 0)
+            return worker.serve(cfg, socks, control=w, board=self.board, prober=slot == 0,
+                                metrics=recorder)
         except BaseException:
             log.exception("worker %d failed", slot)
             return 1
@@ -220,12 +265,16 @@ class Master:
                 continue
             self.sel.unregister(wk.ctrl)
             os.close(wk.ctrl)
+            if wk.row and self.hub is not None:
+                self.hub.release(wk.row)      # its counters join the master's row
             how = (f"signal {signal.Signals(-code).name}" if (code := os.waitstatus_to_exitcode(
                 status)) < 0 else f"status {code}")
             if wk.retiring:
                 log.info("worker %d [gen %d] pid %d exited (%s)", wk.slot, wk.gen, pid, how)
                 continue
             slot = self.slots.setdefault(wk.slot, Slot())
+            if self.hub is not None:
+                self.hub.state.restarts += 1
             lived = time.monotonic() - wk.started
             slot.failures = 0 if lived >= STABLE_AFTER else slot.failures + 1
             delay = 0.0 if slot.failures == 0 else min(
@@ -267,10 +316,22 @@ class Master:
         try:
             cfg = runtime.load(self.config_path)     # parsed, and its key files read
             socks = self.bind_all(cfg)
+            admin = self.bind_admin(cfg)
         except (ConfigError, BindError) as e:
             log.error("reload rejected, keeping the running config: %s", e)
+            if self.hub is not None:
+                self.hub.state.reloads_rejected += 1
+                self.hub.state.last_reload_ok = False
+            self.answer_reload_waiters(400, f"rejected: {e}")
             sd_notify("READY=1")
             return
+        if admin is not self.admin and self.admin is not None:
+            self.admin.close()
+        self.admin = admin
+        if self.hub is not None:
+            self.hub.state.reloads_accepted += 1
+            self.hub.state.last_reload_ok = True
+            self.hub.state.last_success = time.time()
         old = [wk for wk in self.workers.values() if not wk.retiring]
         for addr, group in self.sockets.items():
             if addr not in socks:
@@ -294,6 +355,7 @@ class Master:
             self.retire(self.pending_reload)
             self.pending_reload = []
             sd_notify("READY=1")
+            self.answer_reload_waiters(200, f"accepted: generation {self.gen} serving")
 
     def shutdown(self, sig: int) -> None:
         if not self.stopping:
@@ -301,19 +363,109 @@ class Master:
                      len(self.workers))
             sd_notify("STOPPING=1")
             self.stopping = time.monotonic()
+            if self.hub is not None:
+                self.hub.state.draining = True
+            self.answer_reload_waiters(503, "draining: no reload")
             self.retire(list(self.workers.values()))
+
+    # -- the admin API (gwcore/observability/admin.py) ------------------------------------
+
+    def admin_reload(self, reply: admin_api.Reply) -> None:
+        """POST /reload: as SIGHUP; ``reply`` gets the outcome once it is known."""
+        if self.stopping:
+            reply(503, b"draining: no reload\n", "text/plain")
+            return
+        self.reload_waiters.append((reply, self.gen + 1))
+        self.signals.append(signal.SIGHUP)
+
+    def answer_reload_waiters(self, status: int, text: str) -> None:
+        waiters, self.reload_waiters = self.reload_waiters, []
+        for reply, _ in waiters:
+            reply(status, text.encode() + b"\n", "text/plain")
+
+    def current_workers(self) -> list[Worker]:
+        return [wk for wk in self.workers.values() if wk.gen == self.gen and not wk.retiring]
+
+    def ready_problems(self) -> list[str]:
+        """Why /readyz is 503 (empty: ready)."""
+        if self.stopping:
+            return ["draining"]
+        problems = []
+        current = self.current_workers()
+        serving = sum(wk.ready for wk in current)
+        if serving < self.worker_count(self.cfg):
+            problems.append(f"{serving} of {self.worker_count(self.cfg)} workers of "
+                            f"generation {self.gen} serving")
+        status = self.clusters_status()
+        for name, c in status.items():
+            if not any(ep["healthy"] and (ep["ejected_workers"] is None
+                                          or ep["ejected_workers"] < max(serving, 1))
+                       for ep in c["endpoints"]):
+                problems.append(f"cluster {name}: no healthy endpoint")
+        return problems
+
+    def metrics(self, accept: str | None) -> tuple[bytes, str]:
+        hub = self.hub
+        assert hub is not None
+        st = hub.state
+        st.workers = {"starting": 0, "serving": 0, "draining": 0}
+        for wk in self.workers.values():
+            st.workers["draining" if wk.retiring else "serving" if wk.ready else "starting"] += 1
+        st.healthy = {(c.name, ep.address): self.board.healthy(c.name, i)
+                      for c in self.cfg.clusters for i, ep in enumerate(c.endpoints)} \
+            if self.board is not None else {}
+        if self.layout is None:
+            return b"# metrics are off (admin.metrics: false)\n", "text/plain; charset=utf-8"
+        return hub.render(accept)
+
+    def clusters_status(self) -> dict[str, Any]:
+        """/clusters: per cluster, its endpoints' health and load summed over the workers
+        (None where metrics are off)."""
+        hub, lay = self.hub, self.layout
+        v = hub.region.sum(bytes(hub.live), hub.registry.used) if hub and lay else None
+        out: dict[str, Any] = {}
+        for c in self.cfg.clusters:
+            eps = []
+            for i, ep in enumerate(c.endpoints):
+                e: dict[str, Any] = {
+                    "address": ep.address,
+                    "healthy": self.board.healthy(c.name, i) if self.board else True}
+                base = lay.endpoints[(c.name, ep.address)] if lay else None
+                for key, off in (("ejected_workers", m.E_EJECTED), ("ejections", m.E_EJECTIONS),
+                                 ("in_flight", m.E_IN_FLIGHT), ("connections", m.E_CONNECTIONS),
+                                 ("idle", m.E_IDLE)):
+                    e[key] = m.signed(v[base + off]) if v is not None and base is not None \
+                        else None
+                eps.append(e)
+            cl: dict[str, Any] = {"endpoints": eps}
+            if v is not None and lay is not None:
+                base = lay.clusters[c.name]
+                cl["errors"] = {k: v[base + m.C_ERRORS + i]
+                                for i, k in enumerate(m.UPSTREAM_ERRORS)}
+                cl["retries"] = v[base + m.C_RETRIES]
+                cl["overflows"] = {k: v[base + m.C_OVERFLOWS + i]
+                                   for i, k in enumerate(m.OVERFLOW_LIMITS)}
+            out[c.name] = cl
+        return out
 
     def loop(self, wake_r: int) -> int:
         first_ready = False
         while True:
-            for key, _ in self.sel.select(timeout=0.2):
+            for key, mask in self.sel.select(timeout=0.2):
                 if key.data is None:
                     try:
                         os.read(wake_r, 4096)
                     except BlockingIOError:
                         pass
-                else:
+                elif isinstance(key.data, Worker):
                     self.read_control(key.data)
+                else:
+                    try:
+                        key.data.on_event(mask)     # the admin listener and its clients
+                    except Exception:
+                        log.exception("admin listener failed")
+            if self.admin is not None:
+                self.admin.expire(time.monotonic())
             while self.signals:
                 sig = self.signals.popleft()
                 if sig == signal.SIGCHLD:

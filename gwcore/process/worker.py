@@ -22,6 +22,7 @@ from gwcore.config import Config, Listener
 from gwcore.config import Route as RouteConfig
 from gwcore.filters.jwt_auth import Provider
 from gwcore.http._wire import Clock
+from gwcore.observability.metrics import SYNC_INTERVAL, Recorder
 from gwcore.proxy._router import Router
 from gwcore.proxy._session import ListenerRuntime
 from gwcore.proxy._upstream import Cluster
@@ -87,7 +88,8 @@ def make_cluster(c: ClusterConfig, clock: Clock, loop: asyncio.AbstractEventLoop
     return cluster
 
 
-def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock
+def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
+                  metrics: Recorder | None = None
                   ) -> tuple[Runtime, list[tuple[Listener, ListenerRuntime]]]:
     """Clusters and JWT providers by name, and a ListenerRuntime per listener. Each route
     gets its filters in order (global, the jwt shorthand, its own; gwcore.runtime), each
@@ -119,7 +121,23 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock
     ]
     for _, lr in listeners:
         lr.global_on_log = global_on_log
+    if metrics is not None:
+        _record_into(metrics, router, clusters, [lr for _, lr in listeners])
     return Runtime(clusters, providers), listeners
+
+
+def _record_into(metrics: Recorder, router: Router, clusters: dict[str, Cluster],
+                 listeners: list[ListenerRuntime]) -> None:
+    """Points the compiled objects at this worker's metrics row and their columns."""
+    lay, row = metrics.layout, metrics.row
+    for route in router.routes():
+        route.m_base = lay.routes[route.name]
+        route.m_jwt = lay.route_provider.get(route.name, -1)
+    for name, cluster in clusters.items():
+        cluster.set_metrics(row, lay.clusters[name],
+                            [lay.endpoints[(name, ep.address)] for ep in cluster.endpoints])
+    for lr in listeners:
+        lr.set_metrics(row, lay.no_route)
 
 
 HEARTBEAT_INTERVAL = 1.0     # seconds between heartbeats to the master
@@ -128,7 +146,7 @@ IDLE_GRACE = 1.0             # a draining connection with no request is closed a
 
 def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
           control: int | None = None, board: HealthBoard | None = None,
-          prober: bool = True) -> int:
+          prober: bool = True, metrics: Recorder | None = None) -> int:
     """Serve cfg on this process until told to stop; returns the exit status (0).
 
     ``sockets``: per listener (in config order), the already-bound listening sockets this
@@ -143,6 +161,8 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
     master handles Ctrl-C); SIGQUIT exits at once.
     ``board``: the generation's shared health board (made here if None); ``prober``: this
     worker runs the active health checks (gwcore.proxy.health).
+    ``metrics``: this worker's row and the generation's layout (gwcore.observability.metrics;
+    None: nothing recorded).
     """
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -162,8 +182,17 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
     loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
     socks = sockets if sockets is not None else [[bind(lst)] for lst in cfg.listeners]
     servers = []
-    rt, runtimes = build_runtime(cfg, loop, clock)
+    rt, runtimes = build_runtime(cfg, loop, clock, metrics)
     upkeep = [loop.create_task(maintain(cfg, rt.clusters, board or HealthBoard(cfg), prober))]
+    sync = None
+    if metrics is not None:
+        named = [(lst.name, lr) for lst, lr in runtimes]
+        access_log = runtimes[0][1].access_log if runtimes else None
+
+        def sync() -> None:
+            metrics.sync(named, rt.clusters, rt.providers, access_log)
+
+        upkeep.append(loop.create_task(_every(SYNC_INTERVAL, sync)))
     fetching = [p for p in rt.providers.values() if p.cfg.jwks.url is not None]
     upkeep += [loop.create_task(p.refresh_forever()) for p in fetching]
     announce = None
@@ -190,6 +219,8 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
         for task in upkeep:
             task.cancel()
         loop.run_until_complete(asyncio.gather(*upkeep, return_exceptions=True))
+        if sync is not None:
+            sync()          # the last word: the master folds this row once we exit
     finally:
         clock.close()
         loop.close()
@@ -208,6 +239,15 @@ async def _drain(runtimes: list[ListenerRuntime], timeout: float) -> None:
                 rt.abort_all()
             return
         await asyncio.sleep(0.05)
+
+
+async def _every(interval: float, fn: Any) -> None:
+    while True:
+        try:
+            fn()
+        except Exception:
+            log.exception("periodic %s failed", getattr(fn, "__qualname__", fn))
+        await asyncio.sleep(interval)
 
 
 async def _report_ready(loop: asyncio.AbstractEventLoop, fd: int,

@@ -6,6 +6,8 @@ cdef class Route:
     cdef readonly tuple on_request, on_response_head, on_response_body, on_log
     cdef readonly bint forward_normalized_path
     cdef readonly double request_timeout   # seconds; 0: none
+    cdef public long m_base               # its metrics block (gwcore.observability.metrics)
+    cdef public long m_jwt                # its JWT provider's metrics block, or -1
 
 cdef class Router:
     cdef list _matchers

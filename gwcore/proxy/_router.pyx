@@ -27,6 +27,7 @@ cdef class Route:
         self.forward_normalized_path = getattr(config, "forward_normalized_path", False)
         timeouts = getattr(config, "timeouts", None)
         self.request_timeout = (timeouts.request or 0.0) if timeouts is not None else 0.0
+        self.m_jwt = -1
 
     def __repr__(self):
         return f"Route({self.config!r}, {self.cluster!r})"
@@ -74,6 +75,11 @@ cdef class Router:
             _Matcher(Route(r, clusters[r.cluster], filters(r) if filters else (),
                            getattr(r, "name", None) or f"route-{i}"))
             for i, r in enumerate(routes)]
+
+    def routes(self) -> list:
+        """The routes, in config order."""
+        cdef _Matcher m
+        return [m.route for m in self._matchers]
 
     cpdef Route match(self, bytes host, bytes target, bytes method):
         """host: the Host field value (b"" if none); target: the request-target (origin-form,

@@ -13,10 +13,13 @@ import os
 
 from gwcore.filters.base import Response, reason, run_request_filters
 from gwcore.http._parser import METHOD_NAMES
+from gwcore.observability.metrics import (
+    C_TTFB, CODE_CLASSES, ENDS, JWT_OUTCOMES, R_DURATION, R_ENDS, R_REQUESTS, R_RX, R_TX,
+)
 from gwcore.proxy._router import split_absolute
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.stdint cimport int64_t, uint32_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy, memset
 
 from gwcore.http._chttp1 cimport (
@@ -38,6 +41,8 @@ from gwcore.http._parser cimport gw_find_field, request_fields, request_view
 from gwcore.http._wire cimport (
     Clock, build_head, connection_options,
 )
+from gwcore.observability._cmetrics cimport gw_metric_add, gw_metric_observe
+from gwcore.observability._metrics cimport Row
 from gwcore.proxy._exchange cimport Exchange, new_exchange, now_ns
 from gwcore.proxy._router cimport Route, Router
 from gwcore.proxy._upstream cimport (
@@ -45,6 +50,13 @@ from gwcore.proxy._upstream cimport (
     RETRY_RESET, RETRY_TIMEOUT, Cluster, Endpoint, UE_CONNECT_FAILED, UE_CONNECT_TIMEOUT,
     UE_RESET, UE_TIMEOUT, Upstream,
 )
+
+# metrics columns (gwcore/observability/metrics.py owns the layout)
+cdef uint32_t _R_REQUESTS = R_REQUESTS, _R_ENDS = R_ENDS, _R_DURATION = R_DURATION
+cdef uint32_t _R_RX = R_RX, _R_TX = R_TX, _C_TTFB = C_TTFB, _CLASSES = len(CODE_CLASSES)
+cdef dict _END_INDEX = {end: i for i, end in enumerate(ENDS)}
+cdef dict _JWT_INDEX = {outcome: i for i, outcome in enumerate(JWT_OUTCOMES)}
+cdef object _JWT_OTHER = len(JWT_OUTCOMES) - 1
 
 cdef unsigned char _drop[MAX_FIELDS]
 cdef char _path[1 << 20]        # normalised path; targets are bounded by max_head_bytes ≤ 1 MiB
@@ -119,6 +131,8 @@ cdef class ListenerRuntime(Http1Settings):
     cdef unsigned long long next_id
     cdef public tuple global_on_log     # the global filters' on_log: requests without a route
     cdef public object access_log       # gwcore.observability access log (record(ex)), or None
+    cdef uint64_t *mrow                 # this worker's metrics row, or NULL (metrics off)
+    cdef uint32_t m_no_route            # the metrics block of requests no route matched
 
     def __cinit__(self, Clock clock, Router router, *, double filter_timeout=5.0,
                   bint merge_slashes=True, str escaped_slashes="decode", str scheme="http",
@@ -132,6 +146,12 @@ cdef class ListenerRuntime(Http1Settings):
         self.id_prefix = os.urandom(6).hex().encode()
         self.id_prefix_c = self.id_prefix
         self.global_on_log = ()
+
+    def set_metrics(self, Row row, uint32_t no_route):
+        """Record each request into ``row`` (gwcore.observability.metrics); requests no
+        route matched into the block at ``no_route``."""
+        self.mrow = row.p
+        self.m_no_route = no_route
 
     def protocol(self):
         """Protocol factory for loop.create_server."""
@@ -168,6 +188,7 @@ cdef class Downstream(Http1Connection):
     cdef object request_timer   # the route's request timeout (a TimerHandle), or None
     cdef tuple taps             # the route's on_response_body phases, while a response streams
     cdef unsigned long try_token    # tells this try's connect result from a late earlier one
+    cdef int m_method               # the request's enum gw_method (its metrics label)
 
     def __cinit__(self, ListenerRuntime lr):
         self.lr = lr
@@ -182,6 +203,7 @@ cdef class Downstream(Http1Connection):
         cdef bint has_body = h.chunked or h.content_length > 0
         cdef Exchange ex = new_exchange(method, target, self.client_str)
         self.ex = ex
+        self.m_method = h.method
         self.idempotent = h.method in (GW_M_GET, GW_M_HEAD, GW_M_OPTIONS, GW_M_PUT,
                                        GW_M_DELETE, GW_M_TRACE)
         if h.connection & GW_CONN_OTHER:
@@ -746,6 +768,8 @@ cdef class Downstream(Http1Connection):
         self.ex = None
         ex.end = end
         ex.t_end = now_ns()
+        if self.lr.mrow != NULL:
+            self._record(ex, self.lr.mrow)
         phases = (<Route>ex.route).on_log if ex.route is not None else self.lr.global_on_log
         for phase in phases:
             try:
@@ -754,3 +778,24 @@ cdef class Downstream(Http1Connection):
                 log.exception("on_log of route %s failed", ex.route_name)
         if self.lr.access_log is not None:
             self.lr.access_log.record(ex)
+
+    cdef void _record(self, Exchange ex, uint64_t *row):
+        """The exchange's metrics (docs/metrics.md), into this worker's row: plain adds, no
+        Python object made."""
+        cdef Route route = ex.route
+        cdef uint32_t base = route.m_base if route is not None else self.lr.m_no_route
+        cdef int status = ex.status
+        cdef uint32_t cls = <uint32_t>(status // 100) if 100 <= status <= 599 else 0
+        cdef Cluster cluster
+        gw_metric_add(row, base + _R_REQUESTS + <uint32_t>self.m_method * _CLASSES + cls, 1)
+        gw_metric_add(row, base + _R_ENDS + <uint32_t>_END_INDEX[ex.end], 1)
+        gw_metric_observe(row, base + _R_DURATION, ex.t_end - ex.t_received)
+        gw_metric_add(row, base + _R_RX, <uint64_t>ex.bytes_received)
+        gw_metric_add(row, base + _R_TX, <uint64_t>ex.bytes_sent)
+        if ex.t_response != 0 and ex.t_upstream != 0 and ex.cluster is not None:
+            cluster = ex.cluster
+            gw_metric_observe(cluster.mrow, cluster.m_base + _C_TTFB,
+                              ex.t_response - ex.t_upstream)
+        if ex.auth is not None and route is not None and route.m_jwt >= 0:
+            gw_metric_add(row, <uint32_t>route.m_jwt + <uint32_t>_JWT_INDEX.get(ex.auth,
+                                                                               _JWT_OTHER), 1)

@@ -1,4 +1,4 @@
-from libc.stdint cimport int64_t, uint32_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from gwcore.http._chttp1 cimport gw_head, gw_field, gw_chunked
 from gwcore.http._wire cimport Timed, Clock
 from gwcore.proxy._balancer cimport Balancer
@@ -61,6 +61,8 @@ cdef class Endpoint:
     cdef readonly double ejected_until
     cdef readonly int ejections
     cdef int failures                # consecutive, for outlier detection
+    cdef readonly int connections    # established connections (busy and idle)
+    cdef uint32_t m_base             # its metrics block
 
 cdef class Cluster:
     cdef readonly str name
@@ -87,6 +89,8 @@ cdef class Cluster:
     cdef double overflow_logged
     cdef readonly int hash_kind          # HASH_* below
     cdef readonly bytes hash_name        # header / cookie / claim name (lower-case)
+    cdef uint64_t *mrow                  # this worker's metrics row, or NULL
+    cdef uint32_t m_base                 # the cluster's metrics block
     cdef Endpoint pick(self, bytes key, Endpoint exclude)
     cdef void begin(self, Endpoint ep, bint retry)
     cdef void finish(self, Endpoint ep, bint retry)
@@ -99,6 +103,7 @@ cdef class Cluster:
     cdef int connect(self, Endpoint ep, ResponseSink sink, unsigned long token)
     cdef bint cancel_wait(self, ResponseSink sink)
     cdef void note_overflow(self, str limit)
+    cdef void note_error(self, int error)
     cdef void _slot_freed(self)
     cdef bint _hand_over(self, Upstream up)
 

@@ -7,14 +7,20 @@ import os
 from collections import deque
 from functools import partial
 
+from gwcore.observability.metrics import (
+    C_BUDGET, C_ERRORS, C_OVERFLOWS, C_RETRIES, E_EJECTIONS, OVERFLOW_LIMITS, UPSTREAM_ERRORS,
+)
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.stdint cimport int64_t, uint32_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 from gwcore.http._chttp1 cimport GW_CONN_CLOSE, GW_CONN_KEEP_ALIVE, GW_CONN_OTHER, gw_field, gw_limits
 from gwcore.http._parser cimport (
     gw_chunked_decode, gw_chunked_init, gw_find_field, gw_parse_response,
 )
 from gwcore.http._wire cimport Clock, Timed, connection_options
+from gwcore.observability._cmetrics cimport gw_metric_add
+from gwcore.observability._metrics cimport Row
 from gwcore.proxy._balancer cimport Balancer
 
 log = logging.getLogger("gwcore")
@@ -83,6 +89,13 @@ cdef class Endpoint:
         return len(self.idle)
 
 
+# metrics columns (gwcore/observability/metrics.py owns the layout)
+cdef uint32_t _C_ERRORS = C_ERRORS, _C_RETRIES = C_RETRIES, _C_BUDGET = C_BUDGET
+cdef uint32_t _C_OVERFLOWS = C_OVERFLOWS, _E_EJECTIONS = E_EJECTIONS
+cdef int _N_ERRORS = len(UPSTREAM_ERRORS)
+cdef dict _LIMIT_INDEX = {name: i for i, name in enumerate(OVERFLOW_LIMITS)}
+
+
 cdef unsigned int _retry_bits(list on):
     cdef unsigned int bits = 0
     names = {"connect_failure": RETRY_CONNECT_FAILURE, "reset": RETRY_RESET,
@@ -142,6 +155,24 @@ cdef class Cluster:
     def __repr__(self):
         return f"Cluster({self.name!r}, {self.endpoints!r})"
 
+    def set_metrics(self, Row row, uint32_t base, list endpoint_bases):
+        """Record into ``row`` (gwcore.observability.metrics): the cluster's block at
+        ``base``, each endpoint's at its ``endpoint_bases`` entry (config order)."""
+        cdef Endpoint ep
+        self.mrow = row.p
+        self.m_base = base
+        for ep, b in zip(self.endpoints, endpoint_bases):
+            ep.m_base = b
+
+    def endpoint_in_flight(self, int index) -> int:
+        """Requests in flight to endpoint ``index`` in this worker."""
+        return self.balancer.active[index]
+
+    cdef void note_error(self, int error):
+        """A try failed with ``error`` (UE_*), counted by kind."""
+        if 1 <= error <= _N_ERRORS:
+            gw_metric_add(self.mrow, self.m_base + _C_ERRORS + error - 1, 1)
+
     cdef Endpoint pick(self, bytes key, Endpoint exclude):
         """The endpoint for this try (not ``exclude``), or None if there is no other."""
         cdef int i = self.balancer.pick(<const char *>key if key is not None else NULL,
@@ -154,6 +185,7 @@ cdef class Cluster:
         self.in_flight += 1
         if retry:
             self.retries_in_flight += 1
+            gw_metric_add(self.mrow, self.m_base + _C_RETRIES, 1)
 
     cdef void finish(self, Endpoint ep, bint retry):
         self.balancer.release(ep.index)
@@ -206,12 +238,17 @@ cdef class Cluster:
         (at least 3 are always allowed), and under the max_retries circuit breaker."""
         if self.retries_in_flight >= self.max_retries:
             self.note_overflow("max_retries")
+            gw_metric_add(self.mrow, self.m_base + _C_BUDGET, 1)
             return False
-        return self.retries_in_flight < max(3.0, self.budget * self.in_flight)
+        if self.retries_in_flight < max(3.0, self.budget * self.in_flight):
+            return True
+        gw_metric_add(self.mrow, self.m_base + _C_BUDGET, 1)
+        return False
 
     cdef void note_overflow(self, str limit):
         """A circuit breaker refused something: counted, and logged at most once a second."""
         self.overflows[limit] = self.overflows.get(limit, 0) + 1
+        gw_metric_add(self.mrow, self.m_base + _C_OVERFLOWS + _LIMIT_INDEX[limit], 1)
         if self.clock.now - self.overflow_logged >= 1.0:
             self.overflow_logged = self.clock.now
             log.warning("cluster %s: overflow: %s reached (%d refused so far)", self.name,
@@ -230,6 +267,7 @@ cdef class Cluster:
             return
         ep.failures = 0
         ep.ejections += 1
+        gw_metric_add(self.mrow, ep.m_base + _E_EJECTIONS, 1)
         ep.ejected_until = self.clock.now + min(self.od_base * ep.ejections, self.od_max)
         self.ejected += 1
         self.balancer.set_up(ep.index, False)
@@ -345,15 +383,18 @@ cdef class Cluster:
         timer.cancel()
         if task.cancelled():
             self._slot_freed()
+            self.note_error(UE_CONNECT_TIMEOUT)
             sink.on_connected(None, UE_CONNECT_TIMEOUT, token)
         elif task.exception() is not None:
             self._slot_freed()
+            self.note_error(UE_CONNECT_FAILED)
             sink.on_connected(None, UE_CONNECT_FAILED, token)
         else:
             up = task.result()[1]
             if up.state == U_CLOSED or up.transport.is_closing():
                 # the upstream closed it before a byte was sent: a connect failure
                 self._slot_freed()
+                self.note_error(UE_CONNECT_FAILED)
                 sink.on_connected(None, UE_CONNECT_FAILED, token)
                 return
             up.counted = True
@@ -373,11 +414,13 @@ cdef class Upstream(Timed):
     def connection_made(self, transport):
         self.transport = transport
         self._write = transport.write
+        self.ep.connections += 1
         self.ep.cluster.clock.watch(self)
 
     def connection_lost(self, exc):
         cdef int prev = self.state
         self.state = U_CLOSED
+        self.ep.connections -= 1
         self.ep.cluster.clock.unwatch(self)
         if self.counted:
             self.counted = False
@@ -612,4 +655,5 @@ cdef class Upstream(Timed):
             self.state = U_CLOSED
             self.transport.abort()
         if sink is not None:
+            self.ep.cluster.note_error(error)
             sink.on_upstream_error(self, error)
