@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -261,3 +262,30 @@ def test_readyz_follows_health_and_drain(dead_port: int, tmp_path: Path) -> None
         g.proc.stop()
         holder.proc.stop()
         checked.proc.stop()
+
+
+def test_readyz_waits_for_every_worker(origin: Origin, dead_port: int, tmp_path: Path) -> None:
+    """Workers whose JWT provider's first key fetch hangs are not ready until its timeout:
+    /readyz says 503 and why, then 200; the failed fetches are counted."""
+    silent = socket.socket()
+    silent.bind((HOST, 0))
+    silent.listen(16)               # connects complete, nothing ever answers
+    cfg = config(free_port(), free_port(), origin.port, dead_port)
+    cfg["jwt_providers"] = {"slow": {
+        "algorithms": ["RS256"],
+        "jwks": {"url": f"http://{HOST}:{silent.getsockname()[1]}/jwks.json",
+                 "timeout": "3s"}}}
+    cfg["routes"][0]["jwt"] = "slow"
+    g = start_gateway(cfg, tmp_path, ready=False)
+    try:
+        r = httpx.get(admin_url(g) + "/readyz", timeout=10)
+        assert r.status_code == 503 and "of 2 workers of generation 1 serving" in r.text
+        wait_for(lambda: httpx.get(admin_url(g) + "/readyz", timeout=10).status_code == 200,
+                 timeout=20, what="ready after the fetch timeout")
+        s = wait_for(lambda: (s := scrape(g)) and value(
+            s, "gwcore_jwks_fetches_total", provider="slow", outcome="error") >= 2 and s,
+            what="failed fetches counted")
+        assert value(s, "gwcore_jwks_fetches_total", provider="slow", outcome="ok") == 0
+    finally:
+        g.proc.stop()
+        silent.close()
