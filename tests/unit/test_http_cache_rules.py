@@ -36,8 +36,8 @@ def test_invalid_dates() -> None:
 
 def storable(status: int = 200, req: dict | None = None, resp: dict | None = None,
              **kw) -> str | None:
-    args = dict(authorization=False, set_cookie=False, store_set_cookie=False, expires=False,
-                last_modified=False) | kw
+    args = {"authorization": False, "set_cookie": False, "store_set_cookie": False,
+            "expires": False, "last_modified": False} | kw
     return hc.storable(b"GET", status, req or {}, resp or {}, **args)
 
 
@@ -62,8 +62,8 @@ def test_storable_rules() -> None:
 
 
 def lifetime(cc: dict, status: int = 200, **kw) -> float:
-    args = dict(date=NOW, expires=None, last_modified=None, response_time=NOW,
-                heuristic_max=86400.0) | kw
+    args = {"date": NOW, "expires": None, "last_modified": None, "response_time": NOW,
+            "heuristic_max": 86400.0} | kw
     return hc.freshness_lifetime(status, cc, **args)
 
 
