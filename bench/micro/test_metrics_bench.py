@@ -45,7 +45,7 @@ def hub() -> m.Hub:
     lay = hub.set_config(parse(big_config()))
     rows = [hub.acquire()[1] for _ in range(2)]
     classes = len(m.CODE_CLASSES)
-    for name, base in lay.routes.items():
+    for base in lay.routes.values():
         for row in rows:
             for method, cls, n in (("GET", 2, 900), ("GET", 4, 20), ("GET", 5, 3),
                                    ("POST", 2, 70)):
@@ -90,7 +90,7 @@ def test_record_gwcore_row(benchmark, hub: m.Hub) -> None:
 def test_record_prometheus_client_multiprocess(benchmark, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    import prometheus_client.values as values
+    from prometheus_client import values
 
     monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())
     metrics = importlib.import_module("prometheus_client.metrics")

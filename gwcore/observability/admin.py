@@ -44,7 +44,7 @@ Reply = Callable[[int, bytes, str], None]
 
 # config keys whose values are never shown by /config
 _SECRET = re.compile(r"token|secret|password|passwd|credential|authorization|api_?key|"
-                     r"private|headers", re.I)
+                     r"private|headers", re.IGNORECASE)
 
 
 class AdminApi(Protocol):

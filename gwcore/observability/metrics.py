@@ -31,7 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client.core import (
-    CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
 )
 from prometheus_client.exposition import choose_encoder
 
@@ -312,7 +315,7 @@ def _cluster_families(v: list[int], blocks: list[tuple[tuple[str, ...], int]]
     overflows = _family(CounterMetricFamily, "gwcore_upstream_overflows",
                         "503s of a circuit breaker, by limit.", ["cluster", "limit"])
     for (_, cluster), base in blocks:
-        buckets, total, count = _hist(v, base + C_TTFB)
+        buckets, total, _ = _hist(v, base + C_TTFB)
         ttfb.add_metric([cluster], buckets, total)
         for i, kind in enumerate(UPSTREAM_ERRORS):
             errors.add_metric([cluster, kind], v[base + C_ERRORS + i])

@@ -85,12 +85,12 @@ def traffic(g: Gateway) -> None:
 
 
 EXPECTED = [
-    (dict(route="api", cluster="origin", method="GET", code_class="2xx"), 20),
-    (dict(route="api", cluster="origin", method="POST", code_class="2xx"), 5),
-    (dict(route="api", cluster="origin", method="HEAD", code_class="2xx"), 4),
-    (dict(route="api", cluster="origin", method="GET", code_class="5xx"), 6),
-    (dict(route="down", cluster="dead", method="GET", code_class="5xx"), 7),
-    (dict(route="", cluster="", method="GET", code_class="4xx"), 3),
+    ({"route": "api", "cluster": "origin", "method": "GET", "code_class": "2xx"}, 20),
+    ({"route": "api", "cluster": "origin", "method": "POST", "code_class": "2xx"}, 5),
+    ({"route": "api", "cluster": "origin", "method": "HEAD", "code_class": "2xx"}, 4),
+    ({"route": "api", "cluster": "origin", "method": "GET", "code_class": "5xx"}, 6),
+    ({"route": "down", "cluster": "dead", "method": "GET", "code_class": "5xx"}, 7),
+    ({"route": "", "cluster": "", "method": "GET", "code_class": "4xx"}, 3),
 ]
 
 
@@ -141,7 +141,7 @@ def test_counters_never_go_backwards(gateway: Gateway) -> None:
     after_reload = scrape(gateway)
     assert value(after_reload, "gwcore_reloads_total", outcome="accepted") == 1
     # a worker killed outright is respawned; what it counted stays
-    victim = sorted(set(tree_pids(gateway.pid)) - {gateway.pid})[0]
+    victim = min(set(tree_pids(gateway.pid)) - {gateway.pid})
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: len(set(tree_pids(gateway.pid)) - {gateway.pid, victim}) == 2
              and value(scrape(gateway), "gwcore_workers", state="serving") == 2,

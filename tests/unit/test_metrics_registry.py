@@ -4,11 +4,11 @@ out and folded back, and the exposition parsed by prometheus_client."""
 from __future__ import annotations
 
 import pytest
+from gwcore.observability._metrics import Region, Row
 from prometheus_client.parser import text_string_to_metric_families
 
 from gwcore.config import parse
 from gwcore.observability import metrics as m
-from gwcore.observability._metrics import Region, Row
 
 BASE = """
 listeners: [{name: public, address: 127.0.0.1:8080}]
@@ -51,7 +51,7 @@ def test_counts_survive_a_worker_and_gauges_do_not() -> None:
     hub = m.Hub(workers=2)
     lay = hub.set_config(parse(BASE))
     r1, row1 = hub.acquire()
-    r2, row2 = hub.acquire()
+    _, row2 = hub.acquire()
     base = lay.routes["one"] + m.R_REQUESTS + m.METHODS.index("GET") * len(m.CODE_CLASSES) + 2
     row1.inc(base, 3)
     row2.inc(base, 4)
