@@ -50,6 +50,8 @@ cdef class AccessLog:
     cdef bint stopping, reopen_wanted
     # the writer thread's own
     cdef int fd                             # -1: not open yet (a FIFO without a reader)
+    cdef size_t piece                       # largest write: 0 whole batches (a file), or
+                                            # PIPE_BUF (a pipe or socket others share)
     cdef bytes path_c                       # the path for open(2); None for "-"
     cdef const char *path_p                 # its bytes (NULL for "-")
     cdef double write_warned                # monotonic seconds of its last warning

@@ -7,6 +7,9 @@ batch goes to the writer thread when it holds ``batch_bytes`` or is ``flush_inte
 seconds old (a loop timer), and the thread does the ``write(2)`` calls without the GIL.
 Bytes handed over and not yet written never exceed ``buffer_bytes``: a batch that would go
 beyond is dropped and its lines counted (``lines_dropped``; a warning at most every 10 s).
+A batch goes to a regular file in one ``write`` (``O_APPEND``: never interleaved with another
+worker's); to a pipe or socket (stdout, which every worker shares) in writes of whole lines
+of at most PIPE_BUF (4096) bytes, which the kernel keeps whole, so workers' lines never mix.
 
 JSON format, one object per line, fields in this order (times in seconds as floats with
 microseconds, sizes in bytes, strings escaped so that any bytes make valid JSON: well-formed

@@ -7,7 +7,8 @@ is ``flush_interval`` seconds old (a loop timer, armed only while a batch is ope
 thread does the ``write`` calls. Bytes handed over and not yet written are bounded by
 ``buffer_bytes``: a batch that would go beyond it is dropped and its lines counted in
 ``lines_dropped`` (a warning is logged at most every 10 s), so a slow disk or a pipe nobody
-reads costs lines, never memory or latency. ``reopen`` (SIGUSR1, logrotate) has the thread
+reads costs lines, never memory or latency. A pipe or socket (stdout, shared by the workers)
+gets whole lines in writes of at most PIPE_BUF bytes, so lines of two workers never mix. ``reopen`` (SIGUSR1, logrotate) has the thread
 open the path again between two writes.
 
 Secrets are never logged: no request field is, except Referer and User-Agent in the combined
@@ -30,8 +31,9 @@ from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.errno cimport EAGAIN, EBADF, EINTR, errno
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memchr, memcmp, memcpy, strlen
+from libc.string cimport memchr, memcmp, memcpy, memrchr, strlen
 from posix.fcntl cimport O_APPEND, O_CLOEXEC, O_CREAT, O_WRONLY, open
+from posix.stat cimport S_ISREG, fstat, struct_stat
 from posix.unistd cimport close, write
 
 from gwcore.proxy._exchange cimport Exchange
@@ -66,6 +68,10 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_cond_destroy(pthread_cond_t *c)
     int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
     int pthread_cond_signal(pthread_cond_t *c)
+
+cdef extern from "<limits.h>" nogil:
+    enum:
+        PIPE_BUF
 
 cdef extern from "<poll.h>" nogil:
     cdef struct pollfd:
@@ -788,6 +794,7 @@ cdef class AccessLog:
         cdef Batch *nxt
         cdef bint reopen, stop
         cdef int err
+        self.piece = _piece(self.fd)
         while True:
             pthread_mutex_lock(&self.mutex)
             while self.head == NULL and not self.stopping and not self.reopen_wanted:
@@ -801,7 +808,8 @@ cdef class AccessLog:
             if reopen or (self.fd < 0 and b != NULL):
                 self._open_file()
             while b != NULL:
-                err = _write_all(self.fd, b.data, b.len) if self.fd >= 0 else EBADF
+                err = _write_all(self.fd, b.data, b.len, self.piece) if self.fd >= 0 \
+                    else EBADF
                 pthread_mutex_lock(&self.mutex)
                 self.waiting -= b.len
                 if err == 0:
@@ -839,6 +847,7 @@ cdef class AccessLog:
         if self.fd > 2:
             close(self.fd)
         self.fd = fd
+        self.piece = _piece(fd)
 
     cdef void _write_failed(self, int err) noexcept nogil:
         cdef double now = _monotonic()
@@ -850,12 +859,33 @@ cdef class AccessLog:
                       os.strerror(err) if err != EBADF else "not open")
 
 
-cdef int _write_all(int fd, const char *p, size_t n) noexcept nogil:
-    """write(2) until all of p went out; 0, or the errno that stopped it."""
+cdef size_t _piece(int fd) noexcept nogil:
+    """0 for a regular file (a write(2) with O_APPEND is never interleaved with another
+    process's), else PIPE_BUF: writes to a pipe of at most that size are atomic, so lines
+    from several workers sharing stdout or a FIFO never mix."""
+    cdef struct_stat st
+    if fd < 0 or fstat(fd, &st) != 0 or S_ISREG(st.st_mode):
+        return 0
+    return PIPE_BUF
+
+
+cdef int _write_all(int fd, const char *p, size_t n, size_t piece) noexcept nogil:
+    """write(2) until all of p went out, in pieces of whole lines of at most ``piece``
+    bytes when piece is not 0 (a longer line goes alone); 0, or the errno that stopped
+    it."""
     cdef ssize_t w
+    cdef size_t take
+    cdef const char *nl
     cdef pollfd pfd
     while n:
-        w = write(fd, p, n)
+        take = n
+        if piece and n > piece:
+            nl = <const char *>memrchr(p, 10, piece)
+            if nl == NULL:
+                nl = <const char *>memchr(p + piece, 10, n - piece)
+            if nl != NULL:
+                take = nl + 1 - p
+        w = write(fd, p, take)
         if w < 0:
             if errno == EINTR:
                 continue

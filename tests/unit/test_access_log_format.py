@@ -18,10 +18,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from gwcore.observability._access_log import DEFAULT_REDACT, AccessLog
 from gwcore.proxy._exchange import Exchange
 
 from gwcore.config import AccessLog as AccessLogConfig
+from gwcore.observability._access_log import DEFAULT_REDACT, AccessLog
 
 FIELDS = ["ts", "request_id", "trace_id", "client", "method", "path", "query", "status",
           "request_bytes", "response_bytes", "duration", "upstream_duration", "endpoint",
@@ -318,3 +318,37 @@ def test_a_fifo_nobody_reads_never_blocks_and_counts_dropped_lines(log, tmp_path
     lines = bytes(got).splitlines()
     assert len(lines) == al.lines_written > 0
     assert all(json.loads(x)["path"] == "/x" for x in lines)
+
+
+def test_two_logs_sharing_a_pipe_never_mix_their_lines(tmp_path: Path) -> None:
+    """Two workers with "-" share one pipe: their writes go in whole lines of at most
+    PIPE_BUF bytes, which the kernel never interleaves."""
+    fifo = tmp_path / "shared"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    logs = [AccessLog(str(fifo), batch_bytes=60000) for _ in range(2)]
+    got = bytearray()
+    n = 3000
+    try:
+        for i in range(n):
+            for k, al in enumerate(logs):
+                al.record(exchange(b"/w%d?i=%d&fill=" % (k, i) + b"f" * 500))
+
+        def read_all() -> bool:
+            try:
+                while chunk := os.read(reader, 1 << 16):
+                    got.extend(chunk)
+            except BlockingIOError:
+                pass
+            return got.count(b"\n") >= 2 * n
+        for al in logs:
+            al.flush()
+        wait_for(read_all, 20, "every line through the pipe")
+    finally:
+        for al in logs:
+            al.close()
+        os.close(reader)
+    recs = [json.loads(x) for x in bytes(got).splitlines()]
+    for k in range(2):
+        assert [r["query"] for r in recs if r["path"] == f"/w{k}"] == [
+            f"i={i}&fill={'f' * 500}" for i in range(n)]
