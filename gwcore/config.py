@@ -545,10 +545,11 @@ _REDACT_QUERY = ["access_token", "id_token", "token", "api_key", "apikey", "key"
 
 class AccessLog(_Section):
     """One line per request (gwcore/observability/_access_log.pyx): ``path`` a file (relative
-    to the config file's directory) or ``"-"`` (stdout), reopened on SIGUSR1; ``format`` ``json`` or ``combined`` (NGINX's);
-    ``sample_2xx``: the share of 2xx lines written (0..1; other statuses always);
-    ``buffer_bytes``: the bound of lines waiting for a slow disk (beyond it lines are dropped
-    and counted); ``redact_query``: query parameters whose values are never logged."""
+    to the config file's directory) or ``"-"`` (stdout), reopened on SIGUSR1; ``format``
+    ``json`` or ``combined`` (NGINX's); ``sample_2xx``: the share of 2xx lines written (0..1;
+    other statuses always); ``buffer_bytes``: the bound of lines waiting for a slow disk
+    (beyond it lines are dropped and counted); ``redact_query``: query parameters whose values
+    are never logged."""
 
     path: str
     format: Literal["json", "combined"] = "json"

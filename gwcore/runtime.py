@@ -206,8 +206,9 @@ def filter_chains(cfg: Config, context: FilterContext | None = None, source: str
 def check(cfg: Config, source: str = "<config>") -> None:
     """Build what the workers would build from cfg and reading files or importing code needs
     (each file-based JWT provider's key set; each user filter, imported and built once), and
-    discard it; check that the access log file can be appended to (not creating it). Raises ConfigError ``"SOURCE: key.path: problem"`` for the first that fails
-    (``jwt_providers.NAME.jwks.file``, ``routes[1].filters[0].use``...)."""
+    discard it; check that the access log file can be appended to (not creating it). Raises
+    ConfigError ``"SOURCE: key.path: problem"`` for the first that fails
+    (``jwt_providers.NAME.jwks.file``, ``routes[1].filters[0].use``, ``access_log.path``...)."""
     if cfg.jwt_providers:
         from gwcore.jwt import PyJWTError
 

@@ -39,7 +39,8 @@ UTF-8 is kept, other bytes become ``\\u00XX``)::
 Combined format (NGINX's ``combined``; ``escape=default``: ``"``, ``\\`` and bytes outside
 0x20-0x7E as ``\\xXX``)::
 
-    192.0.2.7 - - [07/Dec/2026:06:05:39 +0000] "GET /v1/videos/7?token=REDACTED HTTP/1.1" 200 1834 "https://ref.example/?code=REDACTED" "curl/8.5.0"
+    192.0.2.7 - - [07/Dec/2026:06:05:39 +0000] "GET /v1/videos/7?token=REDACTED HTTP/1.1" \
+        200 1834 "https://ref.example/?code=REDACTED" "curl/8.5.0"      (one line)
 
 The request line is the method, the target as received (its query redacted) and the HTTP
 version; the size is every response byte written, head included (NGINX's ``$bytes_sent``,

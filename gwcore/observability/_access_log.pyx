@@ -4,15 +4,15 @@
 A line is formatted in C into the worker's current batch (no Python string formatting per
 field). A batch goes to the log's one writer thread once it holds ``batch_bytes`` or when it
 is ``flush_interval`` seconds old (a loop timer, armed only while a batch is open); the
-thread does the ``write`` calls. Bytes handed over and not yet written are bounded by
-``buffer_bytes``: a batch that would go beyond it is dropped and its lines counted in
-``lines_dropped`` (a warning is logged at most every 10 s), so a slow disk or a pipe nobody
-reads costs lines, never memory or latency. A pipe or socket (stdout, shared by the workers)
-gets whole lines in writes of at most PIPE_BUF bytes, so lines of two workers never mix. ``reopen`` (SIGUSR1, logrotate) has the thread
-open the path again between two writes.
+thread does the ``write`` calls, without the GIL. Bytes handed over and not yet written are
+bounded by ``buffer_bytes``: a batch that would go beyond it is dropped and its lines counted
+in ``lines_dropped`` (a warning is logged at most every 10 s), so a slow disk or a pipe
+nobody reads costs lines, never memory or latency. A pipe or socket (stdout, shared by the
+workers) gets whole lines in writes of at most PIPE_BUF bytes, so lines of two workers never
+mix. ``reopen`` (SIGUSR1, logrotate) has the thread open the path again between two writes.
 
 Secrets are never logged: no request field is, except Referer and User-Agent in the combined
-format, and the values of the query parameters named by ``redact`` (case-insensitive,
+format, and the values of the query parameters named by ``redact_query`` (case-insensitive,
 percent-escapes in the name decoded) are written as ``REDACTED``, in the query and in the
 Referer's query alike.
 """
@@ -301,6 +301,7 @@ cdef class AccessLog:
     def __cinit__(self):
         self.fd = -1
         self.cached_sec = -1
+        self.redact = ()
         self.drop_warned = self.write_warned = -1e18
 
     def __init__(self, str path, str format="json", double sample_2xx=1.0,
@@ -358,8 +359,8 @@ cdef class AccessLog:
     cpdef void record(self, Exchange ex) noexcept:
         """Logs the exchange that just ended (sampling 2xx), or does nothing after close."""
         cdef timespec now
-        if self.closed or ex is None:
-            return
+        if self.closed or self.thread is None or ex is None:
+            return      # closed, or never initialised
         if 200 <= ex.status < 300 and not self.keep_all_2xx and self._random() >= self.threshold:
             return
         clock_gettime(CLOCK_REALTIME, &now)
@@ -413,6 +414,8 @@ cdef class AccessLog:
         """Hands over what is buffered, stops the writer once it has written everything and
         waits for that at most ``timeout`` seconds; record() does nothing afterwards. True
         when everything was written (or dropped and counted) in time."""
+        if self.thread is None:
+            return True         # never initialised
         if not self.closed:
             self._handoff()
             self.closed = True
