@@ -349,7 +349,9 @@ def test_a_log_nobody_reads_never_holds_requests_up(origin, dead_port, tmp_path)
                            .encode())
                     assert c.read_response().status == 200
                     slowest = max(slowest, time.monotonic() - t0)
-            assert slowest < 1.0, f"a request took {slowest:.2f}s"
+            # answered although nothing reads the log (a blocked loop would answer none);
+            # the bound only leaves room for a loaded machine
+            assert slowest < 5.0, f"a request took {slowest:.2f}s"
             gw.proc.wait_for_log("lines dropped")
             got = bytearray()
             try:

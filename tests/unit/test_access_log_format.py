@@ -291,13 +291,13 @@ def test_a_fifo_nobody_reads_never_blocks_and_counts_dropped_lines(log, tmp_path
     al = log(path=str(fifo), buffer_bytes=128 << 10, batch_bytes=8 << 10)   # no reader yet
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        total, slowest = 20000, 0.0
+        total = 20000
         for i in range(total):
-            t = time.perf_counter()
             al.record(exchange(b"/x?i=%d&pad=" % i + b"p" * 300))
-            slowest = max(slowest, time.perf_counter() - t)
         al.flush()
-        assert slowest < 0.05, f"record() took {slowest:.3f}s"
+        # every record() returned while the writer is stuck on the full pipe (a blocking
+        # record would never have): bytes still wait, the excess was dropped
+        assert al.waiting_bytes > 0
         assert al.lines_dropped > 0
         assert any("lines dropped" in r.getMessage() for r in caplog.records)
         # the reader catches up: what was not dropped arrives, whole lines only
