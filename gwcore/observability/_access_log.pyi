@@ -3,10 +3,11 @@ thread of its own so the event loop never waits for a disk.
 
 ``Downstream._finish`` calls ``record(exchange)`` (a C-level call) once per request, after
 the route's on_log phases. The line is formatted in C into the worker's current batch; a
-batch goes to the writer thread when it holds ``batch_bytes`` or is ``flush_interval``
-seconds old (a loop timer), and the thread does the ``write(2)`` calls without the GIL.
-Bytes handed over and not yet written never exceed ``buffer_bytes``: a batch that would go
-beyond is dropped and its lines counted (``lines_dropped``; a warning at most every 10 s).
+batch goes to the writer thread when it holds ``batch_bytes`` (at most a quarter of
+``buffer_bytes``) or is ``flush_interval`` seconds old (a loop timer), and the thread does
+the ``write(2)`` calls without the GIL. Bytes handed over and not yet written never exceed
+``buffer_bytes`` (or one batch, when nothing else waits): a batch that would go beyond is
+dropped and its lines counted (``lines_dropped``; a warning at most every 10 s).
 A batch goes to a regular file in one ``write`` (``O_APPEND``: never interleaved with another
 worker's); to a pipe or socket (stdout, which every worker shares) in writes of whole lines
 of at most PIPE_BUF (4096) bytes, which the kernel keeps whole, so workers' lines never mix.
@@ -72,7 +73,8 @@ class AccessLog:
     for the writer thread. ``redact_query``: parameter names whose values are written as
     ``REDACTED``. ``loop``: the event loop whose timer hands a batch over ``flush_interval``
     seconds after its first line (None: only full batches, ``flush`` and ``close`` do).
-    ``batch_bytes``: a batch this big goes to the writer at once.
+    ``batch_bytes``: a batch this big goes to the writer at once (at most a quarter of
+    ``buffer_bytes``).
 
     The file is opened here (OSError if it cannot be), except a FIFO that has no reader
     yet: the writer thread opens that one, blocking only itself. ValueError for a format

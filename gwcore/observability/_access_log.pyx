@@ -2,9 +2,10 @@
 (``Downstream._finish``), written without the event loop ever waiting for a disk.
 
 A line is formatted in C into the worker's current batch (no Python string formatting per
-field). A batch goes to the log's one writer thread once it holds ``batch_bytes`` or when it
-is ``flush_interval`` seconds old (a loop timer, armed only while a batch is open); the
-thread does the ``write`` calls, without the GIL. Bytes handed over and not yet written are
+field). A batch goes to the log's one writer thread once it holds ``batch_bytes`` (at most a
+quarter of ``buffer_bytes``, so several fit in the buffer) or when it is ``flush_interval``
+seconds old (a loop timer, armed only while a batch is open); the thread does the ``write``
+calls, without the GIL. Bytes handed over and not yet written are
 bounded by ``buffer_bytes``: a batch that would go beyond it is dropped and its lines counted
 in ``lines_dropped`` (a warning is logged at most every 10 s), so a slow disk or a pipe
 nobody reads costs lines, never memory or latency. A pipe or socket (stdout, shared by the
@@ -323,12 +324,13 @@ cdef class AccessLog:
             else 0
         self.rng = int.from_bytes(os.urandom(8), "little") | 1
         self.buffer_bytes = buffer_bytes
-        self.batch_bytes = batch_bytes
+        # a few batches fit in the buffer: one being written, the next ones queued
+        self.batch_bytes = min(batch_bytes, max(buffer_bytes // 4, 1))
         self.flush_interval = flush_interval
         self.loop = loop
         self.redact = tuple(sorted({name.lower().encode() for name in redact_query}))
         self.redact_max = max((len(name) for name in self.redact), default=0)
-        self._reserve(batch_bytes + 4096)
+        self._reserve(self.batch_bytes + 4096)
         if path == "-":
             self.fd = 1
         else:
@@ -495,7 +497,8 @@ cdef class AccessLog:
     cdef int _handoff(self) except -1:
         """The current batch goes to the writer thread (no copy: a new buffer takes its
         place), or is dropped and counted when the bytes waiting would exceed
-        buffer_bytes."""
+        buffer_bytes (a batch finding nothing waiting always goes: one line may be longer
+        than the buffer)."""
         cdef Batch *b
         cdef char *fresh
         cdef bint dropped = False
@@ -517,7 +520,7 @@ cdef class AccessLog:
         self.batch_lines = 0
         with nogil:
             pthread_mutex_lock(&self.mutex)
-            if self.waiting + b.len > <size_t>self.buffer_bytes:
+            if self.waiting and self.waiting + b.len > <size_t>self.buffer_bytes:
                 self.dropped += b.lines
                 dropped = True
             else:

@@ -352,3 +352,15 @@ def test_two_logs_sharing_a_pipe_never_mix_their_lines(tmp_path: Path) -> None:
     for k in range(2):
         assert [r["query"] for r in recs if r["path"] == f"/w{k}"] == [
             f"i={i}&fill={'f' * 500}" for i in range(n)]
+
+
+def test_full_batches_fit_in_the_smallest_buffer(log, tmp_path: Path) -> None:
+    """buffer_bytes at the config's minimum (64 KiB, the default batch size): a full batch
+    finding the writer idle is written, never dropped."""
+    al = log(buffer_bytes=64 << 10, batch_bytes=64 << 10)
+    for i in range(100):                    # ~2.1 KB lines: 200 KiB in all
+        al.record(exchange(b"/x?i=%d&fill=" % i + b"f" * 2000))
+        wait_for(lambda: al.waiting_bytes == 0, what="the writer to be idle")
+    al.close()
+    assert (al.lines_written, al.lines_dropped) == (100, 0)
+    assert len((tmp_path / "access.log").read_bytes().splitlines()) == 100
