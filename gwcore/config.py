@@ -544,11 +544,12 @@ _REDACT_QUERY = ["access_token", "id_token", "token", "api_key", "apikey", "key"
 
 
 class AccessLog(_Section):
-    """One line per request (gwcore/observability/access_log): ``path`` a file or ``"-"``
-    (stdout), reopened on SIGUSR1; ``format`` ``json`` or ``combined`` (NGINX's);
-    ``sample_2xx``: the share of 2xx lines written (0..1; other statuses always);
-    ``buffer_bytes``: the bound of lines waiting for a slow disk (beyond it lines are dropped
-    and counted); ``redact_query``: query parameters whose values are never logged."""
+    """One line per request (gwcore/observability/_access_log.pyx): ``path`` a file (relative
+    to the config file's directory) or ``"-"`` (stdout), reopened on SIGUSR1; ``format``
+    ``json`` or ``combined`` (NGINX's); ``sample_2xx``: the share of 2xx lines written (0..1;
+    other statuses always); ``buffer_bytes``: the bound of lines waiting for a slow disk
+    (beyond it lines are dropped and counted); ``redact_query``: query parameters whose values
+    are never logged."""
 
     path: str
     format: Literal["json", "combined"] = "json"
@@ -557,6 +558,8 @@ class AccessLog(_Section):
     redact_query: list[str] = msgspec.field(default_factory=lambda: list(_REDACT_QUERY))
 
     def __post_init__(self) -> None:
+        if not self.path:
+            raise ValueError("path: give a file or \"-\" (stdout)")
         if not 0.0 <= self.sample_2xx <= 1.0:
             raise ValueError("sample_2xx: must be between 0 and 1")
         if self.buffer_bytes < 64 << 10:
@@ -661,7 +664,7 @@ def _describe(msg: str) -> str:
         problem, path = msg, ""
     path = path.rstrip("`").removeprefix("$").lstrip(".")
     sub, sep, rest = problem.partition(": ")
-    if sep and re.match(r"^[a-z_]+(\[\d+\])?$", sub):     # raised in __post_init__
+    if sep and re.match(r"^[a-z_][a-z0-9_]*(\[\d+\])?$", sub):    # raised in __post_init__
         path, problem = f"{path}.{sub}".lstrip("."), rest
     m = re.match(r"Object (contains unknown|missing required) field `(.+)`$", problem)
     if m:
@@ -751,11 +754,14 @@ def _load_yaml(text: str) -> Any:
 
 
 def _resolve_paths(cfg: Config, base_dir: str) -> None:
-    """Make the config's relative file paths (``jwt_providers.*.jwks.file``) relative to
-    ``base_dir``, the config file's directory; absolute paths stay as written."""
+    """Make the config's relative file paths (``jwt_providers.*.jwks.file``,
+    ``access_log.path``) relative to ``base_dir``, the config file's directory; absolute
+    paths stay as written."""
     for provider in cfg.jwt_providers.values():
         if provider.jwks.file is not None:
             provider.jwks.file = os.path.join(base_dir, provider.jwks.file)
+    if cfg.access_log is not None and cfg.access_log.path != "-":
+        cfg.access_log.path = os.path.join(base_dir, cfg.access_log.path)
 
 
 def parse(text: str, source: str = "<config>",

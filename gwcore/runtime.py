@@ -206,8 +206,9 @@ def filter_chains(cfg: Config, context: FilterContext | None = None, source: str
 def check(cfg: Config, source: str = "<config>") -> None:
     """Build what the workers would build from cfg and reading files or importing code needs
     (each file-based JWT provider's key set; each user filter, imported and built once), and
-    discard it. Raises ConfigError ``"SOURCE: key.path: problem"`` for the first that fails
-    (``jwt_providers.NAME.jwks.file``, ``routes[1].filters[0].use``...)."""
+    discard it; check that the access log file can be appended to (not creating it). Raises
+    ConfigError ``"SOURCE: key.path: problem"`` for the first that fails
+    (``jwt_providers.NAME.jwks.file``, ``routes[1].filters[0].use``, ``access_log.path``...)."""
     if cfg.jwt_providers:
         from gwcore.jwt import PyJWTError
 
@@ -220,6 +221,25 @@ def check(cfg: Config, source: str = "<config>") -> None:
                 raise ConfigError(f"{source}: jwt_providers.{name}.jwks.file: {e}") from None
     if cfg.filters or any(route.filters for route in cfg.routes):
         filter_chains(cfg, None, source)
+    if cfg.access_log is not None and cfg.access_log.path != "-":
+        problem = _unwritable(cfg.access_log.path)
+        if problem:
+            raise ConfigError(f"{source}: access_log.path: {problem}")
+
+
+def _unwritable(path: str) -> str | None:
+    """Why a worker could not append to the file at path (None: it could), without creating
+    it: a directory, no write permission, or a directory that does not exist."""
+    if os.path.isdir(path):
+        return f"{path} is a directory"
+    if os.path.exists(path):
+        return None if os.access(path, os.W_OK) else f"{path}: permission denied"
+    parent = os.path.dirname(path) or "."
+    if not os.path.isdir(parent):
+        return f"directory {parent} does not exist"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create {path}: permission denied"
+    return None
 
 
 def load(path: str | os.PathLike[str]) -> Config:

@@ -6,7 +6,8 @@ Verifier, and its claims go to ``exchange.state["jwt_claims"]``; ``forward_claim
 fields of the upstream request (replacing any the client sent). Failures answer 401 with
 ``WWW-Authenticate: Bearer`` (RFC 6750 §3: ``error="invalid_token"`` and a description, or no
 error code when there was no token at all, §3.1); the reason is counted and logged, never the
-token. Verified tokens are cached per worker, keyed by the SHA-256 of the whole token, and an
+token (the outcome, ``ok`` or the reason, goes to ``exchange.auth`` for the access log).
+Verified tokens are cached per worker, keyed by the SHA-256 of the whole token, and an
 entry never outlives the token's ``exp``.
 
 Keys from a ``jwks.url`` arrive with the provider's first fetch: a request that comes before that
@@ -197,6 +198,7 @@ class JwtAuth:
             if self.optional:
                 return None
             p.failures["missing"] += 1
+            exchange.auth = "missing"
             log.info("jwt %s: 401 missing token (%s)", p.name, exchange.client_ip)
             return _challenge(None, "a bearer token is required")
         if not p.keys_ready.is_set():
@@ -247,6 +249,7 @@ class JwtAuth:
 
     def _admit(self, exchange: Exchange, token: bytes) -> None:
         claims, fields = self.provider.check(token, time.time())
+        exchange.auth = "ok"
         exchange.state["jwt_claims"] = claims
         for name, value in fields:
             exchange.set_upstream_field(name, value)
@@ -256,5 +259,6 @@ class JwtAuth:
     def _reject(self, exchange: Exchange, e: InvalidTokenError) -> Response:
         code = getattr(e, "code", "invalid_token")
         self.provider.failures[code] += 1
+        exchange.auth = code
         log.info("jwt %s: 401 %s (%s): %s", self.provider.name, code, exchange.client_ip, e)
         return _challenge("invalid_token", str(e) or code)

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from gwcore.config import Config, Listener
 from gwcore.config import Route as RouteConfig
 from gwcore.filters.jwt_auth import Provider
 from gwcore.http._wire import Clock
+from gwcore.observability._access_log import AccessLog
 from gwcore.observability.metrics import SYNC_INTERVAL, Recorder
 from gwcore.proxy._router import Router
 from gwcore.proxy._session import ListenerRuntime
@@ -57,6 +59,7 @@ class Runtime:
 
     clusters: dict[str, Cluster]
     providers: dict[str, Provider]
+    access_log: AccessLog | None = None
 
 
 def make_cluster(c: ClusterConfig, clock: Clock, loop: asyncio.AbstractEventLoop) -> Cluster:
@@ -94,7 +97,8 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
     """Clusters and JWT providers by name, and a ListenerRuntime per listener. Each route
     gets its filters in order (global, the jwt shorthand, its own; gwcore.runtime), each
     built once in this worker; the global filters' on_log also serves requests refused
-    before routing."""
+    before routing. One AccessLog (its writer thread started) serves every listener when
+    ``access_log`` is configured."""
     clusters = {c.name: make_cluster(c, clock, loop) for c in cfg.clusters}
     providers = {name: Provider(name, p) for name, p in cfg.jwt_providers.items()}
     shared, built = runtime.filter_chains(cfg, runtime.FilterContext(providers))
@@ -119,11 +123,16 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
                               escaped_slashes=lst.path_normalization.escaped_slashes))
         for lst in cfg.listeners
     ]
+    al = cfg.access_log
+    access_log = None if al is None else AccessLog(
+        al.path, al.format, sample_2xx=al.sample_2xx, buffer_bytes=al.buffer_bytes,
+        redact_query=al.redact_query, loop=loop)
     for _, lr in listeners:
         lr.global_on_log = global_on_log
+        lr.access_log = access_log
     if metrics is not None:
         _record_into(metrics, router, clusters, [lr for _, lr in listeners])
-    return Runtime(clusters, providers), listeners
+    return Runtime(clusters, providers, access_log), listeners
 
 
 def _record_into(metrics: Recorder, router: Router, clusters: dict[str, Cluster],
@@ -157,8 +166,9 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
     or after that provider's ``jwks.timeout`` at most (the master tells systemd READY=1 when
     every worker has said ``R``, and a reload retires the old workers only then).
     SIGTERM drains (stop accepting, finish in-flight requests, ``Connection: close``, exit by
-    ``drain_timeout``); SIGINT does the same when there is no master (under a master, the
-    master handles Ctrl-C); SIGQUIT exits at once.
+    ``drain_timeout``), then writes what the access log still buffers; SIGINT does the same
+    when there is no master (under a master, the master handles Ctrl-C); SIGQUIT exits at
+    once; SIGUSR1 reopens the log file and the access log.
     ``board``: the generation's shared health board (made here if None); ``prober``: this
     worker runs the active health checks (gwcore.proxy.health).
     ``metrics``: this worker's row and the generation's layout (gwcore.observability.metrics;
@@ -179,15 +189,18 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
     else:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     loop.add_signal_handler(signal.SIGQUIT, os._exit, 0)
-    loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
+    access_logs: list[AccessLog] = []       # filled once built; SIGUSR1 may come earlier
+    loop.add_signal_handler(signal.SIGUSR1, reopen_log_files, access_logs)
     socks = sockets if sockets is not None else [[bind(lst)] for lst in cfg.listeners]
     servers = []
     rt, runtimes = build_runtime(cfg, loop, clock, metrics)
+    if rt.access_log is not None:
+        access_logs.append(rt.access_log)
     upkeep = [loop.create_task(maintain(cfg, rt.clusters, board or HealthBoard(cfg), prober))]
     sync = None
     if metrics is not None:
         named = [(lst.name, lr) for lst, lr in runtimes]
-        access_log = runtimes[0][1].access_log if runtimes else None
+        access_log = rt.access_log
 
         def sync() -> None:
             metrics.sync(named, rt.clusters, rt.providers, access_log)
@@ -222,6 +235,8 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
         if sync is not None:
             sync()          # the last word: the master folds this row once we exit
     finally:
+        if rt.access_log is not None:
+            rt.access_log.close()       # the lines still buffered are written
         clock.close()
         loop.close()
     return 0
@@ -297,7 +312,10 @@ def setup_logging(path: str | None) -> None:
     root.setLevel(logging.INFO)
 
 
-def reopen_log_files() -> None:
-    """logrotate support: reopen the log file (a no-op when logging to stderr)."""
+def reopen_log_files(access_logs: Sequence[AccessLog] = ()) -> None:
+    """logrotate support: reopen the log file (a no-op when logging to stderr), and have each
+    access log reopen its file (by its writer thread, between two writes)."""
     if _log_file:
         setup_logging(_log_file)
+    for access_log in access_logs:
+        access_log.reopen()

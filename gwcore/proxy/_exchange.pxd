@@ -22,6 +22,10 @@ cdef class Exchange:
     cdef object _state
     cdef readonly list upstream_fields     # [(name, value)] added upstream, or None
     cdef readonly set removed_fields       # lower-case names not forwarded, or None
+    # for a combined-format access log only (else None / False): NGINX's $http_referer,
+    # $http_user_agent, and the request-line's version
+    cdef readonly bytes referer, user_agent
+    cdef readonly bint http10
 
 
 cdef int64_t now_ns() noexcept

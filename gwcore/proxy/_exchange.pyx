@@ -34,7 +34,9 @@ cdef class Exchange:
     Trace context (W3C, when tracing is configured): ``trace_id`` (32 hex), ``parent_id``
     (the client's span, 16 hex, or None), ``span_id`` (this hop's, sent upstream as the
     parent), ``sampled``. Outcomes for logs and metrics: ``auth`` (``ok`` or the JWT
-    rejection reason; None when no JWT filter ran), ``cache`` (None until the cache exists)."""
+    rejection reason; None when no JWT filter ran), ``cache`` (None until the cache exists).
+    ``referer``, ``user_agent`` (bytes or None) and ``http10``: set only when the access log's
+    format is combined (gwcore.observability)."""
 
     def __init__(self, request, route=None, str client_address=""):
         """An exchange for ``request`` (a gwcore.http.Request), as the gateway makes them;

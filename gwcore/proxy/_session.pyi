@@ -36,6 +36,7 @@ from typing import Any
 
 from gwcore.http._connection import Http1Connection, Http1Settings
 from gwcore.http._wire import Clock
+from gwcore.observability._access_log import AccessLog
 from gwcore.proxy._router import Router
 from gwcore.proxy._upstream import Endpoint
 
@@ -45,6 +46,9 @@ class ListenerRuntime(Http1Settings):
 
     global_on_log: tuple[Any, ...]
     """The global filters' on_log methods: run for requests that matched no route."""
+    access_log: AccessLog | None
+    """The worker's access log: ``record(exchange)`` for every exchange that ends, after its
+    on_log phases (None: no access log)."""
 
     def __init__(self, clock: Clock, router: Router, *, filter_timeout: float = 5.0,
                  merge_slashes: bool = True, escaped_slashes: str = "decode",

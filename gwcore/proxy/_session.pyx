@@ -19,6 +19,7 @@ from gwcore.observability.metrics import (
 from gwcore.proxy._router import split_absolute
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy, memset
 
@@ -41,6 +42,7 @@ from gwcore.http._parser cimport gw_find_field, request_fields, request_view
 from gwcore.http._wire cimport (
     Clock, build_head, connection_options,
 )
+from gwcore.observability._access_log cimport AccessLog
 from gwcore.observability._cmetrics cimport gw_metric_add, gw_metric_observe
 from gwcore.observability._metrics cimport Row
 from gwcore.proxy._exchange cimport Exchange, new_exchange, now_ns
@@ -130,7 +132,7 @@ cdef class ListenerRuntime(Http1Settings):
     cdef const char *id_prefix_c
     cdef unsigned long long next_id
     cdef public tuple global_on_log     # the global filters' on_log: requests without a route
-    cdef public object access_log       # gwcore.observability access log (record(ex)), or None
+    cdef public AccessLog access_log    # gwcore.observability's (record(ex)), or None
     cdef uint64_t *mrow                 # this worker's metrics row, or NULL (metrics off)
     cdef uint32_t m_no_route            # the metrics block of requests no route matched
 
@@ -204,6 +206,8 @@ cdef class Downstream(Http1Connection):
         cdef Exchange ex = new_exchange(method, target, self.client_str)
         self.ex = ex
         self.m_method = h.method
+        if self.lr.access_log is not None and self.lr.access_log.combined:
+            self._log_fields(base, h, ex)
         self.idempotent = h.method in (GW_M_GET, GW_M_HEAD, GW_M_OPTIONS, GW_M_PUT,
                                        GW_M_DELETE, GW_M_TRACE)
         if h.connection & GW_CONN_OTHER:
@@ -253,6 +257,19 @@ cdef class Downstream(Http1Connection):
             self._filter(base, h, route, method, target, host)
         else:
             self._proceed(base, h, method, target, host, ex.request is not None)
+
+    cdef void _log_fields(self, const char *base, gw_head *h, Exchange ex):
+        """What a combined-format access log line shows beyond the exchange: Referer,
+        User-Agent and the request's HTTP version."""
+        cdef int i = gw_find_field(base, head_fields, h.num_fields, b"referer", 7)
+        if i >= 0:
+            ex.referer = PyBytes_FromStringAndSize(base + head_fields[i].value_off,
+                                                   head_fields[i].value_len)
+        i = gw_find_field(base, head_fields, h.num_fields, b"user-agent", 10)
+        if i >= 0:
+            ex.user_agent = PyBytes_FromStringAndSize(base + head_fields[i].value_off,
+                                                      head_fields[i].value_len)
+        ex.http10 = self.http10
 
     cdef bytes _normalized_path(self, bytes target):
         """The path routes match and filters see (RFC 3986 §6.2.2 with the listener's
@@ -386,7 +403,14 @@ cdef class Downstream(Http1Connection):
         if rid < 0 or not _request_id_ok(base + head_fields[rid].value_off,
                                          head_fields[rid].value_len):
             drop_kinds |= DROP_REQUEST_ID
-            extra.append(self.lr.request_id_line())
+            line = self.lr.request_id_line()
+            extra.append(line)
+            # "X-Request-Id: " before the id, CRLF after it
+            self.ex.request_id = PyUnicode_DecodeASCII(PyBytes_AS_STRING(line) + 14,
+                                                       PyBytes_GET_SIZE(line) - 16, NULL)
+        else:
+            self.ex.request_id = PyUnicode_DecodeASCII(base + head_fields[rid].value_off,
+                                                       head_fields[rid].value_len, NULL)
         if h.connection & GW_CONN_OTHER or filtered:
             memset(_drop, 0, h.num_fields)
             connection_options(base, head_fields, h.num_fields, _drop, False)

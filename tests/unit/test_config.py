@@ -237,3 +237,25 @@ def test_config_imports_no_compiled_or_runtime_module():
     modules = dict(line.split(" ", 1) for line in out if line)
     assert set(modules) == {"gwcore", "gwcore.config"}, modules
     assert not any(f.endswith(".so") for f in modules.values()), modules
+
+
+def test_access_log_path_is_relative_to_the_config_and_checked_without_creating_it(tmp_path):
+    from gwcore import runtime
+
+    text = BASE + "access_log: {path: logs/access.log, format: combined, sample_2xx: 0.5}\n"
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    cfg = load(path)
+    assert cfg.access_log.path == str(tmp_path / "logs/access.log")
+    assert (cfg.access_log.format, cfg.access_log.sample_2xx) == ("combined", 0.5)
+    assert parse(BASE + "access_log: {path: '-'}\n", "g.yaml", base_dir=tmp_path
+                 ).access_log.path == "-"
+    with pytest.raises(ConfigError, match=r"access_log\.path: directory .*logs does not exist"):
+        runtime.check(cfg, str(path))
+    (tmp_path / "logs").mkdir()
+    runtime.check(cfg, str(path))
+    assert not (tmp_path / "logs/access.log").exists()
+    with pytest.raises(ConfigError, match=r"^g\.yaml: access_log\.path: give a file"):
+        parse(BASE + "access_log: {path: ''}\n", "g.yaml")
+    with pytest.raises(ConfigError, match=r"^g\.yaml: access_log\.sample_2xx: must be between"):
+        parse(BASE + "access_log: {path: x.log, sample_2xx: 2}\n", "g.yaml")
