@@ -19,10 +19,23 @@
         └── UnknownKeyIdError           kid names no key of the key set (gwcore addition)
 
 Every exception has a short machine-readable ``code`` (for metrics labels and logs); its
-message never contains the token.
+message never contains the token. ``CODES`` lists every code gwcore raises (a metric label set
+must be known before the workers start; tests/unit/test_jwt_codes.py keeps it complete).
 """
 
 from __future__ import annotations
+
+CODES = frozenset((
+    # the exception classes' own
+    "error", "invalid_key", "invalid_token", "malformed", "bad_signature", "expired",
+    "immature", "bad_audience", "bad_issuer", "bad_iat", "bad_subject", "bad_jti",
+    "bad_algorithm", "unknown_kid", "missing_claim",
+    # the compiled verifier's (gwcore/jwt/_jws.pyx)
+    "too_long", "segments", "header", "crit", "signature", "payload", "crypto",
+    "duplicate_member", "key_too_short",
+    # the JWT filter's (gwcore/filters/jwt_auth.py)
+    "keys_unavailable", "unforwardable_claim",
+))
 
 
 class PyJWTError(Exception):

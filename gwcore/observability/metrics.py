@@ -52,10 +52,7 @@ CODE_CLASSES = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")
 ENDS = ("ok", "local", "client_abort", "upstream_error", "timeout", "overflow", "draining")
 UPSTREAM_ERRORS = ("connect_failure", "connect_timeout", "reset", "timeout", "bad_response")
 OVERFLOW_LIMITS = ("max_requests", "max_pending_requests", "pending_timeout", "max_retries")
-JWT_OUTCOMES = ("ok", "missing", *sorted({
-    cls.code for cls in vars(jwt_exceptions).values()
-    if isinstance(cls, type) and issubclass(cls, jwt_exceptions.PyJWTError)}
-    | {"keys_unavailable"}), "other")
+JWT_OUTCOMES = ("ok", "missing", *sorted(jwt_exceptions.CODES), "other")
 HIST = len(HIST_BOUNDS) + 3      # buckets with +Inf, sum (ns), count
 
 # a route's block: requests[method][class], ends, duration histogram, body bytes

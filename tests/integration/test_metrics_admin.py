@@ -289,3 +289,30 @@ def test_readyz_waits_for_every_worker(origin: Origin, dead_port: int, tmp_path:
     finally:
         g.proc.stop()
         silent.close()
+
+
+def test_jwt_outcomes_and_access_log_lines_are_counted(origin: Origin, dead_port: int,
+                                                       tmp_path: Path) -> None:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text('{"keys": [{"kty": "oct", "kid": "k", "alg": "HS256", '
+                    '"k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"}]}')
+    cfg = config(free_port(), free_port(), origin.port, dead_port)
+    cfg["jwt_providers"] = {"p": {"algorithms": ["HS256"], "jwks": {"file": str(jwks)}}}
+    cfg["routes"][0]["jwt"] = "p"
+    cfg["access_log"] = {"path": str(tmp_path / "access.log")}
+    g = start_gateway(cfg, tmp_path)
+    try:
+        assert send(g, "GET", "/status/200", 3) == [401] * 3
+        with httpx.Client(base_url=g.url, timeout=10,
+                          headers={"Authorization": "Bearer not-a-jwt"}) as c:
+            assert [c.get("/status/200").status_code for _ in range(2)] == [401] * 2
+        s = scrape(g)
+        assert value(s, "gwcore_jwt_requests_total", provider="p", outcome="missing") == 3
+        assert value(s, "gwcore_jwt_requests_total", provider="p", outcome="segments") == 2
+        assert value(s, "gwcore_requests_total", route="api", cluster="origin", method="GET",
+                     code_class="4xx") == 5
+        wait_for(lambda: value(scrape(g), "gwcore_access_log_lines_total") == 5,
+                 what="5 access-log lines counted")
+        assert value(scrape(g), "gwcore_access_log_dropped_lines_total") == 0
+    finally:
+        g.proc.stop()
