@@ -47,9 +47,15 @@ class S3FIFOReference:
     leaves, take S's tail: freq > 1 moves it to M (freq cleared; then, if M is full, EVICTM),
     else it goes to G and leaves. EVICTM: until one object leaves, take M's tail: freq > 0 puts
     it back at M's head with freq - 1, else it leaves.
+
+    ``gwcore_schedule=True`` changes two scheduling details to those gwcore (and libCacheSim's
+    S3FIFO) use: a move from S into a full M evicts nothing from M at once (the next evictions
+    do, S being under its share), and a missed key is looked up in G before evicting, not
+    after. The tests compare gwcore's Store with that variant request by request.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, gwcore_schedule: bool = False) -> None:
+        self.gwcore_schedule = gwcore_schedule
         self.size = size
         self.s_cap = max(1, size // 10)
         self.m_cap = size - self.s_cap
@@ -69,10 +75,11 @@ class S3FIFOReference:
         return False
 
     def _insert(self, key) -> None:
+        in_ghost = self.gwcore_schedule and self.ghost.pop(key, False) is None
         while len(self.small) + len(self.main) >= self.size:
             self._evict()
-        if key in self.ghost:
-            del self.ghost[key]
+        if in_ghost or key in self.ghost:
+            self.ghost.pop(key, None)
             self.main.appendleft(key)
         else:
             self.small.appendleft(key)
@@ -90,7 +97,7 @@ class S3FIFOReference:
             if self.freq[t] > 1:
                 self.freq[t] = 0
                 self.main.appendleft(t)
-                if len(self.main) >= self.m_cap:
+                if len(self.main) >= self.m_cap and not self.gwcore_schedule:
                     self._evict_main()
             else:
                 del self.freq[t]

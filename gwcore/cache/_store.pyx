@@ -22,10 +22,12 @@ Design
   freq > 0, else it is evicted. With ``max_bytes`` the shares are in bytes (S: 10% of
   ``max_bytes``, G: keys of up to 90% of it by size, and no more keys than the store holds),
   with ``max_entries`` in entries (S: max(1, max_entries // 10), G: the rest); with both, S is
-  over its share when it is over either. One deviation from the paper's pseudocode: a move
-  from S into a full M does not evict from M at once; M's excess is evicted by the next
-  evictions, since S is then under its share (libCacheSim's S3FIFO does the same). The miss
-  ratios below differ from the paper's algorithm by less than 0.01 percentage point.
+  over its share when it is over either. Two scheduling details differ from the paper's
+  pseudocode, as in libCacheSim's S3FIFO: a move from S into a full M does not evict from M at
+  once (the next evictions do, S being under its share), and a new key is looked up in G
+  before evicting rather than after. The tests check the store against the paper's algorithm
+  with exactly these two changes, request by request; the miss ratios below differ from the
+  unchanged algorithm by less than 0.01 percentage point.
 - Expiry: per-entry TTL against CLOCK_MONOTONIC (``time.monotonic``), or a ``timer`` callable.
   An expired entry is never returned: get/[]/in/pop check it and remove it, and eviction removes
   expired entries it meets at a queue's tail before evicting live ones; ``expire()`` sweeps.
@@ -148,6 +150,13 @@ cdef class Store:
         self._graveyard = []
         self._ghost = NULL
         self._reset_queues()
+        # Until __init__ runs (Store.__new__(Store)): a store that holds one size-0 entry at
+        # most and never touches the ghost.
+        self._lru = True
+        self._max_entries = 1
+        self._max_bytes = 0
+        self._small_entries = 1
+        self._small_bytes = _TOO_BIG
 
     def __dealloc__(self):
         gw_ghost_free(self._ghost)

@@ -101,6 +101,12 @@ def test_set_validation(policy):
     assert len(s) == 0 and s.stats()["bytes"] == 0
 
 
+def test_an_uninitialised_store_is_safe():
+    s = Store.__new__(Store)
+    assert s.set("a", 1, size=0) and s.set("b", 2, size=0) and len(s) == 1 and s.get("b") == 2
+    assert s.set("c", 3) is False and s.stats()["evictions"] == 1
+
+
 # ---- the mapping API ----------------------------------------------------------------------
 
 
@@ -290,7 +296,7 @@ def test_s3fifo_resists_a_scan_that_flushes_lru():
 
 
 def test_s3fifo_agrees_with_the_papers_algorithm():
-    m = load_miss_ratio_module()
+    m = MISS_RATIO
     for alpha, n_keys, fraction in ((0.8, 20_000, 0.01), (1.0, 20_000, 0.1), (0.6, 5_000, 0.05)):
         trace = m.zipf_trace(alpha, n_keys=n_keys, n_requests=100_000, seed=alpha * 10)
         r = m.miss_ratios(alpha, fraction, trace, n_keys=n_keys)
@@ -298,8 +304,29 @@ def test_s3fifo_agrees_with_the_papers_algorithm():
         assert r["s3fifo"] < r["lru"], r
 
 
+MISS_RATIO = load_miss_ratio_module()
+
+
+@settings(derandomize=True, max_examples=600, deadline=None)
+@given(
+    size=st.integers(1, 24),
+    trace=st.lists(st.integers(0, 40), max_size=400),
+)
+def test_s3fifo_matches_the_reference_request_by_request(size, trace):
+    """Unit sizes, entry bound: gwcore's S3-FIFO and the paper's algorithm with gwcore's two
+    scheduling details (see S3FIFOReference) agree on every hit and on the queues' contents."""
+    store, ref = Store(max_entries=size), MISS_RATIO.S3FIFOReference(size, gwcore_schedule=True)
+    for key in trace:
+        hit = store.get(key) is not None
+        if not hit:
+            store.set(key, True)
+        assert hit == ref.read(key)
+    small, main, ghost = store._debug_queues()
+    assert small == list(ref.small) and main == list(ref.main) and ghost == len(ref.ghost)
+
+
 def test_lru_matches_the_benchmark_oracle_on_a_zipf_trace():
-    m = load_miss_ratio_module()
+    m = MISS_RATIO
     trace = m.zipf_trace(0.9, n_keys=5000, n_requests=50_000, seed=3)
     oracle, misses = LRUOracle(250, None), 0
     for key in trace:
