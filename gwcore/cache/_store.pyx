@@ -604,7 +604,7 @@ cdef _inquiry _store_base_clear = NULL
 
 
 cdef int _store_traverse(PyObject *o, _visitproc visit, void *arg) noexcept:
-    cdef int r = _store_base_traverse(o, visit, arg)
+    cdef int r = _store_base_traverse(o, visit, arg) if _store_base_traverse != NULL else 0
     cdef PyObject *p
     cdef PyObject *k
     cdef PyObject *v
@@ -630,7 +630,7 @@ cdef int _store_clear(PyObject *o) noexcept:
     (<Store>o)._reset_queues()             # no pointer into an entry survives the fields
     if (<Store>o)._ghost != NULL:
         gw_ghost_clear((<Store>o)._ghost)
-    return _store_base_clear(o)
+    return _store_base_clear(o) if _store_base_clear != NULL else 0
 
 
 cdef _TypeSlots *_store_type = <_TypeSlots *><void *>Store

@@ -633,3 +633,44 @@ def test_entries_are_not_gc_objects_but_cycles_are_seen():
     assert len(gc.get_objects()) - before < 50  # 5,000 entries, none tracked
     referents = gc.get_referents(s)
     assert values[0] in referents and keys[-1] in referents
+
+
+def test_collections_during_churn_with_cycles_and_reentrant_finalisers():
+    rnd = random.Random(3)
+
+    class Node:
+        def __init__(self, store):
+            self.store, self.cycle = store, None
+
+        def __del__(self):
+            self.store.set(("del", rnd.random()), None)
+
+    refs = []
+    old = gc.get_threshold()
+    gc.set_threshold(5, 2, 2)  # collections in the middle of store operations
+    try:
+        for round_ in range(60):
+            s = Store(max_entries=rnd.randint(1, 20), max_bytes=rnd.choice([None, 500]),
+                      policy=rnd.choice(["s3fifo", "lru"]))
+            for _ in range(150):
+                k, r = rnd.randrange(40), rnd.random()
+                if r < 0.5:
+                    v = Node(s)
+                    v.cycle = [v, s]
+                    s.set(k, v, size=rnd.randrange(0, 80), ttl=rnd.choice([None, 1e-6, 10]))
+                elif r < 0.8:
+                    s.get(k)
+                elif r < 0.9:
+                    s.pop(k)
+                elif r < 0.95:
+                    s.expire()
+                else:
+                    assert (k in s) in (True, False)
+            refs.append(weakref.ref(v))
+            if round_ % 10 == 0:
+                s.clear()
+            del s, v
+    finally:
+        gc.set_threshold(*old)
+    gc.collect()
+    assert all(r() is None for r in refs)
