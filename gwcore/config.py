@@ -484,6 +484,59 @@ class RouteJwt(_Section):
     optional: bool = False
 
 
+class CacheKey(_Section):
+    """What the cache key is made of besides scheme, host and normalised path: the query
+    (``query: all`` as received, ``none``, or only ``keep_query``; ``drop_query`` names
+    parameters left out, e.g. tracking ones), request ``fields`` and a verified JWT claim
+    (``jwt_claim``; a request without it is not cached)."""
+
+    query: Literal["all", "none"] = "all"
+    keep_query: list[str] | None = None
+    drop_query: list[str] = msgspec.field(default_factory=list)
+    fields: list[str] = msgspec.field(default_factory=list)
+    jwt_claim: str | None = None
+
+
+class RouteCache(_Section):
+    """A route's edge cache (gwcore/filters/cache.py; RFC 9111 as a shared cache).
+    ``default_ttl``: the freshness lifetime of a response that gives none and could only be
+    cached heuristically (NGINX's proxy_cache_valid; None: RFC 9111's heuristic alone).
+    ``stale_while_revalidate``/``stale_if_error``: used when a response names none (RFC
+    5861). ``client_no_cache``: ``honour`` a client's ``no-cache`` / ``max-age=0`` (revalidate
+    first) or ``ignore`` it (NGINX's default). ``store_set_cookie``: store responses with
+    Set-Cookie. ``lock_timeout``: the longest a request waits for a concurrent miss of the same
+    key before going upstream itself. ``status_header``: the field naming the outcome
+    (HIT, MISS, STALE, UPDATING, REVALIDATED, BYPASS); ``heuristic_max``: cap of the heuristic
+    freshness (RFC 9111 §4.2.2)."""
+
+    key: CacheKey = msgspec.field(default_factory=CacheKey)
+    default_ttl: Duration | None = None
+    stale_while_revalidate: Duration = Duration(0.0)
+    stale_if_error: Duration = Duration(0.0)
+    client_no_cache: Literal["honour", "ignore"] = "honour"
+    store_set_cookie: bool = False
+    lock_timeout: Duration = Duration(5.0)
+    status_header: str = "X-Cache"
+    heuristic_max: Duration = Duration(3600.0)
+
+    def __post_init__(self) -> None:
+        self._positive("lock_timeout")
+
+
+class CacheSettings(_Section):
+    """The per-worker store every cached route shares (gwcore.cache.Store): ``max_bytes``
+    (bodies, fields and a fixed per-response overhead), ``max_object_bytes`` (a larger
+    response streams through uncached), ``policy`` ``s3fifo`` or ``lru``."""
+
+    max_bytes: Size = Size(256 << 20)
+    max_object_bytes: Size = Size(64 << 20)
+    policy: Literal["s3fifo", "lru"] = "s3fifo"
+
+    def __post_init__(self) -> None:
+        if self.max_object_bytes > self.max_bytes:
+            raise ValueError("max_object_bytes: must not exceed max_bytes")
+
+
 class RouteTimeouts(_Section):
     """``request``: from the moment the whole request has gone upstream until the response
     is complete, retries included (Envoy's route timeout); none by default, so long downloads
@@ -521,6 +574,7 @@ class Route(_Section):
     filters: list[FilterSpec] = msgspec.field(default_factory=list)
     timeouts: RouteTimeouts = msgspec.field(default_factory=RouteTimeouts)
     forward_normalized_path: bool = False
+    cache: RouteCache | None = None
 
     @property
     def jwt_policy(self) -> RouteJwt | None:
@@ -603,6 +657,7 @@ class Config(_Section):
     admin: Admin | None = None
     access_log: AccessLog | None = None
     tracing: Tracing | None = None
+    cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
 
     def __post_init__(self) -> None:
         self._positive("heartbeat_timeout", "drain_timeout")

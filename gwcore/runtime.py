@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from gwcore.config import (
+    CacheSettings,
     Config,
     ConfigError,
     FilterSpec,
     JwksSource,
+    RouteCache,
     RouteJwt,
     _dec_hook,
     _describe,
@@ -33,6 +35,7 @@ from gwcore.config import (
 from gwcore.config import load as load_config
 
 if TYPE_CHECKING:
+    from gwcore.filters.cache import CacheRuntime
     from gwcore.filters.jwt_auth import Provider
     from gwcore.jwt import JWKSet
 
@@ -57,9 +60,19 @@ PHASES = ("on_request", "on_response_head", "on_response_body", "on_log")
 
 @dataclass
 class FilterContext:
-    """What built-in filters are built from in a worker: its JWT providers by name."""
+    """What built-in filters are built from in a worker: its JWT providers by name, and the
+    cache settings its one cache store (made on first use) follows."""
 
     jwt_providers: Mapping[str, Provider] = field(default_factory=dict)
+    cache_settings: CacheSettings = field(default_factory=CacheSettings)
+    _cache: CacheRuntime | None = None
+
+    def cache(self) -> CacheRuntime:
+        if self._cache is None:
+            from gwcore.filters.cache import CacheRuntime
+
+            self._cache = CacheRuntime(self.cache_settings)
+        return self._cache
 
 
 @dataclass(frozen=True)
@@ -85,8 +98,15 @@ def _jwt_build(c: RouteJwt, context: FilterContext) -> Any:
     return JwtAuth(context.jwt_providers[c.provider], c.optional)
 
 
+def _cache_build(c: RouteCache, context: FilterContext) -> Any:
+    from gwcore.filters.cache import CacheFilter
+
+    return CacheFilter(c, context.cache())
+
+
 BUILTIN_FILTERS: dict[str, BuiltinFilter] = {
     "jwt": BuiltinFilter(RouteJwt, _jwt_check, _jwt_build),   # config {provider, optional}
+    "cache": BuiltinFilter(RouteCache, lambda c, cfg: None, _cache_build),   # RouteCache
 }
 
 
@@ -191,11 +211,16 @@ def filter_chains(cfg: Config, context: FilterContext | None = None, source: str
             policy = route.jwt_policy
             if policy is not None and context is not None:
                 own = (_jwt_build(policy, context),)
+            if route.cache is not None and context is not None:
+                own += (_cache_build(route.cache, context),)    # after JWT: keys may use claims
             for i, spec in enumerate(route.filters):
                 where = f"routes[{r}].filters[{i}]"
                 if spec.use == "jwt" and route.jwt is not None:
                     raise ConfigError(f"{where}.use: the route's jwt key runs the jwt filter "
                                       f"already")
+                if spec.use == "cache" and route.cache is not None:
+                    raise ConfigError(f"{where}.use: the route's cache key runs the cache "
+                                      f"filter already")
                 own += one(spec, where)
             out.append(shared + own)
     except ConfigError as e:

@@ -145,7 +145,9 @@ class Response:
             low = name.lower()
             if low not in _FRAMING:
                 out.append(name + b": " + value + b"\r\n")
-        if length is not None:
+        if self.status in (204, 304) or self.status < 200:
+            pass            # never a body, so no framing (RFC 9110 §8.6, RFC 9112 §6.3)
+        elif length is not None:
             out.append(b"Content-Length: %d\r\n" % length)
         elif not close:
             out.append(b"Transfer-Encoding: chunked\r\n")

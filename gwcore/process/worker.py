@@ -101,7 +101,7 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
     ``access_log`` is configured."""
     clusters = {c.name: make_cluster(c, clock, loop) for c in cfg.clusters}
     providers = {name: Provider(name, p) for name, p in cfg.jwt_providers.items()}
-    shared, built = runtime.filter_chains(cfg, runtime.FilterContext(providers))
+    shared, built = runtime.filter_chains(cfg, runtime.FilterContext(providers, cfg.cache))
     by_route = {id(route): filters for route, filters in zip(cfg.routes, built)}
     global_on_log = tuple(f.on_log for f in shared if callable(getattr(f, "on_log", None)))
 

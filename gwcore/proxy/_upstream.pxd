@@ -68,7 +68,7 @@ cdef class Cluster:
     cdef readonly str name
     cdef readonly list endpoints
     cdef readonly Balancer balancer
-    cdef double connect_timeout, response_timeout, idle_timeout
+    cdef readonly double connect_timeout, response_timeout, idle_timeout
     cdef Py_ssize_t max_idle
     cdef Clock clock
     cdef object loop

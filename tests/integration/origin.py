@@ -38,6 +38,13 @@ Endpoints (method-agnostic unless noted; HEAD gets the GET head without a body):
                                  or after), or 504 after S seconds (default 30): a response
                                  the test lets go when a condition holds
   /release?key=K                 releases the holds of K (a control request, like /stats)
+  /cacheable?key=K&...           a response for the cache tests; its body is "K #N" padded to
+                                 size=S bytes, N counting this origin's responses for K (so a
+                                 test can tell a cached answer from a new one). Options: cc
+                                 (Cache-Control), etag (ETag "E": If-None-Match with it gets
+                                 304), lm=S (Last-Modified S seconds ago), expires=S (seconds
+                                 from now; "bad" for an invalid date), vary, status, set_cookie=1,
+                                 delay=S (before the head), chunked=1
   any endpoint ?pad=N            adds an X-Pad response field of N bytes
   any endpoint ?conn_close=1     answers with "Connection: close" and closes afterwards
   any endpoint ?close_idle=S      after the response, close the connection if no new request
@@ -61,7 +68,9 @@ import signal
 import socket
 import struct
 import sys
+import time
 from collections import deque
+from email.utils import formatdate
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
@@ -209,6 +218,51 @@ class Exchange:
             sent += n
 
 
+CACHE_SERIALS: dict[str, int] = {}
+
+
+async def _cacheable(ex: Exchange, req: h11.Request, q: dict[str, str]) -> None:
+    key = q.get("key", "default")
+    if "delay" in q:
+        await asyncio.sleep(float(q["delay"]))
+    headers: list[tuple[bytes, bytes]] = []
+    if "cc" in q:
+        headers.append((b"cache-control", q["cc"].encode()))
+    etag = f'"{q["etag"]}"'.encode() if "etag" in q else None
+    if etag is not None:
+        headers.append((b"etag", etag))
+    now = time.time()
+    if "lm" in q:
+        headers.append((b"last-modified", formatdate(now - float(q["lm"]), usegmt=True).encode()))
+    if "expires" in q:
+        headers.append((b"expires", b"0" if q["expires"] == "bad"
+                        else formatdate(now + float(q["expires"]), usegmt=True).encode()))
+    if "vary" in q:
+        headers.append((b"vary", q["vary"].encode()))
+    if q.get("set_cookie") == "1":
+        headers.append((b"set-cookie", b"session=abc"))
+    headers.append((b"date", formatdate(now, usegmt=True).encode()))
+    inm = dict(req.headers).get(b"if-none-match")
+    if etag is not None and inm is not None and etag in [t.strip() for t in inm.split(b",")]:
+        CACHE_SERIALS[key] = CACHE_SERIALS.get(key, 0)      # a 304 is a request, no new body
+        await ex.send(h11.Response(status_code=304, headers=headers))
+        await ex.send(h11.EndOfMessage())
+        return
+    n = CACHE_SERIALS[key] = CACHE_SERIALS.get(key, 0) + 1
+    body = f"{key} #{n}".encode()
+    body += b"." * max(0, int(q.get("size", "0")) - len(body))
+    status = int(q.get("status", "200"))
+    if q.get("chunked") == "1":
+        await ex.send(h11.Response(status_code=status, headers=[
+            *headers, (b"transfer-encoding", b"chunked")]))
+        if req.method != b"HEAD":
+            for i in range(0, len(body), 65536):
+                await ex.send(h11.Data(data=body[i:i + 65536]))
+        await ex.send(h11.EndOfMessage())
+        return
+    await ex.respond(status, body, b"text/plain", headers)
+
+
 def _reason(event: h11.Response | h11.InformationalResponse) -> bytes:
     try:
         return HTTPStatus(event.status_code).phrase.encode()
@@ -347,6 +401,8 @@ async def handle_request(ex: Exchange, req: h11.Request) -> bool:
         sock = ex.writer.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         return False
+    elif path == "/cacheable":
+        await _cacheable(ex, req, q)
     elif path.startswith("/status/"):
         code = int(path.rsplit("/", 1)[1])
         if code in (204, 304):

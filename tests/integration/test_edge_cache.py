@@ -1,0 +1,234 @@
+"""The edge cache (issue 10) in a real gateway in front of a real origin that numbers its
+responses per key (origin.py /cacheable: body "KEY #N"), so every assertion on what was
+served from the cache is checked against what the origin actually sent."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import (
+    Gateway,
+    Origin,
+    free_port,
+    gateway_config,
+    start_gateway,
+    start_origin,
+    wait_for,
+)
+
+pytestmark = pytest.mark.timeout(120)
+MiB = 1 << 20
+
+
+def cache_config(port: int, origin_port: int, dead_port: int, **route_cache) -> dict:
+    cfg = gateway_config(port, origin_port, dead_port, routes=[
+        {"name": "cached", "match": {"path_prefix": "/cacheable"}, "cluster": "origin",
+         "cache": {"lock_timeout": "5s", "key": {"drop_query": ["etag"]}, **route_cache}},
+        {"name": "other", "match": {"path_prefix": "/"}, "cluster": "origin"},
+    ])
+    cfg["cache"] = {"max_bytes": "256MiB", "max_object_bytes": "64MiB"}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def gw(origin: Origin, dead_port: int, tmp_path_factory: pytest.TempPathFactory
+       ) -> Iterator[Gateway]:
+    g = start_gateway(cache_config(free_port(), origin.port, dead_port),
+                      tmp_path_factory.mktemp("cache"))
+    yield g
+    g.proc.stop()
+
+
+@pytest.fixture
+def client(gw: Gateway) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gw.url, timeout=30) as c:
+        yield c
+
+
+def key() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def url(k: str, **opts: str) -> str:
+    return "/cacheable?" + "&".join([f"key={k}", *(f"{n}={v}" for n, v in opts.items())])
+
+
+def serial(r: httpx.Response) -> int:
+    return int(r.content.split(b"#")[1].split(b".")[0])
+
+
+def test_fresh_entries_are_hits_with_age_and_head_shares_them(client: httpx.Client) -> None:
+    k = key()
+    first = client.get(url(k, cc="max-age=60"))
+    assert first.status_code == 200 and first.headers["x-cache"] == "MISS" and serial(first) == 1
+    second = client.get(url(k, cc="max-age=60"))
+    assert second.headers["x-cache"] == "HIT" and serial(second) == 1
+    assert int(second.headers["age"]) >= 0 and second.content == first.content
+    head = client.head(url(k, cc="max-age=60"))
+    assert head.headers["x-cache"] == "HIT" and head.content == b""
+    assert head.headers["content-length"] == str(len(first.content))
+    # a HEAD miss is not stored (it has no body): the GET after it is still a miss
+    k2 = key()
+    assert client.head(url(k2, cc="max-age=60")).headers["x-cache"] == "MISS"
+    assert serial(client.get(url(k2, cc="max-age=60"))) == 2
+
+
+@pytest.mark.parametrize("opts,headers,stored", [
+    ({"cc": "no-store"}, {}, False),
+    ({"cc": "private, max-age=60"}, {}, False),
+    ({"cc": "max-age=60", "set_cookie": "1"}, {}, False),
+    ({"cc": "max-age=60"}, {"Authorization": "Bearer x"}, False),       # RFC 9111 §3.5
+    ({"cc": "public, max-age=60"}, {"Authorization": "Bearer x"}, True),
+    ({"cc": "max-age=60"}, {"Cache-Control": "no-store"}, False),
+    ({}, {}, False),                                    # no freshness, no validator
+    ({"lm": "1000"}, {}, True),                         # heuristic: 10% of 1000 s
+    ({"expires": "60"}, {}, True),
+    ({"expires": "bad"}, {}, False),                    # invalid Expires: already stale
+    ({"cc": "max-age=60", "status": "404"}, {}, True),
+    ({"cc": "max-age=60", "status": "500"}, {}, False),
+])
+def test_what_is_stored(client: httpx.Client, opts: dict, headers: dict, stored: bool) -> None:
+    k = key()
+    client.get(url(k, **opts), headers=headers)
+    again = client.get(url(k, **opts), headers=headers)
+    assert (again.headers["x-cache"] == "HIT") is stored, again.headers
+    assert serial(again) == (1 if stored else 2)
+
+
+def test_vary_selects_a_variant_and_star_is_never_served(client: httpx.Client) -> None:
+    k = key()
+    u = url(k, cc="max-age=60", vary="Accept-Encoding")
+    assert client.get(u, headers={"Accept-Encoding": "gzip"}).headers["x-cache"] == "MISS"
+    assert serial(client.get(u, headers={"Accept-Encoding": "gzip"})) == 1
+    br = client.get(u, headers={"Accept-Encoding": "br"})
+    assert br.headers["x-cache"] == "MISS" and serial(br) == 2
+    assert serial(client.get(u, headers={"Accept-Encoding": "br"})) == 2
+    assert serial(client.get(u, headers={"Accept-Encoding": "gzip"})) == 1
+    k = key()
+    star = url(k, cc="max-age=60", vary="*")
+    client.get(star)
+    assert client.get(star).headers["x-cache"] == "MISS"
+
+
+def test_conditional_requests_get_304_from_a_fresh_entry(client: httpx.Client) -> None:
+    k = key()
+    u = url(k, cc="max-age=60", etag="v1", lm="100")
+    client.get(u)
+    r = client.get(u, headers={"If-None-Match": '"v0", "v1"'})
+    assert r.status_code == 304 and r.headers["x-cache"] == "HIT" and r.content == b""
+    assert r.headers["etag"] == '"v1"' and "content-length" not in r.headers
+    ims = client.get(u, headers={"If-Modified-Since": r.headers.get("last-modified", "")})
+    assert ims.status_code == 304
+    assert client.get(u, headers={"If-None-Match": '"v2"'}).status_code == 200
+    assert serial(client.get(u)) == 1
+
+
+def test_stale_entries_are_revalidated(client: httpx.Client) -> None:
+    k = key()
+    u = url(k, cc="max-age=1", etag="v1")
+    client.get(u)
+    r = wait_for(lambda: (r := client.get(u)).headers["x-cache"] != "HIT" and r, timeout=5,
+                 what="the entry to go stale")
+    assert r.headers["x-cache"] == "REVALIDATED" and serial(r) == 1    # a 304 upstream
+    assert client.get(u).headers["x-cache"] == "HIT"
+    # a client's no-cache forces a revalidation (client_no_cache: honour, the default)
+    forced = client.get(u, headers={"Cache-Control": "no-cache"})
+    assert forced.headers["x-cache"] == "REVALIDATED" and serial(forced) == 1
+    # a changed representation replaces the entry (etag is not part of the key here)
+    changed = url(k, cc="max-age=1", etag="v2")
+    assert serial(client.get(changed)) == 1          # the same key: still the v1 entry
+    r = wait_for(lambda: (r := client.get(changed)).headers["x-cache"] == "MISS" and r,
+                 timeout=5, what="a new representation")
+    assert serial(r) == 2 and r.headers["etag"] == '"v2"'
+    again = client.get(changed)
+    assert again.headers["x-cache"] == "HIT" and serial(again) == 2
+
+
+def test_stale_while_revalidate_serves_at_once_and_refreshes_once(client: httpx.Client,
+                                                                   gw: Gateway) -> None:
+    k = key()
+    u = url(k, cc="max-age=1, stale-while-revalidate=30", delay="0.3")
+    client.get(u)
+    wait_for(lambda: client.get(u).headers["x-cache"] == "UPDATING", timeout=5,
+             what="a stale answer")
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: httpx.get(gw.url + u, timeout=10), range(8)))
+    assert all(a.headers["x-cache"] in ("UPDATING", "HIT") for a in answers)
+    # exactly one background refresh: the next fresh answer is #2, never #3
+    fresh = wait_for(lambda: (r := client.get(u)).headers["x-cache"] == "HIT" and r,
+                     timeout=10, what="the refreshed entry")
+    assert serial(fresh) == 2
+
+
+def test_stale_if_error_within_its_window_only(dead_port: int, tmp_path: Path) -> None:
+    own = start_origin(tmp_path, "sie-origin")
+    g = start_gateway(cache_config(free_port(), own.port, dead_port), tmp_path)
+    try:
+        u = url(key(), cc="max-age=1, stale-if-error=3")
+        with httpx.Client(base_url=g.url, timeout=10) as c:
+            assert c.get(u).headers["x-cache"] == "MISS"
+            own.proc.stop()
+            r = wait_for(lambda: (r := c.get(u)).headers["x-cache"] == "STALE" and r, timeout=5,
+                         what="a stale answer while the origin is down")
+            assert r.status_code == 200 and serial(r) == 1
+            late = wait_for(lambda: (r := c.get(u)).status_code >= 500 and r, timeout=10,
+                            what="5xx once the stale-if-error window is over")
+            assert late.status_code in (502, 504)
+    finally:
+        g.proc.stop()
+        own.proc.stop()
+
+
+def test_concurrent_misses_are_coalesced(gw: Gateway) -> None:
+    u = url(key(), cc="max-age=60", delay="0.5", size="20000")
+    with ThreadPoolExecutor(100) as pool:
+        answers = list(pool.map(lambda _: httpx.get(gw.url + u, timeout=30), range(100)))
+    assert all(a.status_code == 200 and len(a.content) == 20000 for a in answers)
+    assert {serial(a) for a in answers} == {1}          # one request reached the origin
+    outcomes = sorted(a.headers["x-cache"] for a in answers)
+    assert outcomes.count("MISS") == 1 and outcomes.count("HIT") == 99
+
+
+def test_uncacheable_concurrent_misses_each_go_upstream(gw: Gateway) -> None:
+    u = url(key(), cc="no-store", delay="0.3")
+    with ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(lambda _: httpx.get(gw.url + u, timeout=30), range(5)))
+    assert sorted(serial(a) for a in answers) == [1, 2, 3, 4, 5]
+
+
+def test_large_objects(client: httpx.Client, gw: Gateway) -> None:
+    over = url(key(), cc="max-age=60", size=str(65 * MiB))
+    assert len(client.get(over).content) == 65 * MiB
+    again = client.get(over)
+    assert again.headers["x-cache"] == "MISS" and serial(again) == 2    # streamed uncached
+    chunked = url(key(), cc="max-age=60", size=str(65 * MiB), chunked="1")
+    client.get(chunked)
+    assert serial(client.get(chunked)) == 2          # went over the bound while streaming
+    segment = url(key(), cc="max-age=60", size=str(50 * MiB))
+    assert len(client.get(segment).content) == 50 * MiB
+    rss = gw.rss()
+    for _ in range(5):
+        hit = client.get(segment)
+        assert hit.headers["x-cache"] == "HIT" and len(hit.content) == 50 * MiB
+        assert serial(hit) == 1
+    assert gw.rss() - rss < 20 * MiB, "a hit must not copy the stored body"
+
+
+def test_unsafe_methods_bypass_and_invalidate(client: httpx.Client) -> None:
+    k = key()
+    u = url(k, cc="max-age=60")
+    client.get(u)
+    assert client.get(u).headers["x-cache"] == "HIT"
+    post = client.post(u, content=b"x")
+    assert post.headers["x-cache"] == "BYPASS"
+    assert client.get(u).headers["x-cache"] == "MISS"
+
+
+def test_gateway_without_cache_adds_no_field(client: httpx.Client) -> None:
+    r = client.get("/hello")
+    assert "x-cache" not in r.headers
