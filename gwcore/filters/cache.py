@@ -197,8 +197,10 @@ class CacheFilter:
         if self.cfg.key.query == "none":
             query = b""
         elif query and (self.keep is not None or self.drop):
-            pairs = [(k, v) for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-                     if (self.keep is None or k.lower() in self.keep) and k.lower() not in self.drop]
+            pairs = [(k, v) for k, v in parse_qsl(query.decode("latin-1"),
+                                                  keep_blank_values=True)
+                     if (self.keep is None or k.lower() in self.keep)
+                     and k.lower() not in self.drop]
             query = urlencode(sorted(pairs)).encode("latin-1")
         parts = [b"http://", (req.header(b"host") or b"").lower(), ex.path, b"?", query]
         for name in self.fields:
