@@ -206,8 +206,9 @@ def filter_chains(cfg: Config, context: FilterContext | None = None, source: str
 def check(cfg: Config, source: str = "<config>") -> None:
     """Build what the workers would build from cfg and reading files or importing code needs
     (each file-based JWT provider's key set; each user filter, imported and built once), and
-    discard it. Raises ConfigError ``"SOURCE: key.path: problem"`` for the first that fails
-    (``jwt_providers.NAME.jwks.file``, ``routes[1].filters[0].use``...)."""
+    discard it; and that ``tracing.otlp`` has the OpenTelemetry SDK it needs. Raises
+    ConfigError ``"SOURCE: key.path: problem"`` for the first that fails
+    (``jwt_providers.NAME.jwks.file``, ``routes[1].filters[0].use``, ``tracing.otlp``...)."""
     if cfg.jwt_providers:
         from gwcore.jwt import PyJWTError
 
@@ -220,6 +221,12 @@ def check(cfg: Config, source: str = "<config>") -> None:
                 raise ConfigError(f"{source}: jwt_providers.{name}.jwks.file: {e}") from None
     if cfg.filters or any(route.filters for route in cfg.routes):
         filter_chains(cfg, None, source)
+    if cfg.tracing is not None and cfg.tracing.otlp is not None:
+        from gwcore.observability.tracing import missing
+
+        problem = missing()
+        if problem is not None:
+            raise ConfigError(f"{source}: tracing.otlp: {problem}")
 
 
 def load(path: str | os.PathLike[str]) -> Config:

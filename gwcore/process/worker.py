@@ -56,6 +56,7 @@ class Runtime:
 
     clusters: dict[str, Cluster]
     providers: dict[str, Provider]
+    spans: Any = None       # gwcore.observability.tracing.OtlpSpans (tracing.otlp), or None
 
 
 def make_cluster(c: ClusterConfig, clock: Clock, loop: asyncio.AbstractEventLoop) -> Cluster:
@@ -92,7 +93,9 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock
     """Clusters and JWT providers by name, and a ListenerRuntime per listener. Each route
     gets its filters in order (global, the jwt shorthand, its own; gwcore.runtime), each
     built once in this worker; the global filters' on_log also serves requests refused
-    before routing."""
+    before routing. With ``tracing``, every listener makes trace context; with
+    ``tracing.otlp``, one span exporter (its export thread started here, after the fork)
+    serves them all."""
     clusters = {c.name: make_cluster(c, clock, loop) for c in cfg.clusters}
     providers = {name: Provider(name, p) for name, p in cfg.jwt_providers.items()}
     shared, built = runtime.filter_chains(cfg, runtime.FilterContext(providers))
@@ -103,6 +106,12 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock
         return by_route[id(route)]
 
     router = Router(cfg.routes, clusters, filters)
+    sample_ratio = cfg.tracing.sample_ratio if cfg.tracing is not None else None
+    spans = None
+    if cfg.tracing is not None and cfg.tracing.otlp is not None:
+        from gwcore.observability import tracing
+
+        spans = tracing.build(cfg.tracing)
     listeners = [
         (lst, ListenerRuntime(clock, router,
                               max_head_bytes=lst.limits.max_head_bytes,
@@ -114,12 +123,14 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock
                               idle_timeout=lst.timeouts.idle,
                               filter_timeout=lst.timeouts.filter,
                               merge_slashes=lst.path_normalization.merge_slashes,
-                              escaped_slashes=lst.path_normalization.escaped_slashes))
+                              escaped_slashes=lst.path_normalization.escaped_slashes,
+                              trace_sample_ratio=sample_ratio))
         for lst in cfg.listeners
     ]
     for _, lr in listeners:
         lr.global_on_log = global_on_log
-    return Runtime(clusters, providers), listeners
+        lr.spans = spans
+    return Runtime(clusters, providers, spans), listeners
 
 
 HEARTBEAT_INTERVAL = 1.0     # seconds between heartbeats to the master
@@ -190,6 +201,8 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
         for task in upkeep:
             task.cancel()
         loop.run_until_complete(asyncio.gather(*upkeep, return_exceptions=True))
+        if rt.spans is not None and not rt.spans.shutdown():
+            log.warning("tracing: spans still queued after %gs were dropped", rt.spans.timeout)
     finally:
         clock.close()
         loop.close()
