@@ -2,7 +2,9 @@
  *
  * traceparent is checked at fixed offsets (every field of version 00 has a fixed width);
  * tracestate is split on ',' and each list-member checked against its ABNF, one byte at a
- * time (values are at most 512 bytes). The generator is xoshiro256** over a 256-bit state;
+ * time (values are at most 512 bytes). Byte classes (HEXDIGLC, key and value characters)
+ * come from one 256-entry table, so each byte costs a load and a test. The generator is
+ * xoshiro256** over a 256-bit state;
  * its seed bytes are spread over the state with splitmix64 (Steele, Lea and Flood, "Fast
  * splittable pseudorandom number generators", OOPSLA 2014), the seeding the xoshiro authors
  * recommend.
@@ -15,6 +17,36 @@
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 static const char k_hex_lower[16] = "0123456789abcdef";
+
+/* Byte classes: HEXDIGLC; tracestate key first character (lcalpha / DIGIT) and keychar
+ * (lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@"); value chr (%x20-2B / %x2D-3C / %x3E-7E). */
+enum { C_HEX = 1, C_KEY1 = 2, C_KEY = 4, C_VALUE = 8 };
+
+#define R6(f) f, f, f, f, f, f
+#define R10(f) R6(f), f, f, f, f
+#define R20(f) R10(f), R10(f)
+#define R26(f) R20(f), R6(f)
+static const uint8_t k_class[256] = {
+    [' '] = C_VALUE, ['!'] = C_VALUE, ['"'] = C_VALUE, ['#'] = C_VALUE, ['$'] = C_VALUE,
+    ['%'] = C_VALUE, ['&'] = C_VALUE, ['\''] = C_VALUE, ['('] = C_VALUE, [')'] = C_VALUE,
+    ['*'] = C_VALUE | C_KEY, ['+'] = C_VALUE, ['-'] = C_VALUE | C_KEY, ['.'] = C_VALUE,
+    ['/'] = C_VALUE | C_KEY,
+    ['0'] = R10(C_VALUE | C_KEY | C_KEY1 | C_HEX),
+    [':'] = C_VALUE, [';'] = C_VALUE, ['<'] = C_VALUE, ['>'] = C_VALUE, ['?'] = C_VALUE,
+    ['@'] = C_VALUE | C_KEY,
+    ['A'] = R26(C_VALUE),
+    ['['] = C_VALUE, ['\\'] = C_VALUE, [']'] = C_VALUE, ['^'] = C_VALUE,
+    ['_'] = C_VALUE | C_KEY, ['`'] = C_VALUE,
+    ['a'] = R6(C_VALUE | C_KEY | C_KEY1 | C_HEX),
+    ['g'] = R20(C_VALUE | C_KEY | C_KEY1),
+    ['{'] = C_VALUE, ['|'] = C_VALUE, ['}'] = C_VALUE, ['~'] = C_VALUE,
+};
+#undef R26
+#undef R20
+#undef R10
+#undef R6
+
+static inline int has_class(unsigned c, unsigned cls) { return (k_class[c & 0xffu] & cls) != 0; }
 
 /* ----- random ids ---------------------------------------------------------------------- */
 
@@ -78,20 +110,19 @@ void gw_hex64(uint64_t v, char *out) {
 
 /* HEXDIGLC: 0-9 a-f; its value, or -1. */
 static inline int hexlc_value(unsigned c) {
-    if (c - '0' < 10u) return (int)(c - '0');
-    if (c - 'a' < 6u) return (int)(c - 'a' + 10);
-    return -1;
+    if (!has_class(c, C_HEX)) return -1;
+    return c <= '9' ? (int)(c - '0') : (int)(c - 'a' + 10);
 }
 
 /* 1 when p[0..n) is all HEXDIGLC; *nonzero is set when one of them is not '0'. */
 static inline int hexlc_run(const unsigned char *p, size_t n, int *nonzero) {
-    unsigned any = 0;
+    unsigned all = C_HEX, any = 0;
     for (size_t i = 0; i < n; i++) {
-        if (UNLIKELY(hexlc_value(p[i]) < 0)) return 0;
+        all &= k_class[p[i]];
         any |= p[i] ^ (unsigned)'0';
     }
     *nonzero = any != 0;
-    return 1;
+    return all != 0;
 }
 
 #define TP_FAIL(code)   \
@@ -169,20 +200,6 @@ int gw_traceparent_format(const gw_trace_ctx *ctx, char *out, size_t cap) {
 
 /* ----- tracestate ---------------------------------------------------------------------- */
 
-static inline int is_lcalpha(unsigned c) { return c - 'a' < 26u; }
-static inline int is_digit(unsigned c) { return c - '0' < 10u; }
-
-/* keychar = lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@" */
-static inline int is_keychar(unsigned c) {
-    return is_lcalpha(c) || is_digit(c) || c == '_' || c == '-' || c == '*' || c == '/' ||
-           c == '@';
-}
-
-/* chr = %x20 / nblk-chr; nblk-chr = %x21-2B / %x2D-3C / %x3E-7E (printable but ',' '=') */
-static inline int is_value_char(unsigned c) {
-    return c - 0x20u < 0x5fu && c != ',' && c != '=';
-}
-
 static inline int is_ows(unsigned c) { return c == ' ' || c == '\t'; }
 
 /* One list-member p[0..n) (between commas, OWS included): key "=" value, or OWS only. */
@@ -196,15 +213,16 @@ static int check_member(gw_tracestate *st, const unsigned char *p, size_t n) {
     const unsigned char *eq = memchr(p, '=', n);
     if (eq == NULL) return GW_TS_E_MEMBER;
     size_t key_len = (size_t)(eq - p), value_len = n - key_len - 1;
-    if (key_len == 0 || key_len > GW_TRACESTATE_MAX_KEY ||
-        !(is_lcalpha(p[0]) || is_digit(p[0])))
+    if (key_len == 0 || key_len > GW_TRACESTATE_MAX_KEY || !has_class(p[0], C_KEY1))
         return GW_TS_E_KEY;
-    for (size_t i = 1; i < key_len; i++)
-        if (!is_keychar(p[i])) return GW_TS_E_KEY;
+    unsigned all = C_KEY;
+    for (size_t i = 1; i < key_len; i++) all &= k_class[p[i]];
+    if (!all) return GW_TS_E_KEY;
     /* trailing OWS was cut above, so a value never ends with a space here */
     if (value_len == 0 || value_len > GW_TRACESTATE_MAX_VALUE) return GW_TS_E_VALUE;
-    for (size_t i = 0; i < value_len; i++)
-        if (!is_value_char(eq[1 + i])) return GW_TS_E_VALUE;
+    all = C_VALUE;
+    for (size_t i = 0; i < value_len; i++) all &= k_class[eq[1 + i]];
+    if (!all) return GW_TS_E_VALUE;
     if (++st->members > GW_TRACESTATE_MAX_MEMBERS) return GW_TS_E_MEMBERS;
     return GW_TRACE_OK;
 }

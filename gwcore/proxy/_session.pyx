@@ -21,6 +21,7 @@ from gwcore.http._parser import METHOD_NAMES
 from gwcore.proxy._router import split_absolute
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_1BYTE_DATA, PyUnicode_New
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy, memset
 
@@ -88,6 +89,13 @@ cdef bytes TRACESTATE_PREFIX = b"tracestate: "
 cdef gw_rng _rng                # xoshiro256** (src_c/trace.c), seeded from os.urandom
 cdef bint _rng_seeded = False   # lazily, in the process that uses it; cleared in a forked
                                 # child, so that no two workers share a stream
+
+
+cdef inline str _hex_str(const char *p, Py_ssize_t n):
+    """A str of n ASCII bytes (lower-case hex the C code wrote): copied, not decoded."""
+    cdef str s = PyUnicode_New(n, 127)
+    memcpy(PyUnicode_1BYTE_DATA(s), p, n)
+    return s
 
 
 cdef inline void _ensure_seeded():
@@ -342,8 +350,8 @@ cdef class Downstream(Http1Connection):
             tp = NULL           # more than one traceparent is as bad as an invalid one
         gw_trace_begin(&_rng, base + tp.value_off if tp != NULL else NULL,
                        tp.value_len if tp != NULL else 0, self.lr.trace_threshold, &ctx, NULL)
-        ex.trace_id = (<char *>ctx.trace_id)[:32].decode("ascii")
-        ex.span_id = (<char *>ctx.span_id)[:16].decode("ascii")
+        ex.trace_id = _hex_str(ctx.trace_id, 32)
+        ex.span_id = _hex_str(ctx.span_id, 16)
         ex.sampled = ctx.sampled
         memcpy(line, b"traceparent: ", 13)
         gw_traceparent_format(&ctx, line + 13, GW_TRACEPARENT_LEN)
@@ -354,7 +362,7 @@ cdef class Downstream(Http1Connection):
         self.tracestate_line = None
         if not ctx.continued:
             return
-        ex.parent_id = (<char *>ctx.parent_id)[:16].decode("ascii")
+        ex.parent_id = _hex_str(ctx.parent_id, 16)
         if n_ts == 0:
             return
         gw_tracestate_init(&st)
@@ -525,14 +533,17 @@ cdef class Downstream(Http1Connection):
                                          head_fields[rid].value_len):
             drop_kinds |= DROP_REQUEST_ID
             extra.append(self.lr.request_id_line())
-        if h.connection & GW_CONN_OTHER or filtered or self.trace_line is not None:
+        if h.connection & GW_CONN_OTHER or filtered:
             memset(_drop, 0, h.num_fields)
             connection_options(base, head_fields, h.num_fields, _drop, False)
             drop = _drop
             if filtered:
                 self._apply_exchange(base, h, extra)
-            if self.trace_line is not None:
-                self._trace_fields(base, h, extra, filtered)
+        if self.trace_line is not None:     # tracing: this hop's traceparent
+            if drop == NULL:
+                memset(_drop, 0, h.num_fields)
+                drop = _drop
+            self._trace_fields(base, h, extra, filtered)
         if h.chunked:
             extra.append(TE_CHUNKED)        # last: _body_ready may swap it for Content-Length
         if len(target) != h.target_len or memcmp(PyBytes_AS_STRING(target),

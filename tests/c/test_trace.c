@@ -352,6 +352,30 @@ static void test_tracestate_table(void) {
     CHECK(gw_tracestate_add(&st, "c=1", 3) == -1);
 }
 
+/* Every byte value in each position class: a traceparent hex digit, a key's first and later
+ * character, a value character (first, middle, last). */
+static void test_every_byte(void) {
+    for (unsigned b = 0; b < 256; b++) {
+        char v[60];
+        memcpy(v, VALID, 55);
+        v[10] = (char)b;                                   /* in the trace-id */
+        check_tp(v, 55);
+        memcpy(v, VALID, 55);
+        v[40] = (char)b;                                   /* in the parent-id */
+        check_tp(v, 55);
+        memcpy(v, VALID, 55);
+        v[54] = (char)b;                                   /* in the flags */
+        check_tp(v, 55);
+        char ts[8][8] = {"?a=v", "a?=v", "ab?=v", "a=?", "a=?v", "a=v?v", "a=v?", "a?"};
+        for (int k = 0; k < 8; k++) {
+            size_t n = strlen(ts[k]);                      /* before b, which may be NUL */
+            *strchr(ts[k], '?') = (char)b;
+            const char *val = ts[k];
+            check_ts(&val, &n, 1);
+        }
+    }
+}
+
 static void test_tracestate_random(long iterations) {
     static const char alphabet[] = "abz09_-*/@= ,\t=,=Kv~!";
     char v[3][700];
@@ -505,6 +529,7 @@ int main(int argc, char **argv) {
     test_traceparent_table();
     test_traceparent_random(iterations);
     test_tracestate_table();
+    test_every_byte();
     test_tracestate_random(iterations);
     test_rng();
     test_begin();
