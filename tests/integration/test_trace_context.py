@@ -145,10 +145,11 @@ def _config(port: int, origin_port: int, dead_port: int, tracing: dict,
     return cfg
 
 
-def _start(make, tmp, name: str):
+def _start(make, tmp, name: str, batch_delay_ms: int = 50):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PYTHONPATH", PYTHONPATH)         # the probe filters
-        mp.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")  # the SDK's batch delay (ms): quick exports
+        # the SDK's batch delay: quick exports (or none before the worker exits)
+        mp.setenv("OTEL_BSP_SCHEDULE_DELAY", str(batch_delay_ms))
         return start_gateway_on_free_port(make, tmp, name)
 
 
@@ -471,3 +472,18 @@ def test_two_hops_keep_the_trace_id_with_a_span_each(front, exporting, receiver)
     (back,) = receiver.wait("back's child span", trace_id=trace_id, service="gw-back")
     assert front_span["parent"] is None
     assert back["parent"] == front_span["span_id"] and back["span_id"] == back_span
+
+
+def test_queued_spans_are_flushed_when_the_worker_exits(origin, dead_port, receiver,
+                                                        tmp_path) -> None:
+    otlp = {"endpoint": receiver.url, "service_name": "gw-exiting", "timeout": "5s"}
+    gw = _start(lambda port: _config(port, origin.port, dead_port,
+                                     {"sample_ratio": 1.0, "otlp": otlp}),
+                tmp_path, "gw-exiting", batch_delay_ms=600_000)   # no export on its own
+    try:
+        trace_ids = {sent_traceparent(received(gw))[0] for _ in range(3)}
+        assert receiver.find(service="gw-exiting") == []
+    finally:
+        assert gw.proc.stop(grace=15) == 0      # SIGTERM: drain, flush, exit
+    spans = receiver.wait("the spans flushed at exit", count=3, service="gw-exiting")
+    assert {s["trace_id"] for s in spans} == trace_ids
