@@ -621,8 +621,10 @@ class AccessLog(_Section):
 
 
 class Otlp(_Section):
-    """OTLP/HTTP export of one server span per request (the ``otel`` extra):
-    ``endpoint`` the collector's traces URL; ``headers`` sent with each export."""
+    """OTLP/HTTP export of one server span per sampled request (the ``otel`` extra;
+    gwcore/observability/tracing.py): ``endpoint`` the collector's traces URL;
+    ``service_name`` the spans' ``service.name``; ``headers`` sent with each export;
+    ``timeout`` of one export (and of the flush when a worker exits)."""
 
     endpoint: str = "http://127.0.0.1:4318/v1/traces"
     service_name: str = "gwcore"

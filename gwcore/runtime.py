@@ -231,9 +231,10 @@ def filter_chains(cfg: Config, context: FilterContext | None = None, source: str
 def check(cfg: Config, source: str = "<config>") -> None:
     """Build what the workers would build from cfg and reading files or importing code needs
     (each file-based JWT provider's key set; each user filter, imported and built once), and
-    discard it; check that the access log file can be appended to (not creating it). Raises
-    ConfigError ``"SOURCE: key.path: problem"`` for the first that fails
-    (``jwt_providers.NAME.jwks.file``, ``routes[1].filters[0].use``, ``access_log.path``...)."""
+    discard it; check that the access log file can be appended to (not creating it), and
+    that ``tracing.otlp`` has the OpenTelemetry SDK it needs. Raises ConfigError
+    ``"SOURCE: key.path: problem"`` for the first that fails (``jwt_providers.NAME.jwks.file``,
+    ``routes[1].filters[0].use``, ``access_log.path``, ``tracing.otlp``...)."""
     if cfg.jwt_providers:
         from gwcore.jwt import PyJWTError
 
@@ -250,6 +251,12 @@ def check(cfg: Config, source: str = "<config>") -> None:
         problem = _unwritable(cfg.access_log.path)
         if problem:
             raise ConfigError(f"{source}: access_log.path: {problem}")
+    if cfg.tracing is not None and cfg.tracing.otlp is not None:
+        from gwcore.observability.tracing import missing
+
+        problem = missing()
+        if problem is not None:
+            raise ConfigError(f"{source}: tracing.otlp: {problem}")
 
 
 def _unwritable(path: str) -> str | None:

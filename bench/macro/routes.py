@@ -18,6 +18,14 @@ differ only in that route's options:
                    listener, so it records none)
     access_log     `access_log: {path: FILE, format: json}`, a file in the bench directory
     metrics_log    both
+    trace_new      `tracing: {sample_ratio: 0}`, requests without traceparent: a new
+                   (unsampled) trace and span id per request, traceparent sent upstream
+    trace_continue the same, every request with a valid unsampled traceparent and a
+                   tracestate: checked, continued, both forwarded (the plain route's requests
+                   lack these two fields)
+    otlp_1pct      `tracing: {sample_ratio: 0.01, otlp: ...}` exporting to the origin
+                   (NGINX answers POST /v1/traces with 200): 1% of requests make a span
+    otlp_all       the same with sample_ratio 1: every request makes and exports a span
 
 `--build PATH` (repeatable) adds another build of gwcore: a git worktree (e.g. of the parent
 commit) with its own `.venv` (`pip install -e PATH`), run as `PATH/.venv/bin/python -m gwcore
@@ -52,7 +60,9 @@ from pathlib import Path
 import run as macro
 from run import BenchError, Server, Spawn, Summary, Variant
 
-ROUTES = ("plain", "jwt", "on_request", "three_phases", "metrics", "access_log", "metrics_log")
+ROUTES = ("plain", "jwt", "on_request", "three_phases", "metrics", "access_log", "metrics_log",
+          "trace_new", "trace_continue", "otlp_1pct", "otlp_all")
+DEFAULT_ROUTES = ROUTES[:4]     # issue 9's; the others when named (--variants)
 # issues 9 and 12: a variant's req/s over the plain route of the same build must be at least
 # this (access_log alone has no target of its own: the issue bounds metrics + access log)
 TARGETS = {"jwt": 0.90, "on_request": 0.85, "three_phases": 0.75, "metrics": 0.97,
@@ -65,6 +75,8 @@ FILTER_CLASSES = {"on_request": "bench_filters:OnRequest",
 JWT_SECRET = b"gwcore-bench-hs256-secret-32-byt"     # 32 bytes, HS256's minimum
 JWT_ISSUER = "https://bench.gwcore.invalid/"
 JWT_CLAIM, JWT_FIELD = "sub", "x-user-id"
+TRACE_FIELDS = (("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
+                ("tracestate", "congo=t61rcWkgMzE"))
 
 
 @dataclass(frozen=True)
@@ -135,7 +147,8 @@ def mint_token() -> str:
                       headers={"kid": "bench"})
 
 
-def route_config(route: str, d: Path) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+def route_config(route: str, d: Path, origin_port: int
+                 ) -> tuple[str, str, tuple[tuple[str, str], ...]]:
     """(YAML lines of the route, top-level YAML sections, fields every request carries) of a
     variant; writes the files they refer to into d."""
     if route == "plain":
@@ -147,6 +160,13 @@ def route_config(route: str, d: Path) -> tuple[str, str, tuple[tuple[str, str], 
         if route != "metrics":
             top += f"access_log: {{path: {json.dumps(str(d / 'access.log'))}, format: json}}\n"
         return "", top, ()
+    if route in ("trace_new", "trace_continue"):
+        fields = TRACE_FIELDS if route == "trace_continue" else ()
+        return "", "tracing: {sample_ratio: 0.0}\n", fields
+    if route in ("otlp_1pct", "otlp_all"):
+        ratio = "0.01" if route == "otlp_1pct" else "1.0"
+        return "", (f"tracing:\n  sample_ratio: {ratio}\n  otlp: {{endpoint: "
+                    f"\"http://127.0.0.1:{origin_port}/v1/traces\"}}\n"), ()
     if route == "jwt":
         jwks = d / "jwks.json"
         key = {"kty": "oct", "kid": "bench", "alg": "HS256",
@@ -225,7 +245,7 @@ def start_variant(variant: RouteVariant, tmp: Path, origin: Server, layout: macr
     d = tmp / variant.key
     d.mkdir()
     try:
-        route_opts, top_opts, headers = route_config(variant.route, d)
+        route_opts, top_opts, headers = route_config(variant.route, d, origin.port)
     except ImportError as exc:
         return f"cannot mint a token: {exc} (install PyJWT into {sys.executable})"
     build = macro.build_gwcore(pin_cpus=True, python=variant.build.python,
@@ -247,18 +267,19 @@ def start_variant(variant: RouteVariant, tmp: Path, origin: Server, layout: macr
     return server
 
 
-def ratio_text(a: Summary, b: Summary, target: float) -> str | None:
-    """'**0.93×** (per round ...; target ≥ 0.90×: met; proxy CPU +1.2 µs/req)' for a over b."""
+def ratio_text(a: Summary, b: Summary, target: float | None) -> str | None:
+    """'**0.93×** (per round ...; target ≥ 0.90×: met; proxy CPU +1.2 µs/req)' for a over b
+    (no target part when target is None)."""
     ratio = macro.rps_ratio(a, b)
     if ratio is None:
         return None
     rounds = ", ".join(f"{x:.2f}" for x in macro.per_round_ratios(a, b))
-    verdict = "met" if ratio[0] >= target else "NOT met"
+    verdict = ("" if target is None else
+               f"; target ≥ {target:.2f}×: {'met' if ratio[0] >= target else 'NOT met'}")
     cost_a, cost_b = a.median("proxy_us_per_request"), b.median("proxy_us_per_request")
     cost = (f"; proxy CPU {cost_a - cost_b:+.2f} µs/req"
             if cost_a is not None and cost_b is not None else "")
-    return (f"**{ratio[0]:.3f}×** (per round: {rounds}; target ≥ {target:.2f}×: {verdict}"
-            f"{cost}){ratio[1]}")
+    return f"**{ratio[0]:.3f}×** (per round: {rounds}{verdict}{cost}){ratio[1]}"
 
 
 def routes_table(size: str, summaries: list[Summary], _layout: macro.Layout) -> str:
@@ -270,9 +291,10 @@ def routes_table(size: str, summaries: list[Summary], _layout: macro.Layout) -> 
     for build in builds:
         plain = by.get((build, "plain"))
         cells = []
-        for route, target in TARGETS.items():
+        for route in ROUTES[1:]:
             other = by.get((build, route))
-            text = ratio_text(other, plain, target) if other and plain else None
+            text = (ratio_text(other, plain, TARGETS.get(route)) if other and plain
+                    else None)
             if text:
                 cells.append(f"{route} {text}")
         if cells:
@@ -300,6 +322,11 @@ ROUTE_TEXTS = {
     "metrics": "metrics = an admin listener, so every request is recorded in shared memory",
     "access_log": "access_log = a JSON access log to a file",
     "metrics_log": "metrics_log = both",
+    "trace_new": "trace_new = `tracing: {sample_ratio: 0}`, no traceparent received",
+    "trace_continue": ("trace_continue = `tracing: {sample_ratio: 0}`, every request with a "
+                       "valid unsampled traceparent and a tracestate"),
+    "otlp_1pct": "otlp_1pct = `tracing: {sample_ratio: 0.01, otlp}` (spans to the origin)",
+    "otlp_all": "otlp_all = `tracing: {sample_ratio: 1, otlp}`: a span per request",
 }
 
 
@@ -366,8 +393,9 @@ def benchmark(args: argparse.Namespace) -> int:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     macro.add_common_args(ap, rounds=5, sizes="1k")
-    ap.add_argument("--variants", default=",".join(ROUTES),
-                    help=f"route variants of this build (default {','.join(ROUTES)})")
+    ap.add_argument("--variants", default=",".join(DEFAULT_ROUTES),
+                    help=f"route variants of this build, of {','.join(ROUTES)} (default "
+                         f"{','.join(DEFAULT_ROUTES)})")
     ap.add_argument("--build", action="append", default=[], metavar="PATH",
                     help="another gwcore build: a source tree with its own PATH/.venv "
                          "(repeatable)")

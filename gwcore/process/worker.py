@@ -60,6 +60,7 @@ class Runtime:
     clusters: dict[str, Cluster]
     providers: dict[str, Provider]
     access_log: AccessLog | None = None
+    spans: Any = None       # gwcore.observability.tracing.OtlpSpans (tracing.otlp), or None
 
 
 def make_cluster(c: ClusterConfig, clock: Clock, loop: asyncio.AbstractEventLoop) -> Cluster:
@@ -98,7 +99,9 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
     gets its filters in order (global, the jwt shorthand, its own; gwcore.runtime), each
     built once in this worker; the global filters' on_log also serves requests refused
     before routing. One AccessLog (its writer thread started) serves every listener when
-    ``access_log`` is configured."""
+    ``access_log`` is configured. With ``tracing``, every listener makes trace context; with
+    ``tracing.otlp``, one span exporter (its export thread started here, after the fork)
+    serves them all."""
     clusters = {c.name: make_cluster(c, clock, loop) for c in cfg.clusters}
     providers = {name: Provider(name, p) for name, p in cfg.jwt_providers.items()}
     shared, built = runtime.filter_chains(cfg, runtime.FilterContext(providers, cfg.cache))
@@ -109,6 +112,12 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
         return by_route[id(route)]
 
     router = Router(cfg.routes, clusters, filters)
+    sample_ratio = cfg.tracing.sample_ratio if cfg.tracing is not None else None
+    spans = None
+    if cfg.tracing is not None and cfg.tracing.otlp is not None:
+        from gwcore.observability import tracing
+
+        spans = tracing.build(cfg.tracing)
     listeners = [
         (lst, ListenerRuntime(clock, router,
                               max_head_bytes=lst.limits.max_head_bytes,
@@ -120,7 +129,8 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
                               idle_timeout=lst.timeouts.idle,
                               filter_timeout=lst.timeouts.filter,
                               merge_slashes=lst.path_normalization.merge_slashes,
-                              escaped_slashes=lst.path_normalization.escaped_slashes))
+                              escaped_slashes=lst.path_normalization.escaped_slashes,
+                              trace_sample_ratio=sample_ratio))
         for lst in cfg.listeners
     ]
     al = cfg.access_log
@@ -130,9 +140,10 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
     for _, lr in listeners:
         lr.global_on_log = global_on_log
         lr.access_log = access_log
+        lr.spans = spans
     if metrics is not None:
         _record_into(metrics, router, clusters, [lr for _, lr in listeners])
-    return Runtime(clusters, providers, access_log), listeners
+    return Runtime(clusters, providers, access_log, spans), listeners
 
 
 def _record_into(metrics: Recorder, router: Router, clusters: dict[str, Cluster],
@@ -234,6 +245,8 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
         loop.run_until_complete(asyncio.gather(*upkeep, return_exceptions=True))
         if sync is not None:
             sync()          # the last word: the master folds this row once we exit
+        if rt.spans is not None and not rt.spans.shutdown():
+            log.warning("tracing: spans still queued after %gs were dropped", rt.spans.timeout)
     finally:
         if rt.access_log is not None:
             rt.access_log.close()       # the lines still buffered are written

@@ -15,7 +15,11 @@ X-Forwarded-Proto and X-Forwarded-Host (the Host, when there is one) replaced; `
 client sent none (HTTP/1.0) the first endpoint's authority; a chunked body re-framed as chunked
 (trailers dropped); filters' field changes (Exchange.add_upstream_header and friends) applied;
 a body of at most buffer_body_bytes received whole first (a chunked one then sent with
-Content-Length).
+Content-Length). With tracing configured (W3C Trace Context Level 1): ``traceparent``
+replaced by this hop's ``00-<trace-id>-<new span id>-<flags>`` (the client's trace-id and
+sampled flag when it sent exactly one valid traceparent, else a new trace), ``tracestate``
+forwarded (several fields combined into one) only with a valid traceparent and when itself
+valid; without tracing both fields pass untouched.
 
 Response to the client: status line ``HTTP/1.1 <status> <reason>`` from the upstream's, its
 hop-by-hop fields removed, ``Via: 1.1 gwcore`` added; a chunked or close-delimited upstream body goes to an HTTP/1.1
@@ -49,15 +53,23 @@ class ListenerRuntime(Http1Settings):
     access_log: AccessLog | None
     """The worker's access log: ``record(exchange)`` for every exchange that ends, after its
     on_log phases (None: no access log)."""
+    tracing: bool
+    """The listener makes trace context (``trace_sample_ratio`` was given)."""
+    spans: Any
+    """The span exporter (``on_log(exchange)`` for each sampled exchange at its end;
+    gwcore.observability.tracing.OtlpSpans), or None."""
 
     def __init__(self, clock: Clock, router: Router, *, filter_timeout: float = 5.0,
                  merge_slashes: bool = True, escaped_slashes: str = "decode",
-                 scheme: str = "http", **limits: Any) -> None:
+                 scheme: str = "http", trace_sample_ratio: float | None = None,
+                 **limits: Any) -> None:
         """``limits``: the keyword arguments of Http1Settings (limits and timeouts).
         ``filter_timeout``: seconds a request filter may wait (then 504). ``merge_slashes``
         / ``escaped_slashes`` (``decode``, ``keep``, ``reject``): the listener's
-        path_normalization. ``scheme``: the X-Forwarded-Proto value. KeyError: an unknown
-        escaped_slashes."""
+        path_normalization. ``scheme``: the X-Forwarded-Proto value.
+        ``trace_sample_ratio``: None, no trace context (traceparent and tracestate pass
+        untouched, the exchanges' trace fields stay None); else the share (0..1) of new
+        traces marked sampled. KeyError: an unknown escaped_slashes."""
     def protocol(self) -> Downstream:
         """Protocol factory for ``loop.create_server``: a new Downstream for this listener."""
 
@@ -76,3 +88,21 @@ class Downstream(Http1Connection):
         """Internal: starts the retry of a 503 after its Retry-After delay."""
     def _request_timed_out(self) -> None:
         """Internal: the route's timeouts.request ran out."""
+
+
+def parse_traceparent(value: bytes) -> tuple[str, str, int]:
+    """``(trace_id, parent_id, flags)`` of a valid traceparent value (W3C Trace Context
+    Level 1 §3.2; a higher version is read for its first 55 bytes, §3.2.4); ValueError with
+    the problem's name (``traceparent_length``, ``traceparent_version``,
+    ``traceparent_version_ff``, ``traceparent_format``, ``traceparent_hex``,
+    ``trace_id_zero``, ``parent_id_zero``)."""
+
+def check_tracestate(*values: bytes) -> bytes:
+    """The tracestate field values combined (joined with ","), when the session would forward
+    them; ValueError with the problem's name (``tracestate_size``: over 512 bytes,
+    ``tracestate_members``: over 32, ``tracestate_member``, ``tracestate_key``,
+    ``tracestate_value``)."""
+
+def new_span_id() -> str:
+    """A new span id (16 lower-case hex digits, not all zeros) from this process's generator,
+    seeded from os.urandom on first use and again in a forked child."""

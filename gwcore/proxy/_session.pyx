@@ -1,9 +1,14 @@
-# distutils: sources = src_c/path.c
+# distutils: sources = src_c/path.c src_c/trace.c
 """The proxy session of a client connection: what each request means. A request head becomes
 an exchange (gwcore/proxy/_exchange.pyx), is checked and routed on its normalised path, runs
 its route's filters, and goes to an endpoint of the route's cluster (balancer, pool, circuit
 breakers, retries); the response comes back through the response phases, and the exchange
 ends in one place (``_finish``), where its on_log phases run.
+
+Trace context (W3C Trace Context Level 1, src_c/trace.c), only when the config has
+``tracing``: ``_trace`` reads the request's traceparent and tracestate when the exchange is
+made, continues the trace or starts one, and ``_upstream_head`` sends this hop's traceparent
+instead of the client's. Without ``tracing`` both fields pass untouched and nothing is made.
 
 ``Downstream`` is the protocol object: the HTTP/1 connection (gwcore/http/_connection.pyx:
 framing, limits, timeouts, keep-alive) with this session's hooks filled in."""
@@ -19,8 +24,8 @@ from gwcore.observability.metrics import (
 from gwcore.proxy._router import split_absolute
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.unicode cimport PyUnicode_DecodeASCII
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from cpython.unicode cimport PyUnicode_1BYTE_DATA, PyUnicode_DecodeASCII, PyUnicode_New
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy, memset
 
 from gwcore.http._chttp1 cimport (
@@ -45,6 +50,12 @@ from gwcore.http._wire cimport (
 from gwcore.observability._access_log cimport AccessLog
 from gwcore.observability._cmetrics cimport gw_metric_add, gw_metric_observe
 from gwcore.observability._metrics cimport Row
+from gwcore.proxy._ctrace cimport (
+    GW_TRACEPARENT_LEN, gw_rng, gw_rng_next, gw_rng_seed, gw_hex64,
+    gw_trace_begin, gw_trace_ctx, gw_trace_error_name, gw_trace_threshold,
+    gw_traceparent_format, gw_traceparent_parse, gw_tracestate, gw_tracestate_add,
+    gw_tracestate_init,
+)
 from gwcore.proxy._exchange cimport Exchange, new_exchange, now_ns
 from gwcore.proxy._router cimport Route, Router
 from gwcore.proxy._upstream cimport (
@@ -83,6 +94,73 @@ cdef tuple RETRY_AFTER = ((b"Retry-After", b"1"),)
 # fields a response filter may not set: the gateway frames the response itself
 cdef frozenset _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection",
                                      b"keep-alive", b"upgrade", b"te", b"trailer"))
+cdef bytes TRACESTATE_PREFIX = b"tracestate: "
+
+
+# -- trace context ids: one generator per process ------------------------------------------
+
+cdef gw_rng _rng                # xoshiro256** (src_c/trace.c), seeded from os.urandom
+cdef bint _rng_seeded = False   # lazily, in the process that uses it; cleared in a forked
+                                # child, so that no two workers share a stream
+
+
+cdef inline str _hex_str(const char *p, Py_ssize_t n):
+    """A str of n ASCII bytes (lower-case hex the C code wrote): copied, not decoded."""
+    cdef str s = PyUnicode_New(n, 127)
+    memcpy(PyUnicode_1BYTE_DATA(s), p, n)
+    return s
+
+
+cdef inline void _ensure_seeded():
+    global _rng_seeded
+    if not _rng_seeded:
+        seed = os.urandom(32)
+        gw_rng_seed(&_rng, <const unsigned char *>PyBytes_AS_STRING(seed), 32)
+        _rng_seeded = True
+
+
+def _reseed_after_fork():
+    global _rng_seeded
+    _rng_seeded = False
+
+
+os.register_at_fork(after_in_child=_reseed_after_fork)
+
+
+def parse_traceparent(bytes value):
+    """``(trace_id, parent_id, flags)`` (hex str, hex str, int) of a valid traceparent value
+    (W3C Trace Context Level 1 §3.2, as the session checks it); ValueError naming the
+    problem (``traceparent_hex``, ``trace_id_zero``...) otherwise."""
+    cdef const char *v = PyBytes_AS_STRING(value)
+    cdef uint8_t flags = 0
+    cdef int error = 0
+    if gw_traceparent_parse(v, PyBytes_GET_SIZE(value), &flags, &error) < 0:
+        raise ValueError(gw_trace_error_name(error).decode())
+    return v[3:35].decode("ascii"), v[36:52].decode("ascii"), flags
+
+
+def check_tracestate(*values):
+    """The combined tracestate of these field values (bytes, joined with ","), as the
+    session forwards it (§3.3: at most 512 bytes, 32 list-members, each ``key=value``);
+    ValueError naming the problem otherwise."""
+    cdef gw_tracestate st
+    cdef bytes v
+    gw_tracestate_init(&st)
+    for v in values:
+        if gw_tracestate_add(&st, PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v)) < 0:
+            raise ValueError(gw_trace_error_name(st.error).decode())
+    return b",".join(values)
+
+
+def new_span_id():
+    """A span id from this process's generator (16 hex digits, never all zeros)."""
+    cdef char out[16]
+    cdef uint64_t x = 0
+    _ensure_seeded()
+    while x == 0:
+        x = gw_rng_next(&_rng)
+    gw_hex64(x, out)
+    return out[:16].decode("ascii")
 
 
 cdef inline bytes _path_part(bytes target):
@@ -122,7 +200,9 @@ cdef inline bint _request_id_ok(const char *p, uint32_t n) noexcept:
 cdef class ListenerRuntime(Http1Settings):
     """What every connection of one listener shares: the HTTP/1 settings (limits in bytes and
     counts, timeouts in seconds) and the router, path normalisation, filter timeout,
-    request ids and the global filters' on_log."""
+    request ids, the global filters' on_log and trace context: ``trace_sample_ratio`` None
+    (no ``tracing`` in the config: traceparent and tracestate pass untouched) or the share
+    of new traces that are sampled (0..1)."""
 
     cdef Router router
     cdef double filter_timeout
@@ -135,10 +215,13 @@ cdef class ListenerRuntime(Http1Settings):
     cdef public AccessLog access_log    # gwcore.observability's (record(ex)), or None
     cdef uint64_t *mrow                 # this worker's metrics row, or NULL (metrics off)
     cdef uint32_t m_no_route            # the metrics block of requests no route matched
+    cdef readonly bint tracing          # the config has ``tracing``: trace context per request
+    cdef uint64_t trace_threshold       # its sample_ratio, for gw_rng_sample
+    cdef public object spans            # gwcore.observability.tracing.OtlpSpans, or None
 
     def __cinit__(self, Clock clock, Router router, *, double filter_timeout=5.0,
                   bint merge_slashes=True, str escaped_slashes="decode", str scheme="http",
-                  **limits):
+                  trace_sample_ratio=None, **limits):
         self.router = router
         self.filter_timeout = filter_timeout
         self.path_flags = ((GW_PATH_MERGE_SLASHES if merge_slashes else 0)
@@ -148,6 +231,9 @@ cdef class ListenerRuntime(Http1Settings):
         self.id_prefix = os.urandom(6).hex().encode()
         self.id_prefix_c = self.id_prefix
         self.global_on_log = ()
+        if trace_sample_ratio is not None:
+            self.tracing = True
+            self.trace_threshold = gw_trace_threshold(trace_sample_ratio)
 
     def set_metrics(self, Row row, uint32_t no_route):
         """Record each request into ``row`` (gwcore.observability.metrics); requests no
@@ -191,6 +277,9 @@ cdef class Downstream(Http1Connection):
     cdef tuple taps             # the route's on_response_body phases, while a response streams
     cdef unsigned long try_token    # tells this try's connect result from a late earlier one
     cdef int m_method               # the request's enum gw_method (its metrics label)
+    cdef bytes trace_line       # tracing: this hop's "traceparent: ..." line, sent upstream
+    cdef bytes tracestate_line  # tracing: the tracestate fields received, combined, or None
+    cdef bint keep_tracestate   # tracing: the one valid tracestate field is forwarded as is
 
     def __cinit__(self, ListenerRuntime lr):
         self.lr = lr
@@ -208,6 +297,8 @@ cdef class Downstream(Http1Connection):
         self.m_method = h.method
         if self.lr.access_log is not None and self.lr.access_log.combined:
             self._log_fields(base, h, ex)
+        if self.lr.tracing:
+            self._trace(base, h, ex)
         self.idempotent = h.method in (GW_M_GET, GW_M_HEAD, GW_M_OPTIONS, GW_M_PUT,
                                        GW_M_DELETE, GW_M_TRACE)
         if h.connection & GW_CONN_OTHER:
@@ -270,6 +361,81 @@ cdef class Downstream(Http1Connection):
             ex.user_agent = PyBytes_FromStringAndSize(base + head_fields[i].value_off,
                                                       head_fields[i].value_len)
         ex.http10 = self.http10
+    cdef void _trace(self, const char *base, gw_head *h, Exchange ex):
+        """This hop's trace context (W3C Trace Context Level 1 §4): a valid traceparent —
+        exactly one field — is continued (its trace-id, its parent-id, its sampled flag) and
+        its tracestate kept when valid (§3.3.1; several fields combined into one); otherwise
+        a new trace is started (sampled per sample_ratio) and tracestate dropped (§3.3: it
+        means nothing without its traceparent). Either way a new span id, this hop's: the
+        exchange gets the ids, ``trace_line`` the traceparent sent upstream."""
+        cdef uint32_t i
+        cdef const gw_field *f
+        cdef const gw_field *tp = NULL
+        cdef int n_tp = 0, n_ts = 0
+        cdef gw_trace_ctx ctx
+        cdef gw_tracestate st
+        cdef char line[70]      # "traceparent: " (13) + 55 + CRLF
+        for i in range(h.num_fields):
+            f = &head_fields[i]
+            if f.name_len == 11 and _ieq_lower(base + f.name_off, b"traceparent", 11):
+                tp = f
+                n_tp += 1
+            elif f.name_len == 10 and _ieq_lower(base + f.name_off, b"tracestate", 10):
+                n_ts += 1
+        _ensure_seeded()
+        if n_tp != 1:
+            tp = NULL           # more than one traceparent is as bad as an invalid one
+        gw_trace_begin(&_rng, base + tp.value_off if tp != NULL else NULL,
+                       tp.value_len if tp != NULL else 0, self.lr.trace_threshold, &ctx, NULL)
+        ex.trace_id = _hex_str(ctx.trace_id, 32)
+        ex.span_id = _hex_str(ctx.span_id, 16)
+        ex.sampled = ctx.sampled
+        memcpy(line, b"traceparent: ", 13)
+        gw_traceparent_format(&ctx, line + 13, GW_TRACEPARENT_LEN)
+        line[68] = 13
+        line[69] = 10
+        self.trace_line = PyBytes_FromStringAndSize(line, 70)
+        self.keep_tracestate = False
+        self.tracestate_line = None
+        if not ctx.continued:
+            return
+        ex.parent_id = _hex_str(ctx.parent_id, 16)
+        if n_ts == 0:
+            return
+        gw_tracestate_init(&st)
+        parts = [] if n_ts > 1 else None
+        for i in range(h.num_fields):
+            f = &head_fields[i]
+            if f.name_len == 10 and _ieq_lower(base + f.name_off, b"tracestate", 10):
+                if gw_tracestate_add(&st, base + f.value_off, f.value_len) < 0:
+                    return      # dropped whole (over 512 bytes, or malformed)
+                if parts is not None:
+                    parts.append(PyBytes_FromStringAndSize(base + f.value_off, f.value_len))
+        if st.members == 0:
+            return              # empty: valid, but not worth sending
+        if parts is None:
+            self.keep_tracestate = True
+        else:
+            self.tracestate_line = TRACESTATE_PREFIX + b",".join(parts) + CRLF
+
+    cdef void _trace_fields(self, const char *base, gw_head *h, list extra, bint filtered):
+        """The client's traceparent is replaced by this hop's, its tracestate forwarded as it
+        came, combined into one field, or dropped (``_trace`` decided). A filter that set
+        either field itself (Exchange.set_upstream_field) has the last word on it."""
+        cdef uint32_t i
+        cdef const gw_field *f
+        cdef set removed = self.ex.removed_fields if filtered else None
+        for i in range(h.num_fields):
+            f = &head_fields[i]
+            if ((f.name_len == 11 and _ieq_lower(base + f.name_off, b"traceparent", 11))
+                    or (f.name_len == 10 and not self.keep_tracestate
+                        and _ieq_lower(base + f.name_off, b"tracestate", 10))):
+                _drop[i] = 1
+        if removed is None or b"traceparent" not in removed:
+            extra.append(self.trace_line)
+        if self.tracestate_line is not None and (removed is None
+                                                 or b"tracestate" not in removed):
+            extra.append(self.tracestate_line)
 
     cdef bytes _normalized_path(self, bytes target):
         """The path routes match and filters see (RFC 3986 §6.2.2 with the listener's
@@ -417,6 +583,11 @@ cdef class Downstream(Http1Connection):
             drop = _drop
             if filtered:
                 self._apply_exchange(base, h, extra)
+        if self.trace_line is not None:     # tracing: this hop's traceparent
+            if drop == NULL:
+                memset(_drop, 0, h.num_fields)
+                drop = _drop
+            self._trace_fields(base, h, extra, filtered)
         if h.chunked:
             extra.append(TE_CHUNKED)        # last: _body_ready may swap it for Content-Length
         if len(target) != h.target_len or memcmp(PyBytes_AS_STRING(target),
@@ -802,6 +973,8 @@ cdef class Downstream(Http1Connection):
                 log.exception("on_log of route %s failed", ex.route_name)
         if self.lr.access_log is not None:
             self.lr.access_log.record(ex)
+        if ex.sampled and self.lr.spans is not None:
+            self.lr.spans.on_log(ex)      # one server span (gwcore.observability.tracing)
 
     cdef void _record(self, Exchange ex, uint64_t *row):
         """The exchange's metrics (docs/metrics.md), into this worker's row: plain adds, no
