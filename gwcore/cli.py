@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from gwcore import __version__, demo, runtime
 from gwcore.config import ConfigError
+from gwcore.config import load as load_config
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
@@ -74,6 +75,40 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.run(args.port, args.origin_port)
 
 
+def _purge(args: argparse.Namespace) -> int:
+    """``gwcore purge URL [--prefix] --config F``: POST /cache/purge to the config's admin
+    listener (with its token); prints the answer; exit 0 on 200, else 1."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 1
+    if cfg.admin is None:
+        print(f"gwcore: {args.config}: admin: no admin listener to purge through",
+              file=sys.stderr)
+        return 1
+    host = cfg.admin.host
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    query = urllib.parse.urlencode({"prefix" if args.prefix else "url": args.url})
+    req = urllib.request.Request(
+        f"http://{'[' + host + ']' if ':' in host else host}:{cfg.admin.port}/cache/purge?{query}",
+        method="POST",
+        headers={"Authorization": f"Bearer {cfg.admin.token}"} if cfg.admin.token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            print(resp.read().decode().strip())
+            return 0
+    except urllib.error.HTTPError as e:
+        print(f"gwcore: purge: {e.code} {e.read().decode().strip()}", file=sys.stderr)
+    except OSError as e:
+        print(f"gwcore: purge: {e}", file=sys.stderr)
+    return 1
+
+
 def _version(args: argparse.Namespace) -> int:
     print(f"gwcore {__version__}")
     return 0
@@ -103,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--origin-port", type=_port, default=demo.ORIGIN_PORT,
                    help=f"sample origin port on 127.0.0.1 (default {demo.ORIGIN_PORT})")
     p.set_defaults(func=_demo)
+    p = sub.add_parser("purge", help="remove cached responses of a URL from every worker")
+    p.add_argument("url", help="absolute URL (http://host/path?query), or a prefix of them")
+    p.add_argument("--prefix", action="store_true", help="every URL starting with it")
+    p.add_argument("--config", "-c", required=True, help="the running config (its admin:)")
+    p.set_defaults(func=_purge)
     sub.add_parser("version", help="print the version").set_defaults(func=_version)
     args = ap.parse_args(argv)
     try:

@@ -67,6 +67,10 @@ class FilterContext:
     cache_settings: CacheSettings = field(default_factory=CacheSettings)
     _cache: CacheRuntime | None = None
 
+    def cached(self) -> CacheRuntime | None:
+        """The cache store if a filter made it, else None."""
+        return self._cache
+
     def cache(self) -> CacheRuntime:
         if self._cache is None:
             from gwcore.filters.cache import CacheRuntime

@@ -88,6 +88,9 @@ class Store:
     def __contains__(self, key: Hashable) -> bool:
         """True if ``key`` is stored and not expired (an expired entry is removed). Not an
         access and not counted in hits or misses."""
+    def keys(self) -> list[Hashable]:
+        """A snapshot list of the keys held now (expired ones included until they are met):
+        for scans such as purges by prefix."""
     def __len__(self) -> int:
         """Entries held, expired ones not yet removed included (``expire()`` removes them)."""
     def clear(self) -> None:

@@ -512,6 +512,11 @@ cdef class Store:
     def __len__(self):
         return self._count[0] + self._count[1]
 
+    def keys(self):
+        """A list of the keys held now (expired ones included until they are met): a
+        snapshot, for purges that scan."""
+        return list(self._map)
+
     def __repr__(self):
         return (f"Store(max_entries={self.max_entries!r}, max_bytes={self.max_bytes!r}, "
                 f"policy={self._policy!r}) with {len(self)} entries, "

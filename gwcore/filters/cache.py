@@ -48,6 +48,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from gwcore.cache import Store
 from gwcore.cache import http_cache as hc
+from gwcore.cache.purge import matches
 from gwcore.config import CacheSettings, RouteCache
 from gwcore.filters.base import Exchange, Fields, Response
 from gwcore.http import ChunkedDecoder, ParseError, parse_response
@@ -78,6 +79,18 @@ class CacheRuntime:
         self.fills: dict[bytes, Fill] = {}
         self.refreshing: set[bytes] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
+
+    def purge(self, kind: int, url: bytes) -> int:
+        """Removes the stored responses whose URL is ``url`` (or starts with it: gwcore.cache
+        .purge.PREFIX); a miss under way for one is not stored. Returns how many keys went."""
+        removed = 0
+        for key in self.store.keys():      # noqa: SIM118 (a snapshot list: we pop)
+            if matches(key, kind, url) and self.store.pop(key, None) is not None:
+                removed += 1
+        for key, fill in self.fills.items():
+            if matches(key, kind, url):
+                fill.keep = False
+        return removed
 
 
 class Entry:
@@ -121,6 +134,7 @@ class Fill:
         self.size = 0
         self.done = False
         self.failed = False
+        self.keep = True            # False once purged while under way: not stored
         self.changed: asyncio.Future[None] | None = None
 
     def accept(self, status: int, headers: list[tuple[bytes, bytes]], meta: hc.Stored,
@@ -391,6 +405,8 @@ class CacheFilter:
             if self.rt.fills.get(fill.key) is fill:
                 del self.rt.fills[fill.key]
             ex.state.pop("cache_fill", None)
+            if not fill.keep:
+                return
             self.store(fill.key, fill.vary, fill.vary_key_of, Entry(
                 fill.status, [(n, v) for n, v in fill.headers
                               if n.lower() != b"content-length"],

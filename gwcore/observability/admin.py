@@ -7,8 +7,10 @@ ejected by every worker; 503 with the reasons otherwise, and while draining, so 
 balancer stops sending first), ``GET /metrics`` (docs/metrics.md), ``GET /config`` (the running
 config as JSON, secrets redacted), ``GET /clusters`` (endpoints, health, ejections, in-flight,
 pool sizes, as JSON), ``POST /reload`` (as SIGHUP; answers once the outcome is known: 200 when
-the new generation serves, 400 with the reason when the config is rejected). With
-``admin.token`` set, POST endpoints need ``Authorization: Bearer <token>`` (401 otherwise).
+the new generation serves, 400 with the reason when the config is rejected), cache purges
+(``PURGE <url>``, ``POST /cache/purge?url=U`` or ``?prefix=P``: 200 with how many responses
+went, once every worker has applied it; gwcore/cache/purge.py). With ``admin.token`` set, the
+mutating endpoints need ``Authorization: Bearer <token>`` (401 otherwise).
 
 The server is a few non-blocking sockets in the master's selector loop (one request per
 connection, ``Connection: close``; heads parsed by gwcore's own parser): the master never
@@ -26,9 +28,11 @@ import socket
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
+from urllib.parse import parse_qs
 
 import msgspec
 
+from gwcore.cache.purge import EXACT, PREFIX, url_key
 from gwcore.config import Config
 from gwcore.filters.base import reason
 from gwcore.http import ParseError, parse_request
@@ -56,6 +60,7 @@ class AdminApi(Protocol):
     def metrics(self, accept: str | None) -> tuple[bytes, str]: ...
     def clusters_status(self) -> dict[str, Any]: ...
     def admin_reload(self, reply: Reply) -> None: ...
+    def admin_purge(self, kind: int, url: bytes, reply: Reply) -> None: ...
 
 
 def redact(value: Any, key: str = "") -> Any:
@@ -204,7 +209,10 @@ class _Conn:
                 api.cfg, enc_hook=_plain)))),
             b"/clusters": (b"GET", lambda: self._json(200, api.clusters_status())),
             b"/reload": (b"POST", lambda: api.admin_reload(self.reply)),
+            b"/cache/purge": (b"POST", lambda: self._purge(req)),
         }
+        if method == b"PURGE":      # NGINX's and Varnish's way: the target is what goes
+            routes[path] = (b"PURGE", lambda: self._purge(req))
         route = routes.get(path)
         if route is None:
             self.reply(404, b"not found\n", "text/plain")
@@ -214,18 +222,41 @@ class _Conn:
             self.reply(405, b"method not allowed\n", "text/plain",
                        [(b"Allow", allowed + (b", HEAD" if allowed == b"GET" else b""))])
             return
-        if allowed == b"POST" and not self._authorized(req):
+        if allowed in (b"POST", b"PURGE") and not self._authorized(req):
             self.reply(401, b"a bearer token is required\n", "text/plain",
                        [(b"WWW-Authenticate", b'Bearer realm="gwcore-admin"')])
             return
         self.head_only = method == b"HEAD"
-        if allowed == b"POST":
+        if allowed in (b"POST", b"PURGE"):
             self.deadline = time.monotonic() + RELOAD_TIMEOUT
         try:
             handler()
         except Exception:       # the master must outlive any bug behind an endpoint
             log.exception("admin: %s %s failed", method.decode(), path.decode("latin-1"))
             self.reply(500, b"internal error\n", "text/plain")
+
+    def _purge(self, req: Any) -> None:
+        """``PURGE <url>`` (absolute-form, or a path with the Host to purge), or ``POST
+        /cache/purge?url=U`` / ``?prefix=P``: removes the cached responses of that URL (or
+        under that prefix) from every worker."""
+        if req.method == b"PURGE":
+            target = req.target.decode("latin-1")
+            url = target if "://" in target else \
+                f"http://{(req.get(b'host') or b'').decode('latin-1')}{target}"
+            kind = EXACT
+        else:
+            query = parse_qs(req.query.decode("latin-1"))
+            if len(query) != 1 or not ({"url", "prefix"} & query.keys()):
+                self.reply(400, b"give one of url=URL or prefix=URL\n", "text/plain")
+                return
+            kind = EXACT if "url" in query else PREFIX
+            url = query.get("url", query.get("prefix", [""]))[0]
+        try:
+            key = url_key(url, prefix=kind == PREFIX)
+        except ValueError as e:
+            self.reply(400, f"{e}\n".encode(), "text/plain")
+            return
+        self.server.api.admin_purge(kind, key, self.reply)
 
     def _authorized(self, req: Any) -> bool:
         token = self.server.api.cfg.admin.token if self.server.api.cfg.admin else None

@@ -7,6 +7,7 @@ over the workers' control pipes (``R`` ready, ``H`` heartbeat) and a signal wake
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import selectors
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gwcore import runtime
+from gwcore.cache.purge import PurgeBoard
 from gwcore.config import Config, ConfigError
 from gwcore.observability import admin as admin_api
 from gwcore.observability import metrics as m
@@ -31,6 +33,7 @@ RESPAWN_BASE = 0.25          # seconds; doubles with each quick crash of a slot
 RESPAWN_CAP = 30.0
 STABLE_AFTER = 10.0          # a worker that lived this long resets its slot's back-off
 KILL_GRACE = 5.0             # after drain_timeout, stragglers are killed
+PURGE_TIMEOUT = 5.0          # seconds a purge waits for every worker to apply it
 
 
 def set_title(title: str) -> None:
@@ -71,6 +74,7 @@ class Worker:
     ready: bool = False
     retiring: bool = False     # told to drain (older generation or shutdown)
     row: int = 0               # its metrics row (0: records nothing)
+    purge_index: int | None = None   # its acknowledgement slot on the purge board
 
 
 @dataclass
@@ -101,6 +105,8 @@ class Master:
     layout: m.Layout | None = None       # the current generation's, None: not recording
     admin: admin_api.AdminServer | None = None
     reload_waiters: list[tuple[admin_api.Reply, int]] = field(default_factory=list)
+    purges: PurgeBoard = field(default_factory=PurgeBoard)
+    purge_waiters: list[tuple[int, admin_api.Reply, float]] = field(default_factory=list)
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -205,19 +211,20 @@ class Master:
                           self.gen)
             else:
                 row, recorder = got[0], m.Recorder(got[1], self.layout)
+        purge_index = self.purges.acquire()
         pid = os.fork()
         if pid == 0:
-            os._exit(self.worker_main(cfg, slot, socks, r, w, recorder))
+            os._exit(self.worker_main(cfg, slot, socks, r, w, recorder, purge_index))
         os.close(w)
         now = time.monotonic()
-        wk = Worker(slot, self.gen, pid, r, now, now, row=row)
+        wk = Worker(slot, self.gen, pid, r, now, now, row=row, purge_index=purge_index)
         self.workers[pid] = wk
         self.sel.register(r, selectors.EVENT_READ, wk)
         log.info("worker %d [gen %d] started, pid %d", slot, self.gen, pid)
         return wk
 
     def worker_main(self, cfg: Config, slot: int, socks: list[list[socket.socket]], r: int,
-                    w: int, recorder: m.Recorder | None) -> int:
+                    w: int, recorder: m.Recorder | None, purge_index: int | None) -> int:
         """Runs in the child after fork; never returns into the master's loop."""
         try:
             signal.set_wakeup_fd(-1)
@@ -235,7 +242,9 @@ class Master:
                 os.sched_setaffinity(0, {cpus[slot % len(cpus)]})
             os.set_blocking(w, False)
             return worker.serve(cfg, socks, control=w, board=self.board, prober=slot == 0,
-                                metrics=recorder)
+                                metrics=recorder,
+                                purges=None if purge_index is None else (self.purges,
+                                                                         purge_index))
         except BaseException:
             log.exception("worker %d failed", slot)
             return 1
@@ -267,6 +276,8 @@ class Master:
             os.close(wk.ctrl)
             if wk.row and self.hub is not None:
                 self.hub.release(wk.row)      # its counters join the master's row
+            if wk.purge_index is not None:
+                self.purges.release(wk.purge_index)
             how = (f"signal {signal.Signals(-code).name}" if (code := os.waitstatus_to_exitcode(
                 status)) < 0 else f"status {code}")
             if wk.retiring:
@@ -378,6 +389,32 @@ class Master:
         self.reload_waiters.append((reply, self.gen + 1))
         self.signals.append(signal.SIGHUP)
 
+    def admin_purge(self, kind: int, url: bytes, reply: admin_api.Reply) -> None:
+        """A cache purge (gwcore.cache.purge): posted to every worker; ``reply`` gets how many
+        responses were removed once every worker of the current generation has applied it."""
+        seq = self.purges.post(kind, url)
+        self.purge_waiters.append((seq, reply, time.monotonic() + PURGE_TIMEOUT))
+        self.answer_purge_waiters()
+
+    def answer_purge_waiters(self) -> None:
+        if not self.purge_waiters:
+            return
+        current = [wk for wk in self.current_workers() if wk.purge_index is not None]
+        now = time.monotonic()
+        left = []
+        for seq, reply, deadline in self.purge_waiters:
+            acks = [self.purges.acked(wk.purge_index) for wk in current]     # type: ignore
+            done = [removed for got, removed in acks if got >= seq]
+            if len(done) == len(acks):
+                body = {"purged": sum(done), "workers": len(done)}
+                reply(200, json.dumps(body).encode() + b"\n", "application/json")
+            elif now > deadline:
+                reply(504, f"{len(done)} of {len(acks)} workers applied the purge\n".encode(),
+                      "text/plain")
+            else:
+                left.append((seq, reply, deadline))
+        self.purge_waiters = left
+
     def answer_reload_waiters(self, status: int, text: str) -> None:
         waiters, self.reload_waiters = self.reload_waiters, []
         for reply, _ in waiters:
@@ -466,6 +503,7 @@ class Master:
                         log.exception("admin listener failed")
             if self.admin is not None:
                 self.admin.expire(time.monotonic())
+                self.answer_purge_waiters()
             while self.signals:
                 sig = self.signals.popleft()
                 if sig == signal.SIGCHLD:

@@ -18,6 +18,7 @@ from typing import Any
 import uvloop
 
 from gwcore import runtime
+from gwcore.cache.purge import POLL_INTERVAL, PurgeBoard
 from gwcore.config import Cluster as ClusterConfig
 from gwcore.config import Config, Listener
 from gwcore.config import Route as RouteConfig
@@ -61,6 +62,7 @@ class Runtime:
     providers: dict[str, Provider]
     access_log: AccessLog | None = None
     spans: Any = None       # gwcore.observability.tracing.OtlpSpans (tracing.otlp), or None
+    cache: Any = None       # gwcore.filters.cache.CacheRuntime (a route caches), or None
 
 
 def make_cluster(c: ClusterConfig, clock: Clock, loop: asyncio.AbstractEventLoop) -> Cluster:
@@ -104,7 +106,8 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
     serves them all."""
     clusters = {c.name: make_cluster(c, clock, loop) for c in cfg.clusters}
     providers = {name: Provider(name, p) for name, p in cfg.jwt_providers.items()}
-    shared, built = runtime.filter_chains(cfg, runtime.FilterContext(providers, cfg.cache))
+    context = runtime.FilterContext(providers, cfg.cache)
+    shared, built = runtime.filter_chains(cfg, context)
     by_route = {id(route): filters for route, filters in zip(cfg.routes, built)}
     global_on_log = tuple(f.on_log for f in shared if callable(getattr(f, "on_log", None)))
 
@@ -143,7 +146,7 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
         lr.spans = spans
     if metrics is not None:
         _record_into(metrics, router, clusters, [lr for _, lr in listeners])
-    return Runtime(clusters, providers, access_log, spans), listeners
+    return Runtime(clusters, providers, access_log, spans, context.cached()), listeners
 
 
 def _record_into(metrics: Recorder, router: Router, clusters: dict[str, Cluster],
@@ -166,7 +169,8 @@ IDLE_GRACE = 1.0             # a draining connection with no request is closed a
 
 def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
           control: int | None = None, board: HealthBoard | None = None,
-          prober: bool = True, metrics: Recorder | None = None) -> int:
+          prober: bool = True, metrics: Recorder | None = None,
+          purges: tuple[PurgeBoard, int] | None = None) -> int:
     """Serve cfg on this process until told to stop; returns the exit status (0).
 
     ``sockets``: per listener (in config order), the already-bound listening sockets this
@@ -217,6 +221,8 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
             metrics.sync(named, rt.clusters, rt.providers, access_log)
 
         upkeep.append(loop.create_task(_every(SYNC_INTERVAL, sync)))
+    if purges is not None:
+        upkeep.append(loop.create_task(_every(POLL_INTERVAL, _Purger(*purges, rt.cache))))
     fetching = [p for p in rt.providers.values() if p.cfg.jwks.url is not None]
     upkeep += [loop.create_task(p.refresh_forever()) for p in fetching]
     announce = None
@@ -267,6 +273,29 @@ async def _drain(runtimes: list[ListenerRuntime], timeout: float) -> None:
                 rt.abort_all()
             return
         await asyncio.sleep(0.05)
+
+
+class _Purger:
+    """Applies the purges the master posts (gwcore.cache.purge) to this worker's store."""
+
+    def __init__(self, board: PurgeBoard, index: int, cache: Any) -> None:
+        self.board, self.index, self.cache = board, index, cache
+        self.seen = board.acked(index)[0]
+
+    def __call__(self) -> None:
+        pending = self.board.pending(self.seen)
+        if pending == []:
+            return
+        if pending is None:             # fell behind the board: nothing stale may stay
+            if self.cache is not None:
+                self.cache.store.clear()
+            self.seen = self.board.last
+            self.board.ack(self.index, self.seen, 0)
+            return
+        for seq, kind, url in pending:
+            removed = self.cache.purge(kind, url) if self.cache is not None else 0
+            self.seen = seq
+            self.board.ack(self.index, seq, removed)
 
 
 async def _every(interval: float, fn: Any) -> None:

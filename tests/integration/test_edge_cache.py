@@ -4,6 +4,9 @@ served from the cache is checked against what the origin actually sent."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -232,3 +235,56 @@ def test_unsafe_methods_bypass_and_invalidate(client: httpx.Client) -> None:
 def test_gateway_without_cache_adds_no_field(client: httpx.Client) -> None:
     r = client.get("/hello")
     assert "x-cache" not in r.headers
+
+
+def test_purge_reaches_every_worker_and_only_through_the_admin_listener(
+        origin: Origin, dead_port: int, tmp_path: Path) -> None:
+    cfg = gateway_config(free_port(), origin.port, dead_port, routes=[
+        {"name": "cached", "match": {"path_prefix": "/cacheable"}, "cluster": "origin",
+         "cache": {}},
+        {"name": "other", "match": {"path_prefix": "/"}, "cluster": "origin"}])
+    cfg["workers"] = 2
+    cfg["admin"] = {"address": f"127.0.0.1:{free_port()}", "token": "t0k"}
+    g = start_gateway(cfg, tmp_path)
+    admin = f"http://{cfg['admin']['address']}"
+    auth = {"Authorization": "Bearer t0k"}
+    host = f"127.0.0.1:{g.port}"
+    try:
+        k = key()
+        u = url(k, cc="max-age=60")
+
+        def fill() -> set[int]:     # new connections: both workers get to cache it
+            return {serial(httpx.get(g.url + u, timeout=10)) for _ in range(12)}
+
+        first = fill()
+        assert first <= {1, 2}
+        # the public listener never purges: PURGE and POST /cache/purge are just requests
+        httpx.request("PURGE", g.url + u, timeout=10)
+        httpx.post(g.url + f"/cache/purge?url=http://{host}{u}", timeout=10)
+        assert fill() == first
+        assert httpx.post(admin + "/cache/purge", params={"url": f"http://{host}{u}"},
+                          timeout=10).status_code == 401
+        r = httpx.post(admin + "/cache/purge", params={"url": f"http://{host}{u}"},
+                       headers=auth, timeout=10)
+        assert r.status_code == 200 and r.json() == {"purged": len(first), "workers": 2}
+        after = fill()
+        assert min(after) > max(first)          # every worker went to the origin again
+        # PURGE with the URL as its target, on the admin listener
+        r = httpx.request("PURGE", admin + u, headers={**auth, "Host": host}, timeout=10)
+        assert r.status_code == 200 and r.json()["purged"] >= 1
+        assert min(fill()) > max(after)
+        # by prefix, from the command line
+        others = [url(f"{k}-{i}", cc="max-age=60") for i in range(3)]
+        for o in others:
+            httpx.get(g.url + o, timeout=10)
+        config_path = tmp_path / "gateway.yaml"
+        done = subprocess.run([sys.executable, "-m", "gwcore", "purge", "--prefix",
+                               f"http://{host}/cacheable?key={k}-", "--config",
+                               str(config_path)], capture_output=True, text=True, timeout=30,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["purged"] >= 3
+        for o in others:
+            assert httpx.get(g.url + o, timeout=10).headers["x-cache"] == "MISS"
+    finally:
+        g.proc.stop()
