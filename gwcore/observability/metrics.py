@@ -53,6 +53,7 @@ ENDS = ("ok", "local", "client_abort", "upstream_error", "timeout", "overflow", 
 UPSTREAM_ERRORS = ("connect_failure", "connect_timeout", "reset", "timeout", "bad_response")
 OVERFLOW_LIMITS = ("max_requests", "max_pending_requests", "pending_timeout", "max_retries")
 JWT_OUTCOMES = ("ok", "missing", *sorted(jwt_exceptions.CODES), "other")
+CACHE_OUTCOMES = ("HIT", "MISS", "STALE", "UPDATING", "REVALIDATED", "BYPASS")  # Exchange.cache
 HIST = len(HIST_BOUNDS) + 3      # buckets with +Inf, sum (ns), count
 
 # a route's block: requests[method][class], ends, duration histogram, body bytes
@@ -61,7 +62,8 @@ R_ENDS = R_REQUESTS + len(METHODS) * len(CODE_CLASSES)
 R_DURATION = R_ENDS + len(ENDS)
 R_RX = R_DURATION + HIST
 R_TX = R_RX + 1
-ROUTE_WIDTH = R_TX + 1
+R_CACHE = R_TX + 1
+ROUTE_WIDTH = R_CACHE + len(CACHE_OUTCOMES)
 # a cluster's block
 C_TTFB = 0
 C_ERRORS = C_TTFB + HIST
@@ -79,6 +81,8 @@ J_FETCH_OK = len(JWT_OUTCOMES)
 J_FETCH_ERROR = J_FETCH_OK + 1
 # the access log's block
 A_LINES, A_DROPPED = 0, 1
+# the worker's cache store: two gauges, two counters
+S_BYTES, S_ENTRIES, S_EVICTIONS, S_EXPIRATIONS = range(4)
 
 
 def route_names(cfg: Config) -> list[str]:
@@ -98,6 +102,7 @@ class Layout:
     providers: dict[str, int]           # JWT provider → block
     route_provider: dict[str, int]      # route name → its JWT provider's block
     access_log: int
+    cache: int
 
 
 @dataclass
@@ -143,6 +148,7 @@ class Registry:
             route_provider={n: providers[r.jwt_policy.provider]
                             for n, r in zip(names, cfg.routes) if r.jwt_policy is not None},
             access_log=self.block(("access_log",), 2),
+            cache=self.block(("cache",), 4, range(S_EVICTIONS)),
         )
 
 
@@ -155,7 +161,7 @@ class Recorder:
         self.layout = layout
 
     def sync(self, listeners: list[tuple[str, Any]], clusters: dict[str, Any],
-             providers: dict[str, Any], access_log: Any) -> None:
+             providers: dict[str, Any], access_log: Any, cache: Any = None) -> None:
         row, lay = self.row, self.layout
         for name, lr in listeners:
             base = lay.listeners[name]
@@ -175,6 +181,12 @@ class Recorder:
         if access_log is not None:
             row.set(lay.access_log + A_LINES, access_log.lines_written)
             row.set(lay.access_log + A_DROPPED, access_log.lines_dropped)
+        if cache is not None:
+            stats = cache.store.stats()
+            row.set(lay.cache + S_BYTES, stats["bytes"])
+            row.set(lay.cache + S_ENTRIES, stats["entries"])
+            row.set(lay.cache + S_EVICTIONS, stats["evictions"])
+            row.set(lay.cache + S_EXPIRATIONS, stats["expirations"])
 
 
 @dataclass
@@ -282,6 +294,8 @@ def _route_families(v: list[int], blocks: list[tuple[tuple[str, ...], int]]) -> 
                  "Request body bytes received from clients.", ["route"])
     tx = _family(CounterMetricFamily, "gwcore_response_bytes",
                  "Response bytes written to clients, heads included.", ["route"])
+    cache = _family(CounterMetricFamily, "gwcore_cache_requests",
+                    "Requests of cached routes by cache outcome.", ["route", "outcome"])
     for (_, route, cluster), base in blocks:
         for m, method in enumerate(METHODS):
             for c, code_class in enumerate(CODE_CLASSES):
@@ -296,7 +310,10 @@ def _route_families(v: list[int], blocks: list[tuple[tuple[str, ...], int]]) -> 
             dur.add_metric([route], buckets, total)
             rx.add_metric([route], v[base + R_RX])
             tx.add_metric([route], v[base + R_TX])
-    yield from (req, ends, dur, rx, tx)
+        for i, outcome in enumerate(CACHE_OUTCOMES):
+            if v[base + R_CACHE + i]:
+                cache.add_metric([route, outcome.lower()], v[base + R_CACHE + i])
+    yield from (req, ends, dur, rx, tx, cache)
 
 
 def _cluster_families(v: list[int], blocks: list[tuple[tuple[str, ...], int]]
@@ -377,7 +394,16 @@ def _other_families(v: list[int], by_kind: dict[str, list[tuple[tuple[str, ...],
     for _, base in by_kind.get("access_log", []):
         lines.add_metric([], v[base + A_LINES])
         dropped.add_metric([], v[base + A_DROPPED])
-    yield from (open_, accepted, jwt, jwks, lines, dropped)
+    store = [
+        GaugeMetricFamily("gwcore_cache_bytes", "Bytes held by the workers' cache stores."),
+        GaugeMetricFamily("gwcore_cache_entries", "Keys held by the workers' cache stores."),
+        CounterMetricFamily("gwcore_cache_evictions", "Entries evicted to make room."),
+        CounterMetricFamily("gwcore_cache_expirations", "Entries removed once expired."),
+    ]
+    for _, base in by_kind.get("cache", []):
+        for i, fam in enumerate(store):
+            fam.add_metric([], signed(v[base + i]) if i < S_EVICTIONS else v[base + i])
+    yield from (open_, accepted, jwt, jwks, lines, dropped, *store)
 
 
 def _master_families(state: MasterState) -> Iterator[Any]:

@@ -218,7 +218,7 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
         access_log = rt.access_log
 
         def sync() -> None:
-            metrics.sync(named, rt.clusters, rt.providers, access_log)
+            metrics.sync(named, rt.clusters, rt.providers, access_log, rt.cache)
 
         upkeep.append(loop.create_task(_every(SYNC_INTERVAL, sync)))
     if purges is not None:

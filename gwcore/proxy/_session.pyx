@@ -19,7 +19,8 @@ import os
 from gwcore.filters.base import Response, reason, run_request_filters
 from gwcore.http._parser import METHOD_NAMES
 from gwcore.observability.metrics import (
-    C_TTFB, CODE_CLASSES, ENDS, JWT_OUTCOMES, R_DURATION, R_ENDS, R_REQUESTS, R_RX, R_TX,
+    C_TTFB, CACHE_OUTCOMES, CODE_CLASSES, ENDS, JWT_OUTCOMES, R_CACHE, R_DURATION, R_ENDS,
+    R_REQUESTS, R_RX, R_TX,
 )
 from gwcore.proxy._router import split_absolute
 
@@ -70,6 +71,8 @@ cdef uint32_t _R_RX = R_RX, _R_TX = R_TX, _C_TTFB = C_TTFB, _CLASSES = len(CODE_
 cdef dict _END_INDEX = {end: i for i, end in enumerate(ENDS)}
 cdef dict _JWT_INDEX = {outcome: i for i, outcome in enumerate(JWT_OUTCOMES)}
 cdef object _JWT_OTHER = len(JWT_OUTCOMES) - 1
+cdef uint32_t _R_CACHE = R_CACHE
+cdef dict _CACHE_INDEX = {outcome: i for i, outcome in enumerate(CACHE_OUTCOMES)}
 
 cdef unsigned char _drop[MAX_FIELDS]
 cdef char _path[1 << 20]        # normalised path; targets are bounded by max_head_bytes ≤ 1 MiB
@@ -989,6 +992,8 @@ cdef class Downstream(Http1Connection):
         gw_metric_observe(row, base + _R_DURATION, ex.t_end - ex.t_received)
         gw_metric_add(row, base + _R_RX, <uint64_t>ex.bytes_received)
         gw_metric_add(row, base + _R_TX, <uint64_t>ex.bytes_sent)
+        if ex.cache is not None and ex.cache in _CACHE_INDEX:
+            gw_metric_add(row, base + _R_CACHE + <uint32_t>_CACHE_INDEX[ex.cache], 1)
         if ex.t_response != 0 and ex.t_upstream != 0 and ex.cluster is not None:
             cluster = ex.cluster
             gw_metric_observe(cluster.mrow, cluster.m_base + _C_TTFB,

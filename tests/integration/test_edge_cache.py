@@ -258,6 +258,14 @@ def test_purge_reaches_every_worker_and_only_through_the_admin_listener(
 
         first = fill()
         assert first <= {1, 2}
+        # what the cache did is on /metrics (the store's gauges come with the 250 ms sync)
+        samples = wait_for(lambda: (m := _metrics(admin)).get(("gwcore_cache_entries", ()))
+                           and m, what="the cache gauges synced")
+        hits = samples[("gwcore_cache_requests_total", (("outcome", "hit"), ("route", "cached")))]
+        misses = samples[("gwcore_cache_requests_total",
+                          (("outcome", "miss"), ("route", "cached")))]
+        assert (hits, misses) == (12 - len(first), len(first))
+        assert samples[("gwcore_cache_bytes", ())] > 0
         # the public listener never purges: PURGE and POST /cache/purge are just requests
         httpx.request("PURGE", g.url + u, timeout=10)
         httpx.post(g.url + f"/cache/purge?url=http://{host}{u}", timeout=10)
@@ -288,3 +296,11 @@ def test_purge_reaches_every_worker_and_only_through_the_admin_listener(
             assert httpx.get(g.url + o, timeout=10).headers["x-cache"] == "MISS"
     finally:
         g.proc.stop()
+
+
+def _metrics(admin: str) -> dict:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(admin + "/metrics", timeout=10).text
+    return {(x.name, tuple(sorted(x.labels.items()))): x.value
+            for fam in text_string_to_metric_families(text) for x in fam.samples}
