@@ -304,3 +304,27 @@ def _metrics(admin: str) -> dict:
     text = httpx.get(admin + "/metrics", timeout=10).text
     return {(x.name, tuple(sorted(x.labels.items()))): x.value
             for fam in text_string_to_metric_families(text) for x in fam.samples}
+
+
+def test_route_options_client_no_cache_ignore_and_default_ttl(
+        origin: Origin, dead_port: int, tmp_path: Path) -> None:
+    g = start_gateway(cache_config(free_port(), origin.port, dead_port,
+                                   client_no_cache="ignore", default_ttl="60s"), tmp_path)
+    try:
+        with httpx.Client(base_url=g.url, timeout=10) as c:
+            u = url(key(), cc="max-age=60", etag="v1")
+            c.get(u)
+            r = c.get(u, headers={"Cache-Control": "no-cache"})
+            assert r.headers["x-cache"] == "HIT"        # ignored, as NGINX does
+            # default_ttl makes a response without freshness storable (the same one is not
+            # stored by the shared gateway: test_what_is_stored)
+            bare = url(key())
+            c.get(bare)
+            again = c.get(bare)
+            assert again.headers["x-cache"] == "HIT" and serial(again) == 1
+            # ...but never overrides a response that forbids storing
+            ns = url(key(), cc="no-store")
+            c.get(ns)
+            assert c.get(ns).headers["x-cache"] == "MISS"
+    finally:
+        g.proc.stop()
