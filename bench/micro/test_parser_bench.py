@@ -9,6 +9,10 @@ method, target and the fields reachable from Python.
 - httptools: one ``HttpRequestParser`` reused across requests (a keep-alive connection) with
   ``on_url``/``on_header``/``on_headers_complete`` callbacks collecting the URL and every field;
   and, for a single request, the same with a new parser per request (a new connection).
+- gwcore's cffi binding (``gwcore.http.cffi``, the same C through cffi's API mode, for PyPy):
+  ``Parser().parse_request``, which builds method, target and every field as it returns (the
+  pycohttpparser API); pipelined requests with its ``offset`` argument. On PyPy, the same
+  calls: bench/micro/pypy_parse.py (not a pytest-benchmark: pypy3 runs it).
 - h11: ``Connection.receive_data`` + ``next_event`` until the ``Request`` and its
   ``EndOfMessage``; a new ``Connection`` per request, because h11 parses the next request on a
   connection only after the response to the previous one was sent. For 16 pipelined requests it
@@ -23,25 +27,11 @@ from __future__ import annotations
 import h11
 import httptools
 import pytest
+from parser_input import GET, PIPELINED, TARGET
 
+from gwcore.http import cffi as gwcffi
 from gwcore.http import parse_request
 
-GET = (
-    b"GET /api/v1/videos/12345/segments/00042.ts?quality=1080p HTTP/1.1\r\n"
-    b"Host: media.example.com\r\n"
-    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) Firefox/125.0\r\n"
-    b"Accept: */*\r\n"
-    b"Accept-Language: en-US,en;q=0.5\r\n"
-    b"Accept-Encoding: gzip, deflate, br\r\n"
-    b"Referer: https://www.example.com/\r\n"
-    b"Connection: keep-alive\r\n"
-    b"Cookie: sid=9f8e7d6c5b4a; theme=dark\r\n"
-    b"X-Request-Id: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\r\n"
-    b"Cache-Control: no-cache\r\n"
-    b"\r\n"
-)
-PIPELINED = GET * 16
-TARGET = b"/api/v1/videos/12345/segments/00042.ts?quality=1080p"
 SINGLE = "parse 400-byte GET, 10 fields"
 PIPE = "parse 16 pipelined 400-byte GETs"
 
@@ -81,6 +71,26 @@ def gw_all(data: bytes) -> list[tuple]:
         r = parse_request(data, off)
         out.append((r.method, r.target, r.headers))
         off += r.head_length
+    return out
+
+
+# ---- gwcore, cffi binding ------------------------------------------------------------------------
+
+CFFI = gwcffi.Parser()
+
+
+def cffi_one(data: bytes) -> list[tuple]:
+    r = CFFI.parse_request(data)
+    return [(r.method, r.path, r.headers)]
+
+
+def cffi_pipelined(data: bytes) -> list[tuple]:
+    out = []
+    off = 0
+    while off < len(data):
+        r = CFFI.parse_request(data, off)
+        out.append((r.method, r.path, r.headers))
+        off += r.consumed
     return out
 
 
@@ -152,6 +162,14 @@ def test_gwcore_all_fields(benchmark, group: str, data: bytes) -> None:
     out = benchmark(gw_all_one if data is GET else gw_all, data)
     assert len(out) == len(data) // len(GET)
     assert out[-1][2][0] == (b"Host", b"media.example.com") and len(out[-1][2]) == 10
+
+
+@pytest.mark.parametrize(("group", "data"), [(SINGLE, GET), (PIPE, PIPELINED)], ids=["1", "16"])
+def test_gwcore_cffi(benchmark, group: str, data: bytes) -> None:
+    benchmark.group = group
+    out = benchmark(cffi_one if data is GET else cffi_pipelined, data)
+    assert len(out) == len(data) // len(GET)
+    assert out[-1][1] == TARGET and len(out[-1][2]) == 10
 
 
 @pytest.mark.parametrize(("group", "data"), [(SINGLE, GET), (PIPE, PIPELINED)], ids=["1", "16"])

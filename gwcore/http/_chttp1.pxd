@@ -1,7 +1,8 @@
 # Extern declarations of the types and constants of src_c/http1.h (header only: no code).
 #
 # The functions of http1.h are linked into one extension, gwcore.http._parser, so that its
-# static state (the SIMD level set by gw_http1_set_simd) is one for the whole process. Siblings
+# static state (the SIMD level set by gw_http1_set_simd) is one for the whole gateway process
+# (the cffi binding, gwcore.http.cffi, has its own copy and is never imported by it). Siblings
 # cimport the functions from gwcore/http/_parser.pxd (called through the function table Cython
 # imports at module init), never from here, and never list src_c/http1.c in their sources.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t, uint64_t

@@ -7,27 +7,15 @@ that is not ``bytes`` (bytearray, memoryview) may change later, so its head is c
 Not thread-safe: a module-level scratch field array is reused between calls.
 """
 
-from typing import Final, Literal, TypeAlias
+from typing import Literal, TypeAlias
+
+# ParseError is plain Python (gwcore/http/_errors.py): the cffi binding raises the same class.
+from gwcore.http._errors import ParseError as ParseError
 
 Buffer: TypeAlias = bytes | bytearray | memoryview
 
 METHOD_NAMES: tuple[bytes | None, ...]
 """Interned method tokens indexed by the C parser's method id (index 0: other methods)."""
-
-class ParseError(ValueError):
-    """Malformed or unsupported HTTP/1.1 input; the message is rejected.
-
-    ``code``: stable machine-readable name, e.g. ``"obs_fold"``, ``"content_length_repeated"``
-    (see ``gw_http_error_name`` in src_c/http1.c). ``status``: the HTTP status a server answers
-    with: 400, 414 (target too long), 431 (head too large, too many fields), 501 (transfer
-    coding other than chunked) or 505 (HTTP version). ``offset``: index of the offending byte in
-    the data passed to the parser (for ChunkedDecoder: in the whole stream fed so far).
-    """
-
-    code: Final[str]
-    status: Final[int]
-    offset: Final[int]
-    def __init__(self, code: str, status: int, offset: int) -> None: ...
 
 class _Head:
     @property

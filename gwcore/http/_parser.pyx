@@ -27,9 +27,14 @@ from gwcore.http._cpath cimport (
     gw_path_error_name, gw_path_error_status, gw_path_status,
 )
 
-# The functions of src_c/http1.h, linked here and nowhere else. Siblings reach them through the
-# wrappers below, declared in _parser.pxd (Cython exports them in __pyx_capi__); this module's
-# own calls go to the same wrappers directly, which the C compiler inlines.
+# Plain Python (gwcore/http/_errors.py), so that the cffi binding raises the same class.
+from gwcore.http._errors import ParseError
+
+# The functions of src_c/http1.h, linked here and in no other Cython extension (the cffi binding,
+# gwcore.http._cffi_http1, is a second copy for other interpreters that the gateway never
+# imports). Siblings reach them through the wrappers below, declared in _parser.pxd (Cython
+# exports them in __pyx_capi__); this module's own calls go to the same wrappers directly, which
+# the C compiler inlines.
 cdef extern from "http1.h" nogil:
     int c_parse_request "gw_parse_request"(const char *buf, size_t len, const gw_limits *lim,
                                            gw_head *h, gw_field *fields)
@@ -90,20 +95,6 @@ cdef enum:
     _SCRATCH_FIELDS = 100   # the default max_fields: larger limits allocate per call
     _NAME_MAX = 32          # longest shared field name
     _NAME_SLOTS = 8         # shared names per length
-
-
-class ParseError(ValueError):
-    """Malformed HTTP/1.1 input.
-
-    Attributes: ``code`` (str, e.g. ``"obs_fold"``), ``status`` (int HTTP status a server
-    answers with: 400, 414, 431, 501 or 505) and ``offset`` (int index in the data passed).
-    """
-
-    def __init__(self, code: str, status: int, offset: int) -> None:
-        super().__init__(f"{code} (HTTP {status}) at byte {offset}")
-        self.code = code
-        self.status = status
-        self.offset = offset
 
 
 cdef object _parse_error(int code, Py_ssize_t offset):

@@ -3,7 +3,9 @@
 src_c/http1.c is linked into gwcore.http._parser only; the gateway's own extensions
 (_connection, _upstream, _wire) call its functions through gwcore/http/_parser.pxd. So the SIMD
 level that ``set_simd()`` forces (static state in http1.c) is the one the gateway parses with:
-there is no second copy of the code or of the level anywhere in the process.
+there is no second copy of the code or of the level anywhere in the gateway's process. (The
+cffi binding, gwcore.http.cffi, is a second copy for other interpreters; the gateway never
+imports it: tests/conformance/test_cffi_parser.py.)
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from pathlib import Path
 
 import pytest
 
-import gwcore
 from gwcore.http import _parser, set_simd, simd_level
 
-ROOT = Path(gwcore.__file__).parent
-HEADER = ROOT.parent / "src_c" / "http1.h"
+# the sources are read from the checkout, the compiled modules imported from wherever gwcore is
+# installed (a wheel holds no .pyx nor src_c/)
+SRC = Path(__file__).resolve().parents[2]
+ROOT = SRC / "gwcore"
+HEADER = SRC / "src_c" / "http1.h"
 SIBLINGS = ("gwcore.http._connection", "gwcore.http._wire", "gwcore.proxy._upstream")
 
 # Functions http1.h declares with external linkage (static inline ones are header-only).
