@@ -425,11 +425,13 @@ def build_gwcore(pin_cpus: bool, python: str = sys.executable, route_opts: str =
     return build
 
 
-def build_origin(tools: dict[str, str | None]) -> Builder:
+def build_origin(tools: dict[str, str | None], server_opts: str = "") -> Builder:
+    """The origin NGINX; server_opts are directives added to its server block (indented by 8;
+    bench/macro/cache.py's Cache-Control and access log), none for run.py."""
     def build(d: Path, port: int, _origin_port: int, workers: int) -> list[str]:
         render("nginx_origin.conf.tmpl", d / "nginx.conf",
                {"PORT": str(port), "WORKERS": str(workers), "BODY_1K": BODIES["1k"].decode(),
-                "LISTEN_OPTS": nginx_listen_opts(workers)})
+                "LISTEN_OPTS": nginx_listen_opts(workers), "SERVER_OPTS": server_opts})
         return nginx_argv(str(tools["nginx"]), d)
     return build
 
@@ -461,7 +463,8 @@ def launch(name: str, build: Builder, d: Path, origin_port: int, workers: int,
                   f"{tail_file(d / 'stdout.log')}\n{tail_file(d / 'error.log')}").rstrip()
 
 
-def start_origin(tmp: Path, tools: dict[str, str | None], layout: Layout) -> Server:
+def start_origin(tmp: Path, tools: dict[str, str | None], layout: Layout,
+                 server_opts: str = "") -> Server:
     d = tmp / "origin"
     (d / "www").mkdir(parents=True)
     (d / "www" / "64k").write_bytes(BODIES["64k"])
@@ -469,7 +472,7 @@ def start_origin(tmp: Path, tools: dict[str, str | None], layout: Layout) -> Ser
     for p in (tmp, d, d / "www"):
         p.chmod(0o755)
     (d / "www" / "64k").chmod(0o644)
-    origin, why = launch("origin", build_origin(tools), d, 0, layout.origin_workers,
+    origin, why = launch("origin", build_origin(tools, server_opts), d, 0, layout.origin_workers,
                          layout.origin_cpus)
     if origin is None:
         raise BenchError(f"the origin NGINX did not start: {why}")
@@ -1095,11 +1098,14 @@ Results = dict[tuple[Variant, str], list[WrkResult]]
 
 def measure_rounds(wrk: str, origin: Server, proxies: dict[Variant, Server],
                    args: argparse.Namespace, layout: Layout, skipped: dict[str, str],
-                   mirror: bool = False) -> tuple[Results, Results]:
+                   mirror: bool = False, measure_one: Callable[..., None] = measure
+                   ) -> tuple[Results, Results]:
     """Measured runs and warm-ups of every proxy and size in alternating rounds (A B C A B C;
     with mirror A B C C B A, so that a drift of the machine's speed over a round does not
     favour the configurations measured first). A proxy that dies is not measured further
-    (noted in skipped); the origin dying is fatal."""
+    (noted in skipped); the origin dying is fatal. measure_one (measure's arguments) makes
+    the warm-up and measured run of one configuration: measure, or a wrapper of it that also
+    records something around the runs (bench/macro/cache.py counts the origin's requests)."""
     per_run = parse_duration_s(args.duration) + parse_duration_s(args.warmup)
     total = per_run * args.rounds * len(args.size_list) * len(proxies)
     print(f"layout: {layout.describe()}\nmeasuring {', '.join(v.key for v in proxies)} x "
@@ -1115,7 +1121,8 @@ def measure_rounds(wrk: str, origin: Server, proxies: dict[Variant, Server],
             for variant, server in order:
                 if server.dead:
                     continue
-                measure(wrk, variant, server, origin, size, rnd, args, layout, results, warmups)
+                measure_one(wrk, variant, server, origin, size, rnd, args, layout, results,
+                            warmups)
                 if origin.exited():
                     raise BenchError(f"{origin.exited()}\n{origin.log_tail()}")
                 if server.exited():
