@@ -505,7 +505,9 @@ class RouteCache(_Section):
     5861). ``client_no_cache``: ``honour`` a client's ``no-cache`` / ``max-age=0`` (revalidate
     first) or ``ignore`` it (NGINX's default). ``store_set_cookie``: store responses with
     Set-Cookie. ``lock_timeout``: the longest a request waits for a concurrent miss of the same
-    key before going upstream itself. ``status_header``: the field naming the outcome
+    key before going upstream itself; ``revalidate_timeout``: the longest the cache's own
+    revalidation takes (both run while the request's filters run, so each must be below every
+    listener's ``timeouts.filter``). ``status_header``: the field naming the outcome
     (HIT, MISS, STALE, UPDATING, REVALIDATED, BYPASS); ``heuristic_max``: cap of the heuristic
     freshness (RFC 9111 §4.2.2)."""
 
@@ -515,12 +517,13 @@ class RouteCache(_Section):
     stale_if_error: Duration = Duration(0.0)
     client_no_cache: Literal["honour", "ignore"] = "honour"
     store_set_cookie: bool = False
-    lock_timeout: Duration = Duration(5.0)
+    lock_timeout: Duration = Duration(3.0)
+    revalidate_timeout: Duration = Duration(3.0)
     status_header: str = "X-Cache"
     heuristic_max: Duration = Duration(3600.0)
 
     def __post_init__(self) -> None:
-        self._positive("lock_timeout")
+        self._positive("lock_timeout", "revalidate_timeout")
 
 
 class CacheSettings(_Section):
@@ -688,6 +691,15 @@ def _check_references(cfg: Config) -> None:
         if policy is not None and policy.provider not in cfg.jwt_providers:
             where = "jwt" if isinstance(route.jwt, str) else "jwt.provider"
             raise ConfigError(f"routes[{i}].{where}: unknown jwt provider {policy.provider!r}")
+    for i, route in enumerate(cfg.routes):
+        for name in ("lock_timeout", "revalidate_timeout"):
+            waits = getattr(route.cache, name) if route.cache is not None else 0.0
+            for j, lst in enumerate(cfg.listeners):
+                if waits >= lst.timeouts.filter:
+                    raise ConfigError(
+                        f"routes[{i}].cache.{name}: {waits:g}s must be less than "
+                        f"listeners[{j}].timeouts.filter ({lst.timeouts.filter:g}s): it is "
+                        "waited for while the request's filters run")
     if isinstance(cfg.workers, int) and not 1 <= cfg.workers <= 1024:
         raise ConfigError("workers: must be 'auto' or between 1 and 1024")
     if not cfg.listeners:

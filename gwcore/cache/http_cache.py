@@ -10,6 +10,7 @@ cacheable by default), §5.6.7 (HTTP-date), RFC 5861 (stale-while-revalidate, st
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -87,7 +88,11 @@ def http_date(value: bytes | None) -> float | None:
         dt = email.utils.parsedate_to_datetime(value.decode("latin-1"))
     except (TypeError, ValueError, IndexError):
         return None
-    return dt.timestamp() if dt is not None else None
+    if dt is None:
+        return None
+    if dt.tzinfo is None:       # asctime and "-0000" carry no zone: HTTP dates are UTC
+        dt = dt.replace(tzinfo=datetime.UTC)
+    return dt.timestamp()
 
 
 def format_http_date(t: float) -> bytes:

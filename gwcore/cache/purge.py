@@ -8,8 +8,10 @@ The admin API answers once every serving worker has acknowledged (gwcore/observa
 A worker that fell more than ``SLOTS`` purges behind clears its whole store: never a stale
 entry left behind.
 
-URLs are compared on their cache-key form: ``http://`` + lower-case host + the normalised path
-(the listener's default normalisation, RFC 3986 §6.2.2) + ``?`` + the query as given.
+URLs are compared on their cache-key form: ``http://`` + lower-case host + the path as the
+proxy forwards it (as the client sent it; normalised on a route with
+``forward_normalized_path``) + ``?`` + the query (on a route with ``keep_query`` /
+``drop_query``: the kept parameters in sorted order).
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ from __future__ import annotations
 import mmap
 import struct
 from urllib.parse import urlsplit
-
-from gwcore.http import ParseError, normalize_path
 
 POLL_INTERVAL = 0.1         # seconds between a worker's looks at the board
 SLOTS = 64                  # purges kept on the board
@@ -43,12 +43,6 @@ def url_key(url: str, prefix: bool = False) -> bytes:
         raise ValueError(f"not an absolute http URL: {url!r}")
     host = parts.netloc.rpartition("@")[2].lower().encode()
     path = (parts.path or "/").encode()
-    try:
-        path = normalize_path(path)
-    except ParseError as e:
-        raise ValueError(f"bad path in {url!r}: {e.code}") from None
-    if prefix and not url.endswith("/") and path.endswith(b"/") and len(path) > 1:
-        path = path[:-1]        # a prefix "/v1/seg" is not a directory
     key = b"http://" + host + path
     if not prefix or parts.query or url.endswith("?"):
         key += b"?" + parts.query.encode()

@@ -6,30 +6,36 @@ Per request, in the route's ``on_request`` (after JWT, before user filters):
 - GET and HEAD only (HEAD is answered from a GET's entry); any other method bypasses the cache
   (``BYPASS``), and a successful unsafe one (POST, PUT, DELETE, PATCH) invalidates the stored
   responses of its target (RFC 9111 §4.4). A request ``Cache-Control: no-store`` bypasses too.
-- The key: scheme, host and the normalised path, the query as the route's ``key`` says, named
-  request fields, a verified JWT claim; then the response's ``Vary`` fields select one of the
-  stored variants (``Vary: *`` is never served).
+- The key is what goes upstream: the authority (Host, or an absolute-form target's), the path
+  as forwarded (as received, or normalised with ``forward_normalized_path``), the query as the
+  route's ``key`` says (parameters kept or dropped by name, compared byte-wise, the rest in
+  sorted order), named request fields, a verified JWT claim; the response's ``Vary`` fields
+  then select one of the stored variants (``Vary: *`` is never served).
 - A fresh entry is a ``HIT``: answered at once, with ``Age``; a conditional request whose
-  validators match gets 304. A large body goes out as memoryview slices of the stored bytes,
-  with back-pressure, never copied per hit.
+  validators match a 2xx entry gets 304. A large body goes out as memoryview slices of the
+  stored bytes, with back-pressure, never copied per hit.
 - A stale entry within its ``stale-while-revalidate`` window is answered at once
   (``UPDATING``) while exactly one background request refreshes it. Otherwise it is
-  revalidated first, with its validators: 304 refreshes it (``REVALIDATED``), a new response
-  replaces it (``MISS``); when the origin fails (no connection, 5xx) within the entry's
-  ``stale-if-error`` window the stale entry is served (``STALE``). A client's ``no-cache`` or
-  ``max-age=0`` forces that revalidation when the route says ``client_no_cache: honour``.
+  revalidated first, with its validators, one request per key at a time whatever the number
+  of clients asking: 304 refreshes it (``REVALIDATED``), a new response replaces it
+  (``MISS``); when the origin fails (no connection, 5xx, ``revalidate_timeout``) within the
+  entry's ``stale-if-error`` window the stale entry is served (``STALE``). A client's
+  ``no-cache`` or ``max-age=0`` forces that revalidation with ``client_no_cache: honour``.
   Revalidations and refreshes are the cache's own requests to an endpoint of the route's
-  cluster (the request's fields minus hop-by-hop and conditional ones, ``Connection: close``).
+  cluster, with the fields the proxy would send (hop-by-hop and conditional fields out, the
+  filters' changes applied, X-Forwarded-*, Via and a request id set, ``Connection: close``); a
+  new representation over ``max_object_bytes`` drops the entry and the request is proxied.
 - A miss goes upstream through the proxy. Concurrent misses of one key in one worker are
   coalesced: the first goes upstream; the others wait (at most ``lock_timeout``) for its
-  response head and are served from it as it streams, or go upstream themselves if it turns
-  out not storable. Workers coalesce each on their own: at most one upstream request per key
-  per worker at a time.
+  response head and are served from it as it streams (a body of unknown length: once it is
+  whole), or go upstream themselves if it is not storable — and for the next 10 s misses of
+  that key go straight upstream. Workers coalesce each on their own: at most one upstream
+  request per key per worker at a time.
 - Stored per §3 (status understood, no ``no-store``/``private``, ``Authorization`` only as
   §3.5 allows, no ``Set-Cookie`` unless ``store_set_cookie``, explicit freshness or a
   heuristic §4.2.2 allows, or the route's ``default_ttl``), when its body is at most
   ``max_object_bytes``: a larger one streams through uncached, and the store never holds a
-  partial body.
+  partial body. A purge or an invalidation while a response is on its way keeps it out.
 
 The outcome is in the response's status field (``X-Cache`` by default) and in
 ``Exchange.cache`` for logs and metrics.
@@ -41,10 +47,11 @@ import asyncio
 import dataclasses
 import itertools
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import unquote_to_bytes
 
 from gwcore.cache import Store
 from gwcore.cache import http_cache as hc
@@ -52,55 +59,92 @@ from gwcore.cache.purge import matches
 from gwcore.config import CacheSettings, RouteCache
 from gwcore.filters.base import Exchange, Fields, Response
 from gwcore.http import ChunkedDecoder, ParseError, parse_response
+from gwcore.proxy._router import split_absolute
 
 log = logging.getLogger("gwcore")
 
 ENTRY_OVERHEAD = 512          # bytes accounted per stored response besides body and fields
 SLICE = 256 << 10             # a large cached body is written in slices of this
+PASS_TTL = 10.0               # seconds a key whose response was not storable is not coalesced
+MAX_PASSES = 10000
 UNSAFE = frozenset((b"POST", b"PUT", b"DELETE", b"PATCH"))
+_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer",
+                  b"upgrade", b"proxy-connection", b"proxy-authorization",
+                  b"proxy-authenticate"))
 # fields never stored: connection-specific, framing, and what the cache computes itself
-_NOT_STORED = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"content-length",
-                         b"te", b"trailer", b"upgrade", b"proxy-connection", b"age"))
+_NOT_STORED = _HOP | frozenset((b"content-length", b"age"))
 # fields a 304 carries (RFC 9110 §15.4.5), besides Age and the cache's status field
 _IN_304 = frozenset((b"cache-control", b"content-location", b"date", b"etag", b"expires",
                      b"vary", b"last-modified", b"age"))
-# fields of a request not copied to the cache's own upstream requests
-_NOT_FORWARDED = _NOT_STORED | frozenset((b"if-none-match", b"if-modified-since", b"if-match",
-                                          b"if-unmodified-since", b"if-range", b"range",
-                                          b"expect", b"host"))
+# request fields the cache's own requests never copy (the proxy drops or sets them too)
+_NOT_FORWARDED = _HOP | frozenset((
+    b"content-length", b"host", b"expect", b"if-none-match", b"if-modified-since", b"if-match",
+    b"if-unmodified-since", b"if-range", b"range", b"x-forwarded-for", b"x-forwarded-proto",
+    b"x-forwarded-host", b"x-request-id", b"via"))
+
+
+class TooLarge(Exception):
+    """A response body over max_object_bytes (the cache's own request gives up on it)."""
+
+
+class FetchError(Exception):
+    """The cache's own upstream request failed (no connection, timeout, bad response)."""
 
 
 class CacheRuntime:
-    """A worker's cache: the store (``cache:`` settings) and the misses under way."""
+    """A worker's cache: the store (``cache:`` settings), the misses and revalidations under
+    way, the keys recently not storable, and an epoch that purges and invalidations advance
+    (a response fetched across one is not stored)."""
 
     def __init__(self, settings: CacheSettings) -> None:
         self.store = Store(max_bytes=settings.max_bytes, policy=settings.policy)
         self.max_object = settings.max_object_bytes
         self.fills: dict[bytes, Fill] = {}
+        self.revalidations: dict[bytes, asyncio.Task[Any]] = {}
         self.refreshing: set[bytes] = set()
+        self.passes: dict[bytes, float] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.epoch = 0
 
     def purge(self, kind: int, url: bytes) -> int:
         """Removes the stored responses whose URL is ``url`` (or starts with it: gwcore.cache
-        .purge.PREFIX); a miss under way for one is not stored. Returns how many keys went."""
+        .purge.PREFIX); responses on their way are not stored. Returns how many keys went."""
+        self.epoch += 1
         removed = 0
         for key in self.store.keys():      # noqa: SIM118 (a snapshot list: we pop)
             if matches(key, kind, url) and self.store.pop(key, None) is not None:
                 removed += 1
-        for key, fill in self.fills.items():
-            if matches(key, kind, url):
-                fill.keep = False
         return removed
+
+    def invalidate(self, key: bytes) -> None:
+        self.epoch += 1
+        self.store.pop(key, None)
+
+    def not_storable(self, key: bytes) -> None:
+        if len(self.passes) >= MAX_PASSES:
+            self.passes.clear()
+        self.passes[key] = time.monotonic() + PASS_TTL
+
+    def passing(self, key: bytes) -> bool:
+        until = self.passes.get(key)
+        if until is None:
+            return False
+        if until < time.monotonic():
+            del self.passes[key]
+            return False
+        return True
 
 
 class Entry:
-    """One stored response: status, fields (without framing ones), body, freshness."""
+    """One stored response: status, fields (without framing ones), body, freshness, and the
+    request fields it varies on."""
 
-    __slots__ = ("body", "headers", "meta", "size", "status")
+    __slots__ = ("body", "headers", "meta", "size", "status", "vary")
 
     def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
-                 meta: hc.Stored) -> None:
+                 meta: hc.Stored, vary: tuple[bytes, ...]) -> None:
         self.status, self.headers, self.body, self.meta = status, headers, body, meta
+        self.vary = vary
         self.size = len(body) + sum(len(n) + len(v) for n, v in headers) + ENTRY_OVERHEAD
 
 
@@ -109,7 +153,7 @@ class Variants:
 
     __slots__ = ("entries", "names")
 
-    def __init__(self, names: tuple[bytes, ...] | None) -> None:
+    def __init__(self, names: tuple[bytes, ...]) -> None:
         self.names = names
         self.entries: dict[tuple[bytes, ...], Entry] = {}
 
@@ -122,30 +166,30 @@ class Fill:
     """A miss under way: the first request's response, which the concurrent ones for the same
     key are served from as it arrives."""
 
-    def __init__(self, key: bytes, vary_key_of: Any) -> None:
+    def __init__(self, key: bytes, fields: list[tuple[bytes, bytes]], epoch: int) -> None:
+        loop = asyncio.get_running_loop()
         self.key = key
-        self.vary_key_of = vary_key_of      # the leader's request, for its Vary fields
-        self.head: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.fields = fields                # the leader's request fields, lower-case names
+        self.epoch = epoch
+        self.head: asyncio.Future[bool] = loop.create_future()
+        self.ended: asyncio.Future[bool] = loop.create_future()
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.meta: hc.Stored | None = None
-        self.vary: tuple[bytes, ...] | None = ()
+        self.vary: tuple[bytes, ...] = ()
+        self.length: int | None = None      # the body's announced length
         self.chunks: list[bytes] = []
         self.size = 0
         self.done = False
         self.failed = False
-        self.keep = True            # False once purged while under way: not stored
         self.changed: asyncio.Future[None] | None = None
 
     def accept(self, status: int, headers: list[tuple[bytes, bytes]], meta: hc.Stored,
-               vary: tuple[bytes, ...] | None) -> None:
+               vary: tuple[bytes, ...], length: int | None) -> None:
         self.status, self.headers, self.meta, self.vary = status, headers, meta, vary
+        self.length = length
         if not self.head.done():
             self.head.set_result(True)
-
-    def reject(self) -> None:
-        if not self.head.done():
-            self.head.set_result(False)
 
     def _wake(self) -> None:
         if self.changed is not None and not self.changed.done():
@@ -159,12 +203,16 @@ class Fill:
 
     def finish(self, ok: bool) -> None:
         self.done, self.failed = True, not ok
-        self.reject()
+        if not self.head.done():
+            self.head.set_result(False)
+        if not self.ended.done():
+            self.ended.set_result(ok)
         self._wake()
 
     async def stream(self) -> AsyncIterator[bytes]:
         """The body for a coalesced request, as the leader receives it; raises if the
-        leader's response was cut (the gateway then cuts this one too)."""
+        leader's response was cut (the gateway then cuts this one too: never a partial body
+        passed off as whole)."""
         i = 0
         while True:
             while i < len(self.chunks):
@@ -185,8 +233,18 @@ def _slices(body: bytes) -> Iterator[memoryview]:
         yield view[i:i + SLICE]
 
 
-class FetchError(Exception):
-    """The cache's own upstream request failed (no connection, timeout, bad response)."""
+def _response(status: int, items: list[tuple[bytes, bytes]], body: Any) -> Response:
+    """A Response over fields known to be valid (stored from the parser, or ours): no
+    per-field check on the hit path."""
+    response = Response.__new__(Response)
+    fields = Fields.__new__(Fields)
+    fields.items = items
+    response.status, response.headers, response.body = status, fields, body
+    return response
+
+
+def _param_name(pair: bytes) -> bytes:
+    return unquote_to_bytes(pair.split(b"=", 1)[0].replace(b"+", b" ")).lower()
 
 
 class CacheFilter:
@@ -196,27 +254,34 @@ class CacheFilter:
         self.cfg = cfg
         self.rt = rt
         self.header = cfg.status_header.encode()
+        self.header_low = self.header.lower()
         self.honour = cfg.client_no_cache == "honour"
-        self.keep = {k.lower() for k in cfg.key.keep_query} if cfg.key.keep_query else None
-        self.drop = {k.lower() for k in cfg.key.drop_query}
+        self.keep = ({k.lower().encode() for k in cfg.key.keep_query}
+                     if cfg.key.keep_query is not None else None)
+        self.drop = {k.lower().encode() for k in cfg.key.drop_query}
         self.fields = [f.lower().encode() for f in cfg.key.fields]
         self.turn = itertools.count()
 
     # -- the key ---------------------------------------------------------------------------
 
     def key(self, ex: Exchange) -> bytes | None:
-        """The primary key, or None when the request cannot be cached (no JWT claim)."""
+        """The primary key (module docstring), or None when the request cannot be cached
+        (no JWT claim to key on)."""
         req = ex.request
-        query = ex.query
+        target, host = ex.target, req.header(b"host") or b""
+        if target[:1] != b"/":
+            target, host = split_absolute(target, host)     # as the proxy forwards it
+        path, _, query = target.partition(b"?")
+        if ex.route is not None and ex.route.forward_normalized_path:
+            path = ex.path
         if self.cfg.key.query == "none":
             query = b""
         elif query and (self.keep is not None or self.drop):
-            pairs = [(k, v) for k, v in parse_qsl(query.decode("latin-1"),
-                                                  keep_blank_values=True)
-                     if (self.keep is None or k.lower() in self.keep)
-                     and k.lower() not in self.drop]
-            query = urlencode(sorted(pairs)).encode("latin-1")
-        parts = [b"http://", (req.header(b"host") or b"").lower(), ex.path, b"?", query]
+            query = b"&".join(sorted(
+                p for p in query.split(b"&") if p
+                and (self.keep is None or _param_name(p) in self.keep)
+                and _param_name(p) not in self.drop))
+        parts = [b"http://", host.lower(), path, b"?", query]
         for name in self.fields:
             parts += [b"\n", name, b":", req.header(name) or b""]
         if self.cfg.key.jwt_claim is not None:
@@ -228,8 +293,8 @@ class CacheFilter:
         return b"".join(parts)
 
     @staticmethod
-    def values(req: Any, name: bytes) -> list[bytes]:
-        return [v for n, v in req.headers if n.lower() == name]
+    def values(fields: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
+        return [v for n, v in fields if n == name]
 
     # -- on_request ------------------------------------------------------------------------
 
@@ -251,9 +316,12 @@ class CacheFilter:
             return None
         variants = self.rt.store.get(key)
         entry = None
-        if variants is not None and variants.names is not None:
-            entry = variants.entries.get(hc.vary_key(variants.names,
-                                                      lambda n: self.values(req, n)))
+        if variants is not None:
+            fields = None
+            if variants.names:
+                fields = [(n.lower(), v) for n, v in req.headers]
+            entry = variants.entries.get(hc.vary_key(
+                variants.names, lambda n: self.values(fields, n)))
         if entry is not None:
             now = time.time()
             meta = entry.meta
@@ -266,25 +334,27 @@ class CacheFilter:
                 self.refresh_later(ex, key, entry)
                 return self.answer(ex, entry, now, "UPDATING")
             return self.revalidate(ex, key, entry)
+        ex.cache = "MISS"
         fill = self.rt.fills.get(key)
         if fill is not None:
             return self.follow(ex, fill)
-        ex.cache = "MISS"
-        if method == b"HEAD":
-            return None         # a HEAD response has no body to keep
-        fill = Fill(key, [(n.lower(), v) for n, v in req.headers])
+        if method == b"HEAD" or self.rt.passing(key):
+            return None         # no body to keep, or recently not storable: straight upstream
+        fill = Fill(key, [(n.lower(), v) for n, v in req.headers], self.rt.epoch)
         self.rt.fills[key] = fill
         ex.state["cache_fill"] = fill
         return None
 
     def answer(self, ex: Exchange, entry: Entry, now: float, outcome: str) -> Response:
-        """The stored response (or 304 for a matching conditional request)."""
+        """The stored response (or 304 for a matching conditional request, RFC 9110 §13.2.1:
+        only for a 2xx entry)."""
         req = ex.request
         ex.cache = outcome
         age = b"%d" % max(0, int(entry.meta.current_age(now)))
         headers = [*entry.headers, (b"Age", age), (self.header, outcome.encode())]
         inm, ims = req.header(b"if-none-match"), req.header(b"if-modified-since")
-        if (inm is not None or ims is not None) and hc.not_modified(inm, ims, entry.meta):
+        if (inm is not None or ims is not None) and 200 <= entry.status < 300 \
+                and hc.not_modified(inm, ims, entry.meta):
             return _response(304, [(n, v) for n, v in headers
                                    if n.lower() in _IN_304 or n is self.header], b"")
         body = entry.body
@@ -294,24 +364,28 @@ class CacheFilter:
         return _response(entry.status, headers, body)
 
     async def follow(self, ex: Exchange, fill: Fill) -> Response | None:
-        """A concurrent miss: wait for the first one's response head, then stream it."""
+        """A concurrent miss: wait for the first one's response head, then stream it (or,
+        when its length is unknown, wait for all of it: a body that turns out too large is
+        never served cut)."""
+        deadline = asyncio.get_running_loop().time() + self.cfg.lock_timeout
         try:
-            accepted = await asyncio.wait_for(asyncio.shield(fill.head), self.cfg.lock_timeout)
+            async with asyncio.timeout_at(deadline):
+                accepted = await asyncio.shield(fill.head)
+                if accepted and fill.length is None:
+                    accepted = await asyncio.shield(fill.ended)
         except TimeoutError:
             accepted = False
         if not accepted or fill.failed or fill.meta is None:
-            ex.cache = "MISS"
             return None
-        if fill.vary is None or hc.vary_key(fill.vary, lambda n: self.values(ex.request, n)) \
-                != hc.vary_key(fill.vary, lambda n: [v for k, v in fill.vary_key_of if k == n]):
-            ex.cache = "MISS"
+        mine = [(n.lower(), v) for n, v in ex.request.headers] if fill.vary else []
+        if hc.vary_key(fill.vary, lambda n: self.values(mine, n)) != \
+                hc.vary_key(fill.vary, lambda n: self.values(fill.fields, n)):
             return None         # it varies on a field this request has otherwise
         ex.cache = "HIT"
         headers = [*fill.headers, (b"Age", b"0"), (self.header, b"HIT")]
         if fill.done:
-            return _response(fill.status, [(n, v) for n, v in headers
-                                           if n.lower() != b"content-length"],
-                             b"".join(fill.chunks))
+            return _response(fill.status, headers, b"".join(fill.chunks))
+        headers.append((b"Content-Length", b"%d" % fill.length))
         return _response(fill.status, headers, fill.stream())
 
     # -- the upstream's response (a miss) --------------------------------------------------
@@ -324,40 +398,38 @@ class CacheFilter:
         if outcome == "BYPASS":
             key = ex.state.get("cache_invalidate")
             if key is not None and response.status < 400:
-                self.rt.store.pop(key, None)
+                self.rt.invalidate(key)
             return
         fill: Fill | None = ex.state.get("cache_fill") if outcome == "MISS" else None
         if fill is None:
             return
         started = ex.t_upstream / 1e9 if ex.t_upstream else time.monotonic()
-        prepared = self.prepare(ex, response.status, response.headers.items,
-                                time.time() - (time.monotonic() - started))
+        length = ex.response_length if ex.response_length >= 0 else None
+        prepared = None
+        if length is None or length <= self.rt.max_object:
+            prepared = self.prepare(ex.method, ex.request.header, response.status,
+                                    response.headers.items,
+                                    time.time() - (time.monotonic() - started))
         if prepared is None:
+            self.rt.not_storable(fill.key)
             self.abandon(ex, fill)
             return
         headers, meta, vary = prepared
-        length = response.headers.get(b"content-length")
-        if length is not None and length.isdigit():
-            headers = [*headers, (b"Content-Length", length)]
-        fill.accept(response.status, headers, meta, vary)
-        return
+        fill.accept(response.status, headers, meta, vary, length)
 
-    def prepare(self, ex: Exchange, status: int, items: list[tuple[bytes, bytes]],
-                request_time: float) -> tuple[list[tuple[bytes, bytes]], hc.Stored,
-                                              tuple[bytes, ...] | None] | None:
+    def prepare(self, method: bytes, request_header: Any, status: int,
+                items: list[tuple[bytes, bytes]], request_time: float
+                ) -> tuple[list[tuple[bytes, bytes]], hc.Stored, tuple[bytes, ...]] | None:
         """(fields to store, freshness, Vary names) of a response that may be stored, or
-        None."""
+        None. ``request_header(name)``: the request's field value."""
         def values(name: bytes) -> list[bytes]:
             return [v for n, v in items if n.lower() == name]
 
-        length = values(b"content-length")
-        if length and (not length[0].isdigit() or int(length[0]) > self.rt.max_object):
-            return None
-        rcc_value = ex.request.header(b"cache-control")
+        rcc_value = request_header(b"cache-control")
+        response_cc = hc.parse_cache_control(values(b"cache-control"))
         reason = hc.storable(
-            ex.method, status, hc.parse_cache_control([rcc_value] if rcc_value else []),
-            hc.parse_cache_control(values(b"cache-control")),
-            authorization=ex.request.header(b"authorization") is not None,
+            method, status, hc.parse_cache_control([rcc_value] if rcc_value else []),
+            response_cc, authorization=request_header(b"authorization") is not None,
             set_cookie=bool(values(b"set-cookie")), store_set_cookie=self.cfg.store_set_cookie,
             expires=bool(values(b"expires")) or self.cfg.default_ttl is not None,
             last_modified=bool(values(b"last-modified")))
@@ -370,15 +442,15 @@ class CacheFilter:
                          heuristic_max=self.cfg.heuristic_max,
                          swr_default=self.cfg.stale_while_revalidate,
                          sie_default=self.cfg.stale_if_error)
-        explicit = any(k in hc.parse_cache_control(values(b"cache-control"))
-                       for k in ("max-age", "s-maxage")) or bool(values(b"expires"))
+        explicit = "max-age" in response_cc or "s-maxage" in response_cc \
+            or bool(values(b"expires"))
         if not explicit and self.cfg.default_ttl is not None:
-            meta = _with_lifetime(meta, self.cfg.default_ttl)
+            meta = dataclasses.replace(meta, lifetime=self.cfg.default_ttl)
         if meta.lifetime <= 0 and meta.etag is None and meta.last_modified is None \
                 and meta.stale_if_error <= 0:
             return None             # never fresh and nothing to revalidate with
         kept = [(n, v) for n, v in items
-                if n.lower() not in _NOT_STORED and n.lower() != self.header.lower()]
+                if n.lower() not in _NOT_STORED and n.lower() != self.header_low]
         return kept, meta, vary
 
     def abandon(self, ex: Exchange, fill: Fill) -> None:
@@ -396,8 +468,9 @@ class CacheFilter:
         if len(chunk):
             fill.append(bytes(chunk))
             if fill.size > self.rt.max_object:
-                # more than announced, or no length given: stop keeping it (coalesced
-                # requests already streaming get what the leader gets, then are cut)
+                # no length was announced and it grew too large: nothing is kept, and
+                # nobody was served from it (followers wait for a whole body of this kind)
+                self.rt.not_storable(fill.key)
                 self.abandon(ex, fill)
                 return
         if end:
@@ -405,12 +478,9 @@ class CacheFilter:
             if self.rt.fills.get(fill.key) is fill:
                 del self.rt.fills[fill.key]
             ex.state.pop("cache_fill", None)
-            if not fill.keep:
-                return
-            self.store(fill.key, fill.vary, fill.vary_key_of, Entry(
-                fill.status, [(n, v) for n, v in fill.headers
-                              if n.lower() != b"content-length"],
-                b"".join(fill.chunks), fill.meta))
+            if fill.epoch == self.rt.epoch:     # no purge meanwhile
+                self.store(fill.key, fill.fields, Entry(
+                    fill.status, fill.headers, b"".join(fill.chunks), fill.meta, fill.vary))
 
     def on_log(self, ex: Exchange) -> None:
         if ex.cache == "MISS":
@@ -418,35 +488,39 @@ class CacheFilter:
             if fill is not None:
                 self.abandon(ex, fill)      # the response never ended whole
 
-    def store(self, key: bytes, vary: tuple[bytes, ...] | None,
-              request_fields: list[tuple[bytes, bytes]], entry: Entry) -> None:
-        if vary is None or entry.size > self.rt.max_object + ENTRY_OVERHEAD * 4:
-            return
+    def store(self, key: bytes, request_fields: list[tuple[bytes, bytes]],
+              entry: Entry) -> None:
+        """Keeps entry as the variant of key that request_fields select. An entry without
+        validators is kept only as long as it can be served (fresh or stale-if-error)."""
         variants = self.rt.store.get(key)
-        if variants is None or variants.names != vary:
-            variants = Variants(vary)
-        variants.entries[hc.vary_key(vary, lambda n: [v for k, v in request_fields
-                                                      if k == n])] = entry
-        self.rt.store.set(key, variants, size=variants.size)
+        if variants is None or variants.names != entry.vary:
+            variants = Variants(entry.vary)
+        variants.entries[hc.vary_key(entry.vary, lambda n: self.values(request_fields, n))] = \
+            entry
+        meta = entry.meta
+        ttl = None
+        if meta.etag is None and meta.last_modified is None:
+            ttl = max(meta.lifetime - meta.current_age(time.time()), 0.0) + max(
+                meta.stale_while_revalidate, meta.stale_if_error) + 1.0
+        self.rt.store.set(key, variants, size=variants.size, ttl=ttl)
 
     # -- stale entries ---------------------------------------------------------------------
 
     def refresh_later(self, ex: Exchange, key: bytes, entry: Entry) -> None:
         """stale-while-revalidate: one background revalidation per key at a time."""
-        if key in self.rt.refreshing:
+        if key in self.rt.refreshing or key in self.rt.revalidations:
             return
         self.rt.refreshing.add(key)
-        fields = [(n.lower(), v) for n, v in ex.request.headers]
-        task = asyncio.get_running_loop().create_task(
-            self._refresh(ex.cluster, ex.target, fields, key, entry))
+        task = asyncio.get_running_loop().create_task(self._refresh(
+            ex.cluster, self.upstream_target(ex), self.forwarded(ex), key, entry))
         self.rt.tasks.add(task)
         task.add_done_callback(self.rt.tasks.discard)
 
-    async def _refresh(self, cluster: Any, target: bytes,
-                       fields: list[tuple[bytes, bytes]], key: bytes, entry: Entry) -> None:
+    async def _refresh(self, cluster: Any, target: bytes, fields: list[tuple[bytes, bytes]],
+                       key: bytes, entry: Entry) -> None:
         try:
             await self._renew(cluster, target, fields, key, entry)
-        except FetchError as e:
+        except (FetchError, TooLarge) as e:
             log.info("cache: background refresh of %s failed: %s", key.decode("latin-1"), e)
         except Exception:
             log.exception("cache: background refresh failed")
@@ -454,20 +528,35 @@ class CacheFilter:
             self.rt.refreshing.discard(key)
 
     async def revalidate(self, ex: Exchange, key: bytes, entry: Entry) -> Response | None:
-        fields = [(n.lower(), v) for n, v in ex.request.headers]
+        """A stale entry, revalidated before it is served; concurrent requests for the key
+        share one revalidation."""
         now = time.time()
+        task = self.rt.revalidations.get(key)
+        mine = task is None
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._renew(
+                ex.cluster, self.upstream_target(ex), self.forwarded(ex), key, entry))
+            self.rt.revalidations[key] = task
+
+            def done(t: asyncio.Task[Any]) -> None:
+                self.rt.revalidations.pop(key, None)
+                if not t.cancelled():
+                    t.exception()       # retrieved: its waiters may all have gone
+
+            task.add_done_callback(done)
         try:
-            renewed = await self._renew(ex.cluster, ex.target, fields, key, entry)
+            renewed = await asyncio.shield(task)
+        except TooLarge:
+            ex.cache = "MISS"
+            return None             # the proxy serves it (not stored)
         except FetchError as e:
             if entry.meta.staleness(now) <= entry.meta.stale_if_error \
                     and not entry.meta.must_revalidate:
                 return self.answer(ex, entry, time.time(), "STALE")
             ex.cache = "MISS"
             return Response.error(504 if isinstance(e.__cause__, TimeoutError) else 502,
-                                  f"cache revalidation failed: {e}")
-        if renewed is None:
-            ex.cache = "MISS"
-            return None             # not cacheable (too large...): the proxy serves it
+                                  f"cache revalidation failed: {e}",
+                                  [(self.header, b"MISS")])
         outcome, status, headers, body, stored = renewed
         if status >= 500 and entry.meta.staleness(now) <= entry.meta.stale_if_error \
                 and not entry.meta.must_revalidate:
@@ -475,12 +564,16 @@ class CacheFilter:
         if stored is not None:
             return self.answer(ex, stored, time.time(), outcome)
         ex.cache = "MISS"
+        if not mine:
+            return None             # not storable: it was for the request that asked
         return _response(status, [*headers, (self.header, b"MISS")], body)
 
     async def _renew(self, cluster: Any, target: bytes, fields: list[tuple[bytes, bytes]],
-                     key: bytes, entry: Entry) -> tuple[str, int, list, bytes, Entry | None] | None:
+                     key: bytes, entry: Entry
+                     ) -> tuple[str, int, list[tuple[bytes, bytes]], bytes, Entry | None]:
         """Revalidates entry upstream: (outcome, status, fields, body, the entry now stored
-        or None). None when the response is too large to keep."""
+        or None). FetchError; TooLarge after dropping the entry."""
+        epoch = self.rt.epoch
         conditional = []
         if entry.meta.etag is not None:
             conditional.append((b"If-None-Match", entry.meta.etag))
@@ -488,11 +581,16 @@ class CacheFilter:
             conditional.append((b"If-Modified-Since",
                                 hc.format_http_date(entry.meta.last_modified)))
         request_time = time.time()
-        status, items, body = await self.fetch(cluster, target, fields, conditional)
+        try:
+            status, items, body = await self.fetch(cluster, target, fields, conditional)
+        except TooLarge:
+            self.rt.invalidate(key)
+            raise
+        lowered = [(n.lower(), v) for n, v in fields]
         if status == 304:
             merged = {n.lower(): (n, v) for n, v in entry.headers}
             for n, v in items:         # §4.3.4: the 304's fields replace the stored ones
-                if n.lower() not in _NOT_STORED and n.lower() != self.header.lower():
+                if n.lower() not in _NOT_STORED and n.lower() != self.header_low:
                     merged[n.lower()] = (n, v)
             headers = list(merged.values())
             meta = hc.stored(entry.status, lambda n: [v for k, (_, v) in merged.items()
@@ -501,42 +599,72 @@ class CacheFilter:
                              heuristic_max=self.cfg.heuristic_max,
                              swr_default=self.cfg.stale_while_revalidate,
                              sie_default=self.cfg.stale_if_error)
-            if self.cfg.default_ttl is not None and meta.lifetime <= 0 \
-                    and entry.meta.lifetime > 0:
-                meta = _with_lifetime(meta, self.cfg.default_ttl)
-            fresh = Entry(entry.status, headers, entry.body, meta)
-            self.store(key, self._vary_of(key), fields, fresh)
+            if self.cfg.default_ttl is not None and entry.meta.lifetime > 0 \
+                    and meta.lifetime <= 0:
+                meta = dataclasses.replace(meta, lifetime=self.cfg.default_ttl)
+            fresh = Entry(entry.status, headers, entry.body, meta, entry.vary)
+            if epoch == self.rt.epoch:
+                self.store(key, lowered, fresh)
             return "REVALIDATED", 304, headers, entry.body, fresh
-        fake = _FakeExchange(fields)
-        prepared = self.prepare(fake, status, items, request_time)  # type: ignore[arg-type]
+        prepared = self.prepare(b"GET", lambda n: next((v for k, v in lowered if k == n), None),
+                                status, items, request_time)
         if prepared is None:
-            self.rt.store.pop(key, None)
+            self.rt.invalidate(key)
             kept = [(n, v) for n, v in items if n.lower() not in _NOT_STORED]
             return "MISS", status, kept, body, None
         headers, meta, vary = prepared
-        fresh = Entry(status, headers, body, meta)
-        self.store(key, vary, fields, fresh)
+        fresh = Entry(status, headers, body, meta, vary)
+        if epoch == self.rt.epoch:
+            self.store(key, lowered, fresh)
         return "MISS", status, headers, body, fresh
 
-    def _vary_of(self, key: bytes) -> tuple[bytes, ...] | None:
-        variants = self.rt.store.get(key)
-        return variants.names if variants is not None else ()
+    @staticmethod
+    def upstream_target(ex: Exchange) -> bytes:
+        target = ex.target
+        if target[:1] != b"/":
+            target = split_absolute(target, b"")[0]
+        if ex.route is not None and ex.route.forward_normalized_path:
+            target = ex.path + target[len(target.partition(b"?")[0]):]
+        return target
+
+    @staticmethod
+    def forwarded(ex: Exchange) -> list[tuple[bytes, bytes]]:
+        """The fields of the cache's own request for ex: what the proxy would send — the
+        client's fields without hop-by-hop ones (and those its Connection names), conditional
+        and gateway-set ones, the filters' changes (Exchange.set_upstream_field and
+        friends), then Host, X-Forwarded-*, Via and a request id."""
+        req = ex.request
+        items = [(n.lower(), n, v) for n, v in req.headers]
+        named = {o.strip().lower() for low, _, v in items if low == b"connection"
+                 for o in v.split(b",")}
+        removed = ex.removed_fields or set()
+        host = req.header(b"host") or b""
+        if ex.target[:1] != b"/":
+            host = split_absolute(ex.target, host)[1]
+        xff = [v for low, _, v in items if low == b"x-forwarded-for"]
+        out = [(b"host", host)]
+        out += [(low, v) for low, _, v in items
+                if low not in _NOT_FORWARDED and low not in named and low not in removed]
+        out += [(n.lower(), v) for n, v in ex.upstream_fields or ()]
+        out += [(b"x-forwarded-for", b", ".join([*xff, ex.client_address.encode()])),
+                (b"x-forwarded-proto", b"http"), (b"x-forwarded-host", host),
+                (b"x-request-id", os.urandom(8).hex().encode()), (b"via", b"1.1 gwcore")]
+        return out
 
     async def fetch(self, cluster: Any, target: bytes, fields: list[tuple[bytes, bytes]],
                     extra: list[tuple[bytes, bytes]]) -> tuple[int, list, bytes]:
-        """GET target from an endpoint of cluster (one not ejected and healthy, in turn):
-        (status, fields, body). FetchError; a body over max_object_bytes is one too."""
+        """GET target from an endpoint of cluster (one not ejected and healthy, in turn) with
+        these fields (``host`` first): (status, fields, body). FetchError; TooLarge."""
         eps = [ep for ep in cluster.endpoints if ep.healthy and not ep.ejected_until] \
             or list(cluster.endpoints)
         ep = eps[next(self.turn) % len(eps)]
-        host = next((v for n, v in fields if n == b"host"), ep.authority)
-        lines = [b"GET " + target + b" HTTP/1.1\r\n", b"Host: " + host + b"\r\n"]
-        lines += [n + b": " + v + b"\r\n" for n, v in fields if n not in _NOT_FORWARDED]
+        lines = [b"GET " + target + b" HTTP/1.1\r\n"]
+        lines += [n + b": " + v + b"\r\n" for n, v in fields]
         lines += [n + b": " + v + b"\r\n" for n, v in extra]
-        lines.append(b"Via: 1.1 gwcore\r\nConnection: close\r\n\r\n")
+        lines.append(b"Connection: close\r\n\r\n")
         writer = None
         try:
-            async with asyncio.timeout(cluster.connect_timeout + cluster.response_timeout):
+            async with asyncio.timeout(self.cfg.revalidate_timeout):
                 reader, writer = await asyncio.open_connection(ep.connect_host, ep.port)
                 writer.write(b"".join(lines))
                 return await _read_response(reader, self.rt.max_object)
@@ -548,31 +676,20 @@ class CacheFilter:
                 writer.close()
 
 
-class _FakeExchange:
-    """What ``prepare`` reads of an exchange, for the cache's own requests."""
-
-    method = b"GET"
-
-    def __init__(self, fields: list[tuple[bytes, bytes]]) -> None:
-        self.request = _FieldsView(fields)
-
-
-class _FieldsView:
-    def __init__(self, fields: list[tuple[bytes, bytes]]) -> None:
-        self.fields = fields
-
-    def header(self, name: bytes) -> bytes | None:
-        return next((v for n, v in self.fields if n == name), None)
-
-
 async def _read_response(reader: asyncio.StreamReader, limit: int
                          ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    resp = parse_response(head)
-    if resp is None:
-        raise ParseError("incomplete", 502, len(head))
+    """One response (interim 1xx heads skipped), its body read whole: by Content-Length,
+    chunked, or until the close. TooLarge beyond ``limit`` bytes; IncompleteReadError when
+    it ends early."""
+    while True:
+        head = await reader.readuntil(b"\r\n\r\n")
+        resp = parse_response(head)
+        if resp is None:
+            raise ParseError("incomplete", 502, len(head))
+        if not 100 <= resp.status < 200:
+            break
     items = resp.headers
-    if resp.status == 304 or resp.status == 204 or 100 <= resp.status < 200:
+    if resp.status in (204, 304):
         return resp.status, items, b""
     if resp.chunked:
         decoder, parts, size = ChunkedDecoder(), [], 0
@@ -583,36 +700,21 @@ async def _read_response(reader: asyncio.StreamReader, limit: int
             for part in decoder.feed(data):
                 size += len(part)
                 if size > limit:
-                    raise OSError("body over max_object_bytes")
+                    raise TooLarge(f"body over {limit} bytes")
                 parts.append(part)
         return resp.status, items, b"".join(parts)
     length = resp.content_length
     if length is not None:
         if length > limit:
-            raise OSError("body over max_object_bytes")
+            raise TooLarge(f"body of {length} bytes over {limit}")
         return resp.status, items, await reader.readexactly(length)
-    body = await reader.read(limit + 1)
-    if len(body) > limit:
-        raise OSError("body over max_object_bytes")
-    return resp.status, items, body
+    parts, size = [], 0
+    while data := await reader.read(65536):
+        size += len(data)
+        if size > limit:
+            raise TooLarge(f"body over {limit} bytes")
+        parts.append(data)
+    return resp.status, items, b"".join(parts)
 
 
-def _with_lifetime(meta: hc.Stored, lifetime: float) -> hc.Stored:
-    return dataclasses.replace(meta, lifetime=lifetime)
-
-
-def _response(status: int, items: list[tuple[bytes, bytes]], body: Any) -> Response:
-    """A Response over fields known to be valid (stored from the parser, or ours): no
-    per-field check on the hit path."""
-    response = Response.__new__(Response)
-    fields = Fields.__new__(Fields)
-    fields.items = items
-    response.status, response.headers, response.body = status, fields, body
-    return response
-
-
-def build(cfg: RouteCache, rt: CacheRuntime) -> CacheFilter:
-    return CacheFilter(cfg, rt)
-
-
-__all__ = ["CacheFilter", "CacheRuntime", "Entry", "build"]
+__all__ = ["CacheFilter", "CacheRuntime", "Entry", "FetchError", "TooLarge"]

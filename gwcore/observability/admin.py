@@ -9,8 +9,10 @@ config as JSON, secrets redacted), ``GET /clusters`` (endpoints, health, ejectio
 pool sizes, as JSON), ``POST /reload`` (as SIGHUP; answers once the outcome is known: 200 when
 the new generation serves, 400 with the reason when the config is rejected), cache purges
 (``PURGE <url>``, ``POST /cache/purge?url=U`` or ``?prefix=P``: 200 with how many responses
-went, once every worker has applied it; gwcore/cache/purge.py). With ``admin.token`` set, the
-mutating endpoints need ``Authorization: Bearer <token>`` (401 otherwise).
+went, once every worker has applied it; gwcore/cache/purge.py). With ``admin.token`` set, every
+endpoint but the probes and ``/metrics`` needs ``Authorization: Bearer <token>`` (401
+otherwise); ``/config`` never shows secret-looking keys, user filters' ``config`` or the
+userinfo and query of URLs either way. At most 64 clients at once (the oldest is dropped).
 
 The server is a few non-blocking sockets in the master's selector loop (one request per
 connection, ``Connection: close``; heads parsed by gwcore's own parser): the master never
@@ -39,6 +41,7 @@ from gwcore.http import ParseError, parse_request
 
 log = logging.getLogger("gwcore")
 
+MAX_CLIENTS = 64             # admin connections at once; beyond, the oldest is dropped
 MAX_HEAD = 16 << 10          # bytes
 MAX_BODY = 64 << 10
 CLIENT_TIMEOUT = 10.0        # seconds a client has to send its request
@@ -63,15 +66,23 @@ class AdminApi(Protocol):
     def admin_purge(self, kind: int, url: bytes, reply: Reply) -> None: ...
 
 
+_URL_SECRETS = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/@\s]*@", re.IGNORECASE)
+
+
 def redact(value: Any, key: str = "") -> Any:
-    """value (plain JSON-able data) with every entry under a secret-looking key replaced by
-    ``"REDACTED"``."""
-    if _SECRET.search(key) and value not in (None, {}, []):
+    """value (plain JSON-able data) with every entry under a secret-looking key, and every
+    user filter's ``config``, replaced by ``"REDACTED"``; URLs lose their userinfo and query
+    (where tokens travel)."""
+    if value not in (None, {}, []) and (_SECRET.search(key) or key == "config"):
         return "REDACTED"
     if isinstance(value, dict):
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v, key) for v in value]
+    if isinstance(value, str) and "://" in value:
+        value = _URL_SECRETS.sub(r"\1REDACTED@", value)
+        if "?" in value:
+            value = value.split("?", 1)[0] + "?REDACTED"
     return value
 
 
@@ -116,12 +127,19 @@ class AdminServer:
 
     def on_event(self, mask: int) -> None:
         for _ in range(64):
+            if len(self.conns) >= MAX_CLIENTS:
+                min(self.conns, key=lambda c: c.started).close()
             try:
                 conn, _ = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
-                return          # EMFILE and friends: the next event tries again
+            except OSError as e:
+                # EMFILE and friends: drop the oldest client so the next accept can work
+                # (the listener stays readable: returning alone would spin the loop)
+                log.warning("admin: accept failed: %s", e)
+                if self.conns:
+                    min(self.conns, key=lambda c: c.started).close()
+                return
             conn.setblocking(False)
             self.conns.add(_Conn(self, conn))
 
@@ -149,7 +167,8 @@ class _Conn:
         self.sock = sock
         self.buf = bytearray()
         self.out = b""
-        self.deadline = time.monotonic() + CLIENT_TIMEOUT
+        self.started = time.monotonic()
+        self.deadline = self.started + CLIENT_TIMEOUT
         self.answered = False
         self.dispatched = False
         self.head_only = False
@@ -222,7 +241,9 @@ class _Conn:
             self.reply(405, b"method not allowed\n", "text/plain",
                        [(b"Allow", allowed + (b", HEAD" if allowed == b"GET" else b""))])
             return
-        if allowed in (b"POST", b"PURGE") and not self._authorized(req):
+        # with a token, everything but the probes and the metrics needs it: the config and
+        # the clusters tell an attacker too much
+        if path not in (b"/healthz", b"/readyz", b"/metrics") and not self._authorized(req):
             self.reply(401, b"a bearer token is required\n", "text/plain",
                        [(b"WWW-Authenticate", b'Bearer realm="gwcore-admin"')])
             return

@@ -24,6 +24,7 @@ routes × 10 clusters, in the master.
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -85,6 +86,13 @@ A_LINES, A_DROPPED = 0, 1
 S_BYTES, S_ENTRIES, S_EVICTIONS, S_EXPIRATIONS = range(4)
 
 
+def endpoint_address(ep: Any) -> str:
+    """An endpoint's ``host:port`` label as the runtime Endpoint spells it (``09001`` is
+    ``9001``; IPv6 in brackets)."""
+    host = ep.host.strip("[]")
+    return f"[{host}]:{ep.port}" if ":" in host else f"{host}:{ep.port}"
+
+
 def route_names(cfg: Config) -> list[str]:
     """The routes' names as gwcore.proxy.Router gives them."""
     return [r.name or f"route-{i}" for i, r in enumerate(cfg.routes)]
@@ -139,8 +147,8 @@ class Registry:
             no_route=self.block(("route", "", ""), ROUTE_WIDTH),
             clusters={c.name: self.block(("cluster", c.name), CLUSTER_WIDTH)
                       for c in cfg.clusters},
-            endpoints={(c.name, ep.address): self.block(
-                ("endpoint", c.name, ep.address), ENDPOINT_WIDTH, range(E_EJECTIONS))
+            endpoints={(c.name, endpoint_address(ep)): self.block(
+                ("endpoint", c.name, endpoint_address(ep)), ENDPOINT_WIDTH, range(E_EJECTIONS))
                 for c in cfg.clusters for ep in c.endpoints},
             listeners={lst.name: self.block(("listener", lst.name), 2, range(1))
                        for lst in cfg.listeners},
@@ -208,7 +216,9 @@ class Hub:
 
     def __init__(self, workers: int, registry: Registry | None = None) -> None:
         self.registry = registry or Registry()
-        self.rows = 1 + max(8, 4 * workers)     # two overlapping generations, and respawns
+        # two overlapping generations and respawns, also after a reload raises `workers`
+        # (up to the CPUs here); pages are touched only where written
+        self.rows = 1 + 4 * max(workers, os.cpu_count() or 1, 4)
         self.region = Region(self.rows, self.registry.columns)
         self.live = bytearray(self.rows)
         self.free = list(range(self.rows - 1, 0, -1))

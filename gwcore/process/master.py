@@ -195,7 +195,13 @@ class Master:
                 log.error("%s: generation %d records no metrics", e, self.gen)
         n = self.worker_count(cfg)
         log.info("starting generation %d: %d workers", self.gen, n)
-        return [self.spawn(cfg, slot) for slot in range(n)]
+        started = []
+        for slot in range(n):
+            try:
+                started.append(self.spawn(cfg, slot))
+            except OSError as e:            # supervise() tries this slot again
+                log.error("worker %d [gen %d]: cannot start: %s", slot, self.gen, e)
+        return started
 
     def spawn(self, cfg: Config, slot: int) -> Worker:
         r, w = os.pipe2(os.O_CLOEXEC)
@@ -310,7 +316,11 @@ class Master:
         for slot_no in range(self.worker_count(self.cfg)):
             slot = self.slots.setdefault(slot_no, Slot())
             if slot_no not in live and now >= slot.respawn_at:
-                self.spawn(self.cfg, slot_no)
+                try:
+                    self.spawn(self.cfg, slot_no)
+                except OSError as e:        # out of fds or processes: try again later
+                    log.error("worker %d: cannot start: %s", slot_no, e)
+                    slot.respawn_at = now + RESPAWN_BASE
 
     def retire(self, workers: list[Worker], sig: int = signal.SIGTERM) -> None:
         for wk in workers:
@@ -328,7 +338,7 @@ class Master:
             cfg = runtime.load(self.config_path)     # parsed, and its key files read
             socks = self.bind_all(cfg)
             admin = self.bind_admin(cfg)
-        except (ConfigError, BindError) as e:
+        except (ConfigError, OSError) as e:      # BindError is an OSError
             log.error("reload rejected, keeping the running config: %s", e)
             if self.hub is not None:
                 self.hub.state.reloads_rejected += 1
@@ -448,7 +458,7 @@ class Master:
         st.workers = {"starting": 0, "serving": 0, "draining": 0}
         for wk in self.workers.values():
             st.workers["draining" if wk.retiring else "serving" if wk.ready else "starting"] += 1
-        st.healthy = {(c.name, ep.address): self.board.healthy(c.name, i)
+        st.healthy = {(c.name, m.endpoint_address(ep)): self.board.healthy(c.name, i)
                       for c in self.cfg.clusters for i, ep in enumerate(c.endpoints)} \
             if self.board is not None else {}
         if self.layout is None:
@@ -465,9 +475,9 @@ class Master:
             eps = []
             for i, ep in enumerate(c.endpoints):
                 e: dict[str, Any] = {
-                    "address": ep.address,
+                    "address": m.endpoint_address(ep),
                     "healthy": self.board.healthy(c.name, i) if self.board else True}
-                base = lay.endpoints[(c.name, ep.address)] if lay else None
+                base = lay.endpoints[(c.name, m.endpoint_address(ep))] if lay else None
                 for key, off in (("ejected_workers", m.E_EJECTED), ("ejections", m.E_EJECTIONS),
                                  ("in_flight", m.E_IN_FLIGHT), ("connections", m.E_CONNECTIONS),
                                  ("idle", m.E_IDLE)):

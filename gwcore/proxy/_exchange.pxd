@@ -15,6 +15,7 @@ cdef class Exchange:
     cdef readonly int64_t t_received, t_upstream, t_response, t_end
     cdef readonly str end
     cdef readonly str request_id          # the X-Request-Id sent upstream (or None)
+    cdef readonly int64_t response_length # the upstream response's body length, -1 unknown
     cdef public str trace_id, parent_id, span_id   # W3C Trace Context: 32/16/16 hex, or None
     cdef public bint sampled
     cdef public str auth                  # the JWT filter's outcome (ok, or why not), or None

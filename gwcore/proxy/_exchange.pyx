@@ -34,7 +34,10 @@ cdef class Exchange:
     Trace context (W3C, when tracing is configured): ``trace_id`` (32 hex), ``parent_id``
     (the client's span, 16 hex, or None), ``span_id`` (this hop's, sent upstream as the
     parent), ``sampled``. Outcomes for logs and metrics: ``auth`` (``ok`` or the JWT
-    rejection reason; None when no JWT filter ran), ``cache`` (None until the cache exists).
+    rejection reason; None when no JWT filter ran), ``cache`` (the edge cache's outcome:
+    HIT, MISS, STALE, UPDATING, REVALIDATED, BYPASS; None on routes without a cache).
+    ``response_length``: the upstream response's body length in bytes as its head announced
+    it (set before on_response_head; -1 when chunked or close-delimited).
     ``referer``, ``user_agent`` (bytes or None) and ``http10``: set only when the access log's
     format is combined (gwcore.observability)."""
 

@@ -60,9 +60,9 @@ from gwcore.proxy._ctrace cimport (
 from gwcore.proxy._exchange cimport Exchange, new_exchange, now_ns
 from gwcore.proxy._router cimport Route, Router
 from gwcore.proxy._upstream cimport (
-    BODY_CHUNKED, BODY_CLOSE, RETRY_502, RETRY_503, RETRY_504, RETRY_CONNECT_FAILURE,
-    RETRY_RESET, RETRY_TIMEOUT, Cluster, Endpoint, UE_CONNECT_FAILED, UE_CONNECT_TIMEOUT,
-    UE_RESET, UE_TIMEOUT, Upstream,
+    BODY_CHUNKED, BODY_CLOSE, BODY_LENGTH, BODY_NONE, RETRY_502, RETRY_503, RETRY_504,
+    RETRY_CONNECT_FAILURE, RETRY_RESET, RETRY_TIMEOUT, Cluster, Endpoint, UE_CONNECT_FAILED,
+    UE_CONNECT_TIMEOUT, UE_RESET, UE_TIMEOUT, Upstream,
 )
 
 # metrics columns (gwcore/observability/metrics.py owns the layout)
@@ -816,6 +816,8 @@ cdef class Downstream(Http1Connection):
             drop = _drop
         cdef Exchange ex = self.ex
         ex.t_response = now_ns()
+        ex.response_length = (h.content_length if up.body_mode == BODY_LENGTH
+                              or (up.body_mode == BODY_NONE and not up.no_body) else -1)
         cdef Route route = ex.route
         if route.on_response_head:
             head = self._filtered_head(up, buf, fields, drop, extra, route)

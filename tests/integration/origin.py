@@ -44,7 +44,10 @@ Endpoints (method-agnostic unless noted; HEAD gets the GET head without a body):
                                  (Cache-Control), etag (ETag "E": If-None-Match with it gets
                                  304), lm=S (Last-Modified S seconds ago), expires=S (seconds
                                  from now; "bad" for an invalid date), vary, status, set_cookie=1,
-                                 delay=S (before the head), chunked=1
+                                 delay=S (before the head), chunked=1, close=1 (close-delimited
+                                 body, then close), hints=1 (a 103 first), show=1 (the body
+                                 shows the X-Forwarded-For, X-Request-Id, X-User and
+                                 Proxy-Authorization it got: "KEY #N xff=... rid=... ...")
   any endpoint ?pad=N            adds an X-Pad response field of N bytes
   any endpoint ?conn_close=1     answers with "Connection: close" and closes afterwards
   any endpoint ?close_idle=S      after the response, close the connection if no new request
@@ -221,8 +224,11 @@ class Exchange:
 CACHE_SERIALS: dict[str, int] = {}
 
 
-async def _cacheable(ex: Exchange, req: h11.Request, q: dict[str, str]) -> None:
+async def _cacheable(ex: Exchange, req: h11.Request, q: dict[str, str]) -> bool:
     key = q.get("key", "default")
+    if q.get("hints") == "1":
+        await ex.send(h11.InformationalResponse(status_code=103, headers=[
+            (b"link", b"</a.css>; rel=preload")]))
     if "delay" in q:
         await asyncio.sleep(float(q["delay"]))
     headers: list[tuple[bytes, bytes]] = []
@@ -247,11 +253,25 @@ async def _cacheable(ex: Exchange, req: h11.Request, q: dict[str, str]) -> None:
         CACHE_SERIALS[key] = CACHE_SERIALS.get(key, 0)      # a 304 is a request, no new body
         await ex.send(h11.Response(status_code=304, headers=headers))
         await ex.send(h11.EndOfMessage())
-        return
+        return True
     n = CACHE_SERIALS[key] = CACHE_SERIALS.get(key, 0) + 1
-    body = f"{key} #{n}".encode()
+    body = f"{key} #{n} ".encode()
+    if q.get("show") == "1":
+        got = dict(req.headers)
+        body += b" ".join(b"%s=%s" % (name, got.get(name, b"-").replace(b" ", b"_"))
+                          for name in (b"x-forwarded-for", b"x-request-id", b"x-user",
+                                       b"proxy-authorization")) + b" "
     body += b"." * max(0, int(q.get("size", "0")) - len(body))
     status = int(q.get("status", "200"))
+    if q.get("close") == "1":
+        # bypasses h11, which would frame it: a close-delimited body (RFC 9112 §6.3)
+        ex.writer.write(b"HTTP/1.1 %d OK\r\n" % status + b"".join(
+            n + b": " + v + b"\r\n" for n, v in headers) + b"\r\n")
+        if req.method != b"HEAD":
+            for i in range(0, len(body), 1000):     # in pieces: a reader must wait for EOF
+                ex.writer.write(body[i:i + 1000])
+                await ex.writer.drain()
+        return False
     if q.get("chunked") == "1":
         await ex.send(h11.Response(status_code=status, headers=[
             *headers, (b"transfer-encoding", b"chunked")]))
@@ -259,8 +279,9 @@ async def _cacheable(ex: Exchange, req: h11.Request, q: dict[str, str]) -> None:
             for i in range(0, len(body), 65536):
                 await ex.send(h11.Data(data=body[i:i + 65536]))
         await ex.send(h11.EndOfMessage())
-        return
+        return True
     await ex.respond(status, body, b"text/plain", headers)
+    return True
 
 
 def _reason(event: h11.Response | h11.InformationalResponse) -> bytes:
@@ -402,7 +423,7 @@ async def handle_request(ex: Exchange, req: h11.Request) -> bool:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         return False
     elif path == "/cacheable":
-        await _cacheable(ex, req, q)
+        return await _cacheable(ex, req, q)
     elif path.startswith("/status/"):
         code = int(path.rsplit("/", 1)[1])
         if code in (204, 304):

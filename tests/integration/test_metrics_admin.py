@@ -192,13 +192,18 @@ def test_config_and_clusters(origin: Origin, dead_port: int, tmp_path: Path) -> 
     cfg = config(free_port(), free_port(), origin.port, dead_port, token="s3cret")
     g = start_gateway(cfg, tmp_path)
     try:
-        shown = httpx.get(admin_url(g) + "/config", timeout=10).json()
+        token = {"Authorization": "Bearer s3cret"}
+        assert httpx.get(admin_url(g) + "/config", timeout=10).status_code == 401
+        assert httpx.get(admin_url(g) + "/clusters", timeout=10).status_code == 401
+        assert httpx.get(admin_url(g) + "/readyz", timeout=10).status_code == 200
+        shown = httpx.get(admin_url(g) + "/config", timeout=10, headers=token).json()
         assert shown["admin"]["token"] == "REDACTED" and "s3cret" not in str(shown)
         assert [r["name"] for r in shown["routes"]] == ["api", "down"]
         send(g, "GET", "/down/x", 2)
-        clusters = wait_for(lambda: (c := httpx.get(admin_url(g) + "/clusters",
-                                                      timeout=10).json())["origin"]["endpoints"]
-                            [0]["connections"] is not None and c, what="/clusters")
+        clusters = wait_for(lambda: (c := httpx.get(admin_url(g) + "/clusters", timeout=10,
+                                                    headers=token).json())["origin"]
+                            ["endpoints"][0]["connections"] is not None and c,
+                            what="/clusters")
         assert clusters["dead"]["errors"]["connect_failure"] >= 2
         assert clusters["origin"]["endpoints"][0]["healthy"] is True
         # the mutating endpoint needs the token

@@ -100,3 +100,16 @@ def test_region_checks_its_arguments() -> None:
         region.sum(b"\0", 8)            # one byte per row
     assert not Row().enabled            # metrics off: records nothing
     Row().inc(5)
+
+
+def test_config_redaction() -> None:
+    from gwcore.observability.admin import redact
+
+    shown = redact({"admin": {"token": "t", "address": "a"},
+                    "filters": [{"use": "m:F", "config": {"signing_key": "k", "n": 1}}],
+                    "jwt_providers": {"p": {"jwks": {"url": "https://u:pw@idp/j?access_token=x"}}},
+                    "tracing": {"otlp": {"headers": {"x-api-key": "k"}, "endpoint": "http://c"}}})
+    assert shown["admin"] == {"token": "REDACTED", "address": "a"}
+    assert shown["filters"][0] == {"use": "m:F", "config": "REDACTED"}
+    assert shown["jwt_providers"]["p"]["jwks"]["url"] == "https://REDACTED@idp/j?REDACTED"
+    assert shown["tracing"]["otlp"] == {"headers": "REDACTED", "endpoint": "http://c"}
