@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from apt_packages import apt_install
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "gwcore-alerts.yml"
@@ -71,27 +72,10 @@ def _stop(pids: set[int]) -> None:
             pass
 
 
-def _apt(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    return subprocess.run([*sudo, "apt-get", *args], check=False, capture_output=True,
-                          text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
-
-
 def _install_promtool() -> None:
-    if shutil.which("apt-get") is None:
-        pytest.fail("promtool is not on PATH and apt-get is not available to install it "
-                    "(Debian: apt-get install prometheus)")
     before = _prometheus_pids()
     try:
-        install = ("install", "-y", "-qq", "prometheus")
-        done = _apt(*install, timeout=600)
-        if done.returncode != 0:
-            _apt("update", "-qq", timeout=600)
-            done = _apt(*install, timeout=600)
-        if done.returncode != 0:
-            pytest.fail(f"apt-get install prometheus failed ({done.returncode}):\n"
-                        f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        apt_install("prometheus", "promtool")
     finally:
         # the package may start its daemon (where services may start): only promtool is wanted
         _stop(_prometheus_pids() - before)

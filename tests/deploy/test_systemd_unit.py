@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from apt_packages import apt_install
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "gwcore.service"
@@ -36,28 +37,11 @@ CONFIG = "/etc/gwcore/gateway.yaml"
 pytestmark = pytest.mark.timeout(1500)
 
 
-def _apt(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    return subprocess.run([*sudo, "apt-get", *args], check=False, capture_output=True,
-                          text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
-
-
 @pytest.fixture(scope="session")
 def systemd_analyze() -> str:
     path = shutil.which("systemd-analyze")
     if path is None:
-        if shutil.which("apt-get") is None:
-            pytest.fail("systemd-analyze is not on PATH and apt-get is not available to "
-                        "install it (Debian: apt-get install systemd)")
-        install = ("install", "-y", "-qq", "--no-install-recommends", "systemd")
-        done = _apt(*install, timeout=600)
-        if done.returncode != 0:
-            _apt("update", "-qq", timeout=600)
-            done = _apt(*install, timeout=600)
-        if done.returncode != 0:
-            pytest.fail(f"apt-get install systemd failed ({done.returncode}):\n"
-                        f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        apt_install("systemd", "systemd-analyze", "--no-install-recommends")
         path = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
     assert Path(path).exists(), "systemd-analyze missing after installing systemd"
     return path
