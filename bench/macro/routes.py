@@ -382,10 +382,16 @@ def benchmark(args: argparse.Namespace) -> int:
                           routes_table)
     script = "bench/macro/routes.py"
     return macro.conclude(
-        args, results, tables, skipped, "bench/macro routes",
+        args, results, tables, skipped,
+        # another set of variants gets a section of its own in bench/RESULTS.md
+        "bench/macro routes" + ("" if args.route_list == list(DEFAULT_ROUTES)
+                                else f" ({','.join(args.route_list)})"),
         lambda: macro.results_section(
             args, layout, machine, tables, skipped, (load_start, macro.load_average()),
-            started, script=script, title="gwcore route variants (issue 9), workers=1",
+            started, script=script,
+            title=("gwcore route variants (issue 9), workers=1"
+                   if args.route_list == list(DEFAULT_ROUTES) else
+                   f"gwcore route variants {', '.join(args.route_list)}, workers=1"),
             setup=setup_text(builds, args)),
         script)
 
