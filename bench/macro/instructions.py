@@ -18,7 +18,9 @@ Variants: plain (no tracing); plain_fields (no tracing, requests carry a tracepa
 tracestate, forwarded untouched); trace_new (`tracing: {sample_ratio: 0}`, no traceparent:
 a new unsampled trace per request); trace_continue (the same with a valid unsampled
 traceparent and a tracestate: continued); otlp_1pct / otlp_all (sample_ratio 0.01 / 1 with
-`otlp` exporting to the origin, which answers 404: the export work is done all the same).
+`otlp` exporting to the origin, which answers 404: the export work is done all the same);
+metrics (an admin listener: every request recorded in shared memory), access_log (a JSON
+access log to a temporary file), metrics_log (both).
 Needs valgrind (`callgrind_control`, `callgrind_annotate`).
 """
 
@@ -37,7 +39,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-VARIANTS = ("plain", "plain_fields", "trace_new", "trace_continue", "otlp_1pct", "otlp_all")
+VARIANTS = ("plain", "plain_fields", "trace_new", "trace_continue", "otlp_1pct", "otlp_all",
+            "metrics", "access_log", "metrics_log")
 TRACE_FIELDS = ("traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00\r\n"
                 "tracestate: congo=t61rcWkgMzE\r\n")
 
@@ -49,7 +52,12 @@ def config(variant: str, port: int, origin_port: int) -> str:
            f"routes: [{{match: {{path_prefix: /}}, cluster: o}}]\n")
     if variant in ("trace_new", "trace_continue"):
         cfg += "tracing: {sample_ratio: 0.0}\n"
-    elif variant.startswith("otlp"):
+    if variant in ("metrics", "metrics_log"):
+        cfg += f"admin: {{address: \"127.0.0.1:{free_port()}\"}}\n"
+    if variant in ("access_log", "metrics_log"):
+        log = os.path.join(tempfile.gettempdir(), f"gwcore-instr-{os.getpid()}-{port}.log")
+        cfg += f"access_log: {{path: \"{log}\", format: json}}\n"
+    if variant.startswith("otlp"):
         ratio = "1.0" if variant == "otlp_all" else "0.01"
         cfg += (f"tracing:\n  sample_ratio: {ratio}\n  otlp: {{endpoint: "
                 f"\"http://127.0.0.1:{origin_port}/v1/traces\"}}\n")
