@@ -27,6 +27,8 @@ from gwcore.config import (
     ConfigError,
     FilterSpec,
     JwksSource,
+    RateLimitTable,
+    Redis,
     RouteCache,
     RouteJwt,
     _dec_hook,
@@ -37,7 +39,9 @@ from gwcore.config import load as load_config
 if TYPE_CHECKING:
     from gwcore.filters.cache import CacheRuntime
     from gwcore.filters.jwt_auth import Provider
+    from gwcore.filters.ratelimit import Policy
     from gwcore.jwt import JWKSet
+    from gwcore.limits import Table
 
 __all__ = ["BUILTIN_FILTERS", "BuiltinFilter", "FilterContext", "build_filters", "check",
            "filter_chains", "key_set", "load"]
@@ -60,16 +64,52 @@ PHASES = ("on_request", "on_response_head", "on_response_body", "on_log")
 
 @dataclass
 class FilterContext:
-    """What built-in filters are built from in a worker: its JWT providers by name, and the
-    cache settings its one cache store (made on first use) follows."""
+    """What built-in filters are built from in a worker: its JWT providers by name, the
+    cache settings its one cache store (made on first use) follows, the host's shared rate
+    limit table (``limits``: the master's, mapped before the fork; None: one is made for this
+    process on first use, of ``rate_limit_table.slots``) and the Redis settings of global
+    limits."""
 
     jwt_providers: Mapping[str, Provider] = field(default_factory=dict)
     cache_settings: CacheSettings = field(default_factory=CacheSettings)
+    limits: Table | None = None
+    rate_limit_table: RateLimitTable = field(default_factory=RateLimitTable)
+    redis: Redis | None = None
     _cache: CacheRuntime | None = None
+    _policies: dict[str, Policy] = field(default_factory=dict)
+    _remote: Any = None
 
     def cached(self) -> CacheRuntime | None:
         """The cache store if a filter made it, else None."""
         return self._cache
+
+    def policy(self, name: str, cfg: Config) -> Policy:
+        """The named rate limit (one object per name in this worker, whichever routes use
+        it): local ones on the shared table, global ones on the Redis client."""
+        p = self._policies.get(name)
+        if p is None:
+            from gwcore.filters.ratelimit import Policy
+
+            spec = cfg.rate_limits[name]
+            if spec.scope == "local":
+                if self.limits is None:
+                    from gwcore.limits import Table
+
+                    self.limits = Table(self.rate_limit_table.slots)
+                limit = self.limits.limit(name, spec.requests, spec.period, spec.burst_size)
+            else:
+                limit = self.remote().limit(name, spec)
+            p = self._policies[name] = Policy(name, spec, limit)
+        return p
+
+    def remote(self) -> Any:
+        """This worker's Redis client of global limits (gwcore.limits.redis_limits)."""
+        if self._remote is None:
+            from gwcore.limits.redis_limits import RedisLimits
+
+            assert self.redis is not None
+            self._remote = RedisLimits(self.redis)
+        return self._remote
 
     def cache(self) -> CacheRuntime:
         if self._cache is None:
@@ -100,6 +140,15 @@ def _jwt_build(c: RouteJwt, context: FilterContext) -> Any:
     from gwcore.filters.jwt_auth import JwtAuth
 
     return JwtAuth(context.jwt_providers[c.provider], c.optional)
+
+
+def _ratelimit_build(names: list[str], cfg: Config, context: FilterContext) -> Any:
+    from gwcore.filters.ratelimit import RateLimitFilter
+
+    policies = [context.policy(name, cfg) for name in names]
+    local = [p for p in policies if p.cfg.scope == "local"]
+    remote = [p for p in policies if p.cfg.scope == "global"]
+    return RateLimitFilter(local, context.remote().check_for(remote) if remote else None)
 
 
 def _cache_build(c: RouteCache, context: FilterContext) -> Any:
@@ -197,7 +246,8 @@ def build_filters(cfg: Config, context: FilterContext | None = None,
 def filter_chains(cfg: Config, context: FilterContext | None = None, source: str = "<config>"
                   ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
     """(the global filters, each route's filters in the order they run): the global
-    ``filters``, then the route's ``jwt`` shorthand, then the route's ``filters``. Each entry
+    ``filters``, then the route's ``jwt`` shorthand, its ``rate_limit`` limits, its
+    ``cache``, then the route's ``filters``. Each entry
     of the config is built once (a global filter is one object shared by every route; the
     global ones alone serve requests refused before routing, for ``on_log``). ``context``:
     the worker's; None (``check``) validates built-in filters without building them, and
@@ -215,6 +265,8 @@ def filter_chains(cfg: Config, context: FilterContext | None = None, source: str
             policy = route.jwt_policy
             if policy is not None and context is not None:
                 own = (_jwt_build(policy, context),)
+            if route.rate_limit and context is not None:     # after JWT: keys may use claims
+                own += (_ratelimit_build(route.rate_limit, cfg, context),)
             if route.cache is not None and context is not None:
                 own += (_cache_build(route.cache, context),)    # after JWT: keys may use claims
             for i, spec in enumerate(route.filters):
@@ -235,9 +287,9 @@ def filter_chains(cfg: Config, context: FilterContext | None = None, source: str
 def check(cfg: Config, source: str = "<config>") -> None:
     """Build what the workers would build from cfg and reading files or importing code needs
     (each file-based JWT provider's key set; each user filter, imported and built once), and
-    discard it; check that the access log file can be appended to (not creating it), and
-    that ``tracing.otlp`` has the OpenTelemetry SDK it needs. Raises ConfigError
-    ``"SOURCE: key.path: problem"`` for the first that fails (``jwt_providers.NAME.jwks.file``,
+    discard it; check that the access log file can be appended to (not creating it), that
+    ``tracing.otlp`` has the OpenTelemetry SDK it needs, and global rate limits redis-py.
+    Raises ConfigError ``"SOURCE: key.path: problem"`` for the first that fails (``jwt_providers.NAME.jwks.file``,
     ``routes[1].filters[0].use``, ``access_log.path``, ``tracing.otlp``...)."""
     if cfg.jwt_providers:
         from gwcore.jwt import PyJWTError
@@ -251,6 +303,14 @@ def check(cfg: Config, source: str = "<config>") -> None:
                 raise ConfigError(f"{source}: jwt_providers.{name}.jwks.file: {e}") from None
     if cfg.filters or any(route.filters for route in cfg.routes):
         filter_chains(cfg, None, source)
+    remote = [name for name, rl in cfg.rate_limits.items() if rl.scope == "global"]
+    if remote:
+        try:
+            import gwcore.limits.redis_limits  # noqa: F401
+        except ImportError as e:
+            raise ConfigError(f"{source}: rate_limits.{remote[0]}.scope: global limits need "
+                              f"redis-py with hiredis (pip install 'gwcore[redis]'): "
+                              f"{e}") from None
     if cfg.access_log is not None and cfg.access_log.path != "-":
         problem = _unwritable(cfg.access_log.path)
         if problem:

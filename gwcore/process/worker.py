@@ -95,7 +95,7 @@ def make_cluster(c: ClusterConfig, clock: Clock, loop: asyncio.AbstractEventLoop
 
 
 def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
-                  metrics: Recorder | None = None
+                  metrics: Recorder | None = None, limits: Any = None
                   ) -> tuple[Runtime, list[tuple[Listener, ListenerRuntime]]]:
     """Clusters and JWT providers by name, and a ListenerRuntime per listener. Each route
     gets its filters in order (global, the jwt shorthand, its own; gwcore.runtime), each
@@ -103,10 +103,12 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
     before routing. One AccessLog (its writer thread started) serves every listener when
     ``access_log`` is configured. With ``tracing``, every listener makes trace context; with
     ``tracing.otlp``, one span exporter (its export thread started here, after the fork)
-    serves them all."""
+    serves them all. ``limits``: the host's shared rate limit table (gwcore.limits.Table; None:
+    one of this process's own, made if a route has a local limit)."""
     clusters = {c.name: make_cluster(c, clock, loop) for c in cfg.clusters}
     providers = {name: Provider(name, p) for name, p in cfg.jwt_providers.items()}
-    context = runtime.FilterContext(providers, cfg.cache)
+    context = runtime.FilterContext(providers, cfg.cache, limits, cfg.rate_limit_table,
+                                    cfg.redis)
     shared, built = runtime.filter_chains(cfg, context)
     by_route = {id(route): filters for route, filters in zip(cfg.routes, built)}
     global_on_log = tuple(f.on_log for f in shared if callable(getattr(f, "on_log", None)))
@@ -170,7 +172,7 @@ IDLE_GRACE = 1.0             # a draining connection with no request is closed a
 def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
           control: int | None = None, board: HealthBoard | None = None,
           prober: bool = True, metrics: Recorder | None = None,
-          purges: tuple[PurgeBoard, int] | None = None) -> int:
+          purges: tuple[PurgeBoard, int] | None = None, limits: Any = None) -> int:
     """Serve cfg on this process until told to stop; returns the exit status (0).
 
     ``sockets``: per listener (in config order), the already-bound listening sockets this
@@ -188,6 +190,8 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
     worker runs the active health checks (gwcore.proxy.health).
     ``metrics``: this worker's row and the generation's layout (gwcore.observability.metrics;
     None: nothing recorded).
+    ``limits``: the master's shared rate limit table (gwcore.limits.Table), None: this
+    process makes its own if it needs one.
     """
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -208,7 +212,7 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
     loop.add_signal_handler(signal.SIGUSR1, reopen_log_files, access_logs)
     socks = sockets if sockets is not None else [[bind(lst)] for lst in cfg.listeners]
     servers = []
-    rt, runtimes = build_runtime(cfg, loop, clock, metrics)
+    rt, runtimes = build_runtime(cfg, loop, clock, metrics, limits)
     if rt.access_log is not None:
         access_logs.append(rt.access_log)
     upkeep = [loop.create_task(maintain(cfg, rt.clusters, board or HealthBoard(cfg), prober))]
