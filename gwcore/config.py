@@ -28,6 +28,7 @@ __all__ = [
     "ConfigError",
     "Duration",
     "FilterSpec",
+    "IpAcl",
     "Limits",
     "Listener",
     "ListenerTimeouts",
@@ -563,6 +564,25 @@ class FilterSpec(_Section):
 
 
 _ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+class IpAcl(_Section):
+    """The ``ip_acl`` built-in filter's config (gwcore/filters/ip_acl.py): ``allow`` and
+    ``deny`` networks (``10.0.0.0/8``, ``2001:db8::/32``) or addresses."""
+
+    allow: list[str] = msgspec.field(default_factory=list)
+    deny: list[str] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name in ("allow", "deny"):
+            for i, net in enumerate(getattr(self, name)):
+                try:
+                    ipaddress.ip_network(net, strict=False)
+                except ValueError:
+                    raise ValueError(f"{name}[{i}]: {net!r} is not an IP network or "
+                                     f"address") from None
+        if not self.allow and not self.deny:
+            raise ValueError("allow: give allow or deny networks")
 
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|h)\s*$")

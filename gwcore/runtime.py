@@ -26,6 +26,7 @@ from gwcore.config import (
     Config,
     ConfigError,
     FilterSpec,
+    IpAcl,
     JwksSource,
     RateLimitTable,
     Redis,
@@ -157,9 +158,17 @@ def _cache_build(c: RouteCache, context: FilterContext) -> Any:
     return CacheFilter(c, context.cache())
 
 
+def _ip_acl_build(c: IpAcl, context: FilterContext) -> Any:
+    from gwcore.filters.ip_acl import IpAclFilter
+
+    return IpAclFilter(c)
+
+
 BUILTIN_FILTERS: dict[str, BuiltinFilter] = {
     "jwt": BuiltinFilter(RouteJwt, _jwt_check, _jwt_build),   # config {provider, optional}
     "cache": BuiltinFilter(RouteCache, lambda c, cfg: None, _cache_build),   # RouteCache
+    # config {allow: [CIDR], deny: [CIDR]} (gwcore/filters/ip_acl.py)
+    "ip_acl": BuiltinFilter(IpAcl, lambda c, cfg: None, _ip_acl_build),
 }
 
 
@@ -289,8 +298,9 @@ def check(cfg: Config, source: str = "<config>") -> None:
     (each file-based JWT provider's key set; each user filter, imported and built once), and
     discard it; check that the access log file can be appended to (not creating it), that
     ``tracing.otlp`` has the OpenTelemetry SDK it needs, and global rate limits redis-py.
-    Raises ConfigError ``"SOURCE: key.path: problem"`` for the first that fails (``jwt_providers.NAME.jwks.file``,
-    ``routes[1].filters[0].use``, ``access_log.path``, ``tracing.otlp``...)."""
+    Raises ConfigError ``"SOURCE: key.path: problem"`` for the first that fails
+    (``jwt_providers.NAME.jwks.file``, ``routes[1].filters[0].use``, ``access_log.path``,
+    ``tracing.otlp``, ``rate_limits.NAME.scope``...)."""
     if cfg.jwt_providers:
         from gwcore.jwt import PyJWTError
 

@@ -9,9 +9,10 @@ with Redis's own clock (``TIME``), so the gateways' clocks do not matter. Keys a
 
 Redis unreachable, refusing, or slower than ``redis.timeout`` (default 50 ms): the request
 waits at most that long (the round trip runs as a task that is abandoned, cancelled, at the
-timeout; connects have the same bound), then the limit's ``on_error`` decides: ``allow`` lets it through, ``deny`` answers 503
-with ``Retry-After: 1``. Failures are counted (``RedisLimits.errors``) and logged at most once
-per ``redis.log_interval``, with the count since the last line.
+timeout; connects have the same bound), then the limit's ``on_error`` decides: ``allow`` lets
+it through, ``deny`` answers 503 with ``Retry-After: 1``. Failures are counted
+(``RedisLimits.errors``) and logged at most once per ``redis.log_interval``, with the count
+since the last line.
 
 ``sync: 100ms`` (local batching): a key that Redis has just answered for may be admitted
 locally, without a round trip, up to ``min(remaining, rate × sync)`` requests until the next
