@@ -147,15 +147,23 @@ class _IpAddressed(_Addressed):
 
 
 class Limits(_Section):
-    """Per-listener request limits (bytes / counts)."""
+    """Per-listener request limits (bytes / counts). ``max_connections``,
+    ``max_connections_per_client``: open client connections a worker process keeps on this
+    listener, in all and per client address (as NGINX's worker_connections: per worker);
+    a connection beyond them gets a 503 with Retry-After and is closed. None: no limit."""
 
     max_head_bytes: Size = Size(16 << 10)
     max_headers: int = 100
     max_target_bytes: Size = Size(8 << 10)
     max_body_bytes: Size = Size(10 << 20)
     buffer_body_bytes: Size = Size(64 << 10)
+    max_connections: int | None = None
+    max_connections_per_client: int | None = None
 
     def __post_init__(self) -> None:
+        for name in ("max_connections", "max_connections_per_client"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be at least 1")
         if self.buffer_body_bytes > 64 << 20:
             raise ValueError("buffer_body_bytes: must be at most 64 MiB")
         if not 64 <= self.max_head_bytes <= 1 << 20:

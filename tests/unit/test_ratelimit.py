@@ -176,3 +176,13 @@ def test_headers_always_on_admitted_responses() -> None:
     f.on_response_head(ex, resp)
     assert resp.headers.get(b"ratelimit-policy") == b'"a";q=10;w=1;gwcore-burst=10'
     assert resp.headers.get(b"ratelimit") in (b'"a";r=9;t=1', b'"b";r=99;t=1')
+
+
+def test_listener_connection_limits_config() -> None:
+    cfg = parse(BASE.replace('address: "127.0.0.1:8080"}', 'address: "127.0.0.1:8080", limits: '
+                             '{max_connections: 10, max_connections_per_client: 2}}'))
+    lim = cfg.listeners[0].limits
+    assert (lim.max_connections, lim.max_connections_per_client) == (10, 2)
+    with pytest.raises(ConfigError, match=r"listeners\[0\]\.limits\.max_connections: must be"):
+        parse(BASE.replace('address: "127.0.0.1:8080"}',
+                           'address: "127.0.0.1:8080", limits: {max_connections: 0}}'))
