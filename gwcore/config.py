@@ -24,6 +24,7 @@ import yaml
 __all__ = [
     "Cluster",
     "ClusterTimeouts",
+    "Concurrency",
     "Config",
     "ConfigError",
     "Duration",
@@ -385,6 +386,7 @@ class Cluster(_Section):
     retries: Retries = msgspec.field(default_factory=Retries)
     circuit_breakers: CircuitBreakers = msgspec.field(default_factory=CircuitBreakers)
     dns_refresh: Duration = Duration(30.0)
+    concurrency: Concurrency | None = None     # requests under way from all its routes
 
     def __post_init__(self) -> None:
         self._positive("dns_refresh")
@@ -670,6 +672,24 @@ class RateLimit(_Section):
         return list(self.key) if isinstance(self.key, list) else [self.key]
 
 
+class Concurrency(_Section):
+    """A concurrency limit (gwcore/limits/concurrency.py), per worker process: at most
+    ``max`` requests under way; up to ``queue`` more wait, in order of the routes'
+    ``priority`` then of arrival, at most ``queue_timeout`` (then 503 + Retry-After). Keep
+    ``queue_timeout`` below the listener's ``timeouts.filter`` (past it: 504)."""
+
+    max: int
+    queue: int = 0
+    queue_timeout: Duration = Duration(1.0)
+
+    def __post_init__(self) -> None:
+        if self.max < 1:
+            raise ValueError("max: must be at least 1")
+        if self.queue < 0:
+            raise ValueError("queue: must be 0 or more")
+        self._positive("queue_timeout")
+
+
 class RateLimitTable(_Section):
     """The shared-memory table of local rate limits (src_c/gcra.h): ``slots`` keys active at
     once (rounded up to a power of two times 8); mapped once by the master, so a change
@@ -700,7 +720,9 @@ class Redis(_Section):
 class Route(_Section):
     """``name``: the route's label in exchanges, metrics and logs (default ``route-<index>``).
     ``rate_limit``: names of ``rate_limits`` checked after the ``jwt`` shorthand and before
-    the cache.
+    the cache. ``concurrency``: requests under way on the route (after the cache lookup: a
+    hit takes no place); ``priority``: its requests' rank in the queues of concurrency
+    limits (higher first; a full queue sheds the lowest).
     ``filters``: run after the global ones and the ``jwt`` shorthand (docs/filters.md).
     ``forward_normalized_path``: send the normalised path upstream instead of the
     request-target as received (RFC 9110 §7.7 has a proxy forward it unchanged)."""
@@ -714,6 +736,8 @@ class Route(_Section):
     forward_normalized_path: bool = False
     cache: RouteCache | None = None
     rate_limit: list[str] = msgspec.field(default_factory=list)
+    concurrency: Concurrency | None = None
+    priority: int = 0
 
     @property
     def jwt_policy(self) -> RouteJwt | None:

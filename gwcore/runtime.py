@@ -79,6 +79,16 @@ class FilterContext:
     _cache: CacheRuntime | None = None
     _policies: dict[str, Policy] = field(default_factory=dict)
     _remote: Any = None
+    _limiters: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def limiter(self, kind: str, name: str, c: Any) -> Any:
+        """The concurrency limiter of a route or cluster (one per name in this worker)."""
+        got = self._limiters.get((kind, name))
+        if got is None:
+            from gwcore.limits.concurrency import Limiter
+
+            got = self._limiters[(kind, name)] = Limiter(f"{kind} {name}", c)
+        return got
 
     def cached(self) -> CacheRuntime | None:
         """The cache store if a filter made it, else None."""
@@ -150,6 +160,19 @@ def _ratelimit_build(names: list[str], cfg: Config, context: FilterContext) -> A
     local = [p for p in policies if p.cfg.scope == "local"]
     remote = [p for p in policies if p.cfg.scope == "global"]
     return RateLimitFilter(local, context.remote().check_for(remote) if remote else None)
+
+
+def _concurrency_build(r: int, cfg: Config, context: FilterContext) -> Any:
+    from gwcore.limits.concurrency import ConcurrencyFilter
+
+    route = cfg.routes[r]
+    cluster = next(c for c in cfg.clusters if c.name == route.cluster)
+    limiters = []
+    if route.concurrency is not None:
+        limiters.append(context.limiter("route", route.name or f"route-{r}", route.concurrency))
+    if cluster.concurrency is not None:
+        limiters.append(context.limiter("cluster", cluster.name, cluster.concurrency))
+    return ConcurrencyFilter(limiters, route.priority) if limiters else None
 
 
 def _cache_build(c: RouteCache, context: FilterContext) -> Any:
@@ -256,7 +279,7 @@ def filter_chains(cfg: Config, context: FilterContext | None = None, source: str
                   ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
     """(the global filters, each route's filters in the order they run): the global
     ``filters``, then the route's ``jwt`` shorthand, its ``rate_limit`` limits, its
-    ``cache``, then the route's ``filters``. Each entry
+    ``cache``, its (and its cluster's) ``concurrency``, then the route's ``filters``. Each entry
     of the config is built once (a global filter is one object shared by every route; the
     global ones alone serve requests refused before routing, for ``on_log``). ``context``:
     the worker's; None (``check``) validates built-in filters without building them, and
@@ -278,6 +301,9 @@ def filter_chains(cfg: Config, context: FilterContext | None = None, source: str
                 own += (_ratelimit_build(route.rate_limit, cfg, context),)
             if route.cache is not None and context is not None:
                 own += (_cache_build(route.cache, context),)    # after JWT: keys may use claims
+            if context is not None:                             # after the cache: hits pass
+                limiter = _concurrency_build(r, cfg, context)
+                own += (limiter,) if limiter is not None else ()
             for i, spec in enumerate(route.filters):
                 where = f"routes[{r}].filters[{i}]"
                 if spec.use == "jwt" and route.jwt is not None:
