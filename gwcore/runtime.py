@@ -80,6 +80,9 @@ class FilterContext:
     _policies: dict[str, Policy] = field(default_factory=dict)
     _remote: Any = None
     _limiters: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # route name → gwcore.limits._gcra.RouteLimits: its local limits keyed by source_ip or
+    # route alone, checked by the proxy session itself before the route's filters
+    route_limits: dict[str, Any] = field(default_factory=dict)
 
     def limiter(self, kind: str, name: str, c: Any) -> Any:
         """The concurrency limiter of a route or cluster (one per name in this worker)."""
@@ -153,13 +156,30 @@ def _jwt_build(c: RouteJwt, context: FilterContext) -> Any:
     return JwtAuth(context.jwt_providers[c.provider], c.optional)
 
 
-def _ratelimit_build(names: list[str], cfg: Config, context: FilterContext) -> Any:
-    from gwcore.filters.ratelimit import RateLimitFilter
+def _ratelimit_build(r: int, cfg: Config, context: FilterContext) -> Any:
+    """The route's rate limit filter, or None when the proxy session checks all its limits
+    itself: local limits keyed by ``source_ip`` or ``route`` alone, without ``headers:
+    always``, go to ``context.route_limits`` (compiled, before any filter)."""
+    import functools
 
-    policies = [context.policy(name, cfg) for name in names]
+    from gwcore.filters.ratelimit import RateLimitFilter
+    from gwcore.limits._gcra import RouteLimits
+
+    route = cfg.routes[r]
+    policies = [context.policy(name, cfg) for name in route.rate_limit]
     local = [p for p in policies if p.cfg.scope == "local"]
     remote = [p for p in policies if p.cfg.scope == "global"]
-    return RateLimitFilter(local, context.remote().check_for(remote) if remote else None)
+    flt = RateLimitFilter(local, context.remote().check_for(remote) if remote else None)
+    fast = [p for p in local if p.cfg.headers != "always" and isinstance(p.cfg.key, str)]
+    if fast:
+        context.route_limits[route.name or f"route-{r}"] = RouteLimits(
+            [p.limit for p in fast], "".join("s" if p.cfg.key == "source_ip" else "r"
+                                             for p in fast),
+            [functools.partial(flt.refuse, p) for p in fast])
+        flt.local = [p for p in local if p not in fast]
+        if not flt.local and not remote and not flt.always:
+            return None
+    return flt
 
 
 def _concurrency_build(r: int, cfg: Config, context: FilterContext) -> Any:
@@ -298,7 +318,8 @@ def filter_chains(cfg: Config, context: FilterContext | None = None, source: str
             if policy is not None and context is not None:
                 own = (_jwt_build(policy, context),)
             if route.rate_limit and context is not None:     # after JWT: keys may use claims
-                own += (_ratelimit_build(route.rate_limit, cfg, context),)
+                limiter = _ratelimit_build(r, cfg, context)
+                own += (limiter,) if limiter is not None else ()
             if route.cache is not None and context is not None:
                 own += (_cache_build(route.cache, context),)    # after JWT: keys may use claims
             if context is not None:                             # after the cache: hits pass

@@ -25,6 +25,11 @@ without one of its parts (no such field, no token, no such claim) is not counted
 limit. Each limit's keys are its own (salted with its name); a limit named by several routes
 is one limit across them.
 
+Local limits keyed by ``source_ip`` or ``route`` alone (without ``headers: always``) are not
+checked here: the proxy session checks them itself before any filter runs
+(gwcore.limits._gcra.RouteLimits, built by gwcore.runtime), with no request view and no
+Python call; this filter keeps the rest, and ``refuse`` answers for both.
+
 Local limits (``scope: local``) use the host's shared table (gwcore.limits.Table, made by the
 master before it forks): exact across the workers, kept across reloads. A limit that admits a
 request has counted it even if a later limit of the route refuses it (as Envoy's do).

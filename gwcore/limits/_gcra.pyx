@@ -39,11 +39,6 @@ cdef class Table:
     MAP_SHARED anonymous mapping: made before fork(), every process shares the cells.
     ``seed``: the key hash seed (random by default)."""
 
-    cdef object mem
-    cdef object view
-    cdef void *base
-    cdef readonly Py_ssize_t buckets
-
     def __cinit__(self, Py_ssize_t slots, seed=None):
         cdef unsigned char[::1] view
         if slots < 1:
@@ -87,14 +82,6 @@ cdef class Limit:
     conform (0 when admitted). ``overflows``: requests charged to a full bucket's shared cell
     (gcra.h)."""
 
-    cdef Table table
-    cdef void *base
-    cdef readonly int64_t T, tau
-    cdef readonly Py_ssize_t burst
-    cdef readonly str name
-    cdef uint64_t salt
-    cdef public uint64_t overflows
-
     def __cinit__(self, Table table, str name, double rate, double period, Py_ssize_t burst):
         if not rate > 0 or not period > 0:
             raise ValueError("rate and period must be more than 0")
@@ -108,7 +95,7 @@ cdef class Limit:
                                  PyBytes_GET_SIZE(encoded))
         self.overflows = 0
 
-    cpdef tuple take(self, object key, int64_t now=-1):
+    def take(self, object key, int64_t now=-1):
         cdef Py_ssize_t n = 0
         cdef const char *data = _key_data(key, &n)
         cdef gw_gcra_result r
@@ -118,8 +105,51 @@ cdef class Limit:
             self.overflows += 1
         return (ok == 1, r.remaining, r.tat - r.now, r.retry_after)
 
+    cdef int take_c(self, const char *data, Py_ssize_t n, int64_t *retry):
+        """1 admitted, 0 refused (*retry: ns until a request would conform)."""
+        cdef gw_gcra_result r
+        cdef int ok = gw_gcra_take(self.base, gw_gcra_hash(self.base, self.salt, data, n), -1,
+                                   self.T, self.tau, &r)
+        if r.flags & GW_GCRA_OVERFLOW:
+            self.overflows += 1
+        retry[0] = r.retry_after
+        return ok
+
     def peek(self, object key) -> int:
         """The key's tat (ns), 0 when the table has none."""
         cdef Py_ssize_t n = 0
         cdef const char *data = _key_data(key, &n)
         return gw_gcra_peek(self.base, gw_gcra_hash(self.base, self.salt, data, n))
+
+
+cdef class RouteLimits:
+    """A route's local limits keyed by ``source_ip`` or ``route`` alone, which the proxy
+    session checks itself before the route's filters (no request view, no Python call):
+    ``limits`` (Limit objects), ``kinds`` (per limit ``s`` or ``r``), ``refusers`` (per limit,
+    a callable of the retry time in ns returning the 429 Response)."""
+
+    def __init__(self, limits, str kinds, refusers):
+        self.limits = tuple(limits)
+        self.kinds = kinds.encode()
+        self.refusers = tuple(refusers)
+        if not len(self.limits) == len(self.kinds) == len(self.refusers) or not all(
+                isinstance(x, Limit) for x in self.limits) or self.kinds.strip(b"sr"):
+            raise ValueError("one kind (s or r) and one refuser per Limit")
+
+    cdef int check(self, str client, str route) except -2:
+        """The index of the first limit that refuses (its retry time in ``retry``), or -1."""
+        cdef Py_ssize_t i, n
+        cdef const char *data
+        cdef Limit lim
+        cdef const unsigned char *kinds = self.kinds
+        for i in range(len(self.limits)):
+            lim = <Limit>self.limits[i]
+            data = PyUnicode_AsUTF8AndSize(client if kinds[i] == 115 else route, &n)
+            if not lim.take_c(data, n, &self.retry):
+                return i
+        return -1
+
+    def check_py(self, str client, str route):
+        """``check`` from Python (tests): the refusing limit's 429 Response, or None."""
+        cdef int i = self.check(client, route)
+        return None if i < 0 else self.refusers[i](self.retry)

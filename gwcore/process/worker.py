@@ -117,6 +117,8 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
         return by_route[id(route)]
 
     router = Router(cfg.routes, clusters, filters)
+    for route in router.routes():
+        route.limits = context.route_limits.get(route.name)
     sample_ratio = cfg.tracing.sample_ratio if cfg.tracing is not None else None
     spans = None
     if cfg.tracing is not None and cfg.tracing.otlp is not None:

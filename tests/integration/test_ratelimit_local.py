@@ -93,11 +93,11 @@ def test_two_workers_share_one_limit(gw_rl, origin) -> None:
     threads = [threading.Thread(target=client) for _ in range(16)]
     for t in threads:
         t.start()
-    # both workers forward (each holds connections to the origin) while the load runs
-    wait_for(lambda: all(held_connections(p, origin.port) for p in pids), timeout=SECONDS,
-             what="both workers forwarding")
     for t in threads:
         t.join()
+    # both workers forwarded: each keeps its connections to the origin in its idle pool
+    wait_for(lambda: all(held_connections(p, origin.port) for p in pids), timeout=10,
+             what="both workers holding origin connections")
     elapsed = max(stamps) - min(stamps)
     expected = BURST + RATE * elapsed
     offered = sum(statuses.values())

@@ -186,3 +186,28 @@ def test_listener_connection_limits_config() -> None:
     with pytest.raises(ConfigError, match=r"listeners\[0\]\.limits\.max_connections: must be"):
         parse(BASE.replace('address: "127.0.0.1:8080"}',
                            'address: "127.0.0.1:8080", limits: {max_connections: 0}}'))
+
+
+def test_route_limits_checked_by_the_session() -> None:
+    from gwcore.limits._gcra import RouteLimits
+    from gwcore.runtime import FilterContext, filter_chains
+
+    cfg = parse(BASE.replace("[per_user]", "[per_ip, per_route]").replace(
+        "  per_user: {key: {jwt_claim: sub}, rate: 100/s, burst: 200}",
+        "  per_ip: {key: source_ip, rate: 2/h}\n  per_route: {key: route, rate: 3/h}"))
+    context = FilterContext(rate_limit_table=cfg.rate_limit_table)
+    _, chains = filter_chains(cfg, context)
+    assert chains == [()]                   # no filter: the session checks them itself
+    limits = context.route_limits["route-0"]
+    assert isinstance(limits, RouteLimits)
+    assert limits.check_py("192.0.2.1", "route-0") is None
+    assert limits.check_py("192.0.2.1", "route-0") is None
+    r = limits.check_py("192.0.2.1", "route-0")                 # per_ip: 2/h
+    assert r.status == 429 and r.headers.get(b"ratelimit").startswith(b'"per_ip";r=0;t=')
+    assert r.headers.get(b"ratelimit-policy") == (b'"per_ip";q=2;w=3600;gwcore-burst=2, '
+                                                  b'"per_route";q=3;w=3600;gwcore-burst=3')
+    assert limits.check_py("192.0.2.2", "route-0") is None       # per_route's 3rd
+    r = limits.check_py("192.0.2.3", "route-0")
+    assert r.status == 429 and r.headers.get(b"ratelimit").startswith(b'"per_route"')
+    with pytest.raises(ValueError):
+        RouteLimits([], "s", [])
