@@ -116,6 +116,10 @@ class FilterContext:
             p = self._policies[name] = Policy(name, spec, limit)
         return p
 
+    def policies(self) -> dict[str, Policy]:
+        """The rate limits built so far, by name."""
+        return dict(self._policies)
+
     def remote(self) -> Any:
         """This worker's Redis client of global limits (gwcore.limits.redis_limits)."""
         if self._remote is None:

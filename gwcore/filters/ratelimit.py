@@ -99,6 +99,7 @@ class Policy:
         self.item = (b'"%s";q=%d;w=%d;gwcore-burst=%d'
                      % (name.encode(), quota, round(cfg.period), cfg.burst_size))
         self.quoted = b'"%s"' % name.encode()
+        self.refused = 0                # requests this limit refused (this worker)
 
 
 def _seconds(ns: int) -> int:
@@ -139,6 +140,7 @@ class RateLimitFilter:
     def refuse(self, p: Policy, retry_ns: int) -> Response:
         """The 429 of policy p, which would admit a request in retry_ns nanoseconds."""
         self.limited += 1
+        p.refused += 1
         wait = max(1, _seconds(retry_ns))
         headers = [(b"Retry-After", b"%d" % wait)]
         if p.cfg.headers != "never":

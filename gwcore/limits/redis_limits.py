@@ -84,8 +84,10 @@ class RedisLimits:
     def check_for(self, policies: list[Any]) -> RemoteCheck:
         return RemoteCheck(self, policies)
 
-    def failed(self, name: str, e: BaseException) -> None:
+    def failed(self, name: str, e: BaseException, limit: Any = None) -> None:
         self.errors += 1
+        if limit is not None:
+            limit.errors += 1
         self._unlogged += 1
         now = time.monotonic()
         if now - self._last_log >= self.cfg.log_interval:
@@ -104,6 +106,7 @@ class RemoteLimit:
         self.tau = (spec.burst_size - 1) * self.T
         self.prefix = f"gwcore:rl:{name}:".encode()
         self.sync = spec.sync
+        self.errors = 0                 # failed or timed-out round trips of this limit
         self.local: dict[bytes, list[Any]] = {}   # key → [budget, pending, fresh until]
         self._flusher: asyncio.Task | None = None
 
@@ -156,7 +159,7 @@ class RemoteLimit:
                         _, remaining, _, _ = await self.take(k, pending, record=True)
                     except Exception as e:      # noqa: BLE001 (counted, logged, retried)
                         entry[1] += pending
-                        self.owner.failed(self.name, e)
+                        self.owner.failed(self.name, e, self)
                         continue
                     self.learn(k, remaining)
                 elif now > entry[2]:
@@ -190,7 +193,7 @@ class RemoteCheck:
             try:
                 ok, remaining, reset, retry = await p.limit.take(key)
             except Exception as e:      # noqa: BLE001 (redis errors, OSError, TimeoutError)
-                self.owner.failed(p.name, e)
+                self.owner.failed(p.name, e, p.limit)
                 if p.cfg.on_error == "deny":
                     return UNAVAILABLE
                 continue

@@ -63,6 +63,7 @@ class Runtime:
     access_log: AccessLog | None = None
     spans: Any = None       # gwcore.observability.tracing.OtlpSpans (tracing.otlp), or None
     cache: Any = None       # gwcore.filters.cache.CacheRuntime (a route caches), or None
+    rate_limits: Any = None     # name → gwcore.filters.ratelimit.Policy (this worker's)
 
 
 def make_cluster(c: ClusterConfig, clock: Clock, loop: asyncio.AbstractEventLoop) -> Cluster:
@@ -153,7 +154,8 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
         lr.spans = spans
     if metrics is not None:
         _record_into(metrics, router, clusters, [lr for _, lr in listeners])
-    return Runtime(clusters, providers, access_log, spans, context.cached()), listeners
+    return Runtime(clusters, providers, access_log, spans, context.cached(),
+                   context.policies()), listeners
 
 
 def _record_into(metrics: Recorder, router: Router, clusters: dict[str, Cluster],
@@ -227,7 +229,8 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
         access_log = rt.access_log
 
         def sync() -> None:
-            metrics.sync(named, rt.clusters, rt.providers, access_log, rt.cache)
+            metrics.sync(named, rt.clusters, rt.providers, access_log, rt.cache,
+                         rt.rate_limits)
 
         upkeep.append(loop.create_task(_every(SYNC_INTERVAL, sync)))
     if purges is not None:

@@ -17,6 +17,7 @@ import pytest
 from conftest import (
     HOST,
     RawConn,
+    free_port,
     gateway_config,
     held_connections,
     start_gateway_on_free_port,
@@ -38,6 +39,7 @@ def rl_config(port: int, origin_port: int, dead_port: int) -> dict:
         {"match": {"path_prefix": "/"}, "cluster": "origin"},
     ])
     cfg["workers"] = 2
+    cfg["admin"] = {"address": f"{HOST}:{free_port()}"}
     cfg["rate_limits"] = {
         "per_ip": {"key": "source_ip", "rate": f"{RATE}/s", "burst": BURST},
         "hourly": {"key": [{"header": "X-Client"}, "route"], "rate": "2/h"},
@@ -120,6 +122,30 @@ def test_429_on_the_wire(gw_rl) -> None:
     assert r.body == b"429 Too Many Requests: rate limit exceeded\n"
     assert get(gw_rl.port, "/slow-limit/a", {"X-Client": "other"}).status == 404
     assert get(gw_rl.port, "/slow-limit/a").status == 404          # no X-Client: no limit
+
+
+def metric(gw, line_start: str) -> float | None:
+    conn = http.client.HTTPConnection(gw.config["admin"]["address"].rsplit(":", 1)[0],
+                                      int(gw.config["admin"]["address"].rsplit(":", 1)[1]),
+                                      timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    for line in text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_refusals_are_counted(gw_rl) -> None:
+    h = {"X-Client": "counted"}
+    assert [get(gw_rl.port, "/slow-limit/c", h).status for _ in range(4)] == [404, 404, 429,
+                                                                           429]
+    wait_for(lambda: (metric(gw_rl, 'gwcore_rate_limit_refused_total{limit="hourly"}') or 0)
+             >= 2, what="the refusals in /metrics")
+    assert metric(gw_rl, 'gwcore_rate_limit_store_errors_total{limit="hourly"}') == 0
 
 
 def test_fields_on_admitted_responses(gw_rl) -> None:
