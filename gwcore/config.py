@@ -24,15 +24,21 @@ import yaml
 __all__ = [
     "Cluster",
     "ClusterTimeouts",
+    "Concurrency",
     "Config",
     "ConfigError",
     "Duration",
     "FilterSpec",
+    "IpAcl",
     "Limits",
     "Listener",
     "ListenerTimeouts",
     "Match",
     "Pool",
+    "RateLimit",
+    "RateLimitKey",
+    "RateLimitTable",
+    "Redis",
     "Route",
     "Size",
     "load",
@@ -142,15 +148,23 @@ class _IpAddressed(_Addressed):
 
 
 class Limits(_Section):
-    """Per-listener request limits (bytes / counts)."""
+    """Per-listener request limits (bytes / counts). ``max_connections``,
+    ``max_connections_per_client``: open client connections a worker process keeps on this
+    listener, in all and per client address (as NGINX's worker_connections: per worker);
+    a connection beyond them gets a 503 with Retry-After and is closed. None: no limit."""
 
     max_head_bytes: Size = Size(16 << 10)
     max_headers: int = 100
     max_target_bytes: Size = Size(8 << 10)
     max_body_bytes: Size = Size(10 << 20)
     buffer_body_bytes: Size = Size(64 << 10)
+    max_connections: int | None = None
+    max_connections_per_client: int | None = None
 
     def __post_init__(self) -> None:
+        for name in ("max_connections", "max_connections_per_client"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be at least 1")
         if self.buffer_body_bytes > 64 << 20:
             raise ValueError("buffer_body_bytes: must be at most 64 MiB")
         if not 64 <= self.max_head_bytes <= 1 << 20:
@@ -372,6 +386,7 @@ class Cluster(_Section):
     retries: Retries = msgspec.field(default_factory=Retries)
     circuit_breakers: CircuitBreakers = msgspec.field(default_factory=CircuitBreakers)
     dns_refresh: Duration = Duration(30.0)
+    concurrency: Concurrency | None = None     # requests under way from all its routes
 
     def __post_init__(self) -> None:
         self._positive("dns_refresh")
@@ -564,8 +579,153 @@ class FilterSpec(_Section):
 _ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
+class IpAcl(_Section):
+    """The ``ip_acl`` built-in filter's config (gwcore/filters/ip_acl.py): ``allow`` and
+    ``deny`` networks (``10.0.0.0/8``, ``2001:db8::/32``) or addresses."""
+
+    allow: list[str] = msgspec.field(default_factory=list)
+    deny: list[str] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name in ("allow", "deny"):
+            for i, net in enumerate(getattr(self, name)):
+                try:
+                    ipaddress.ip_network(net, strict=False)
+                except ValueError:
+                    raise ValueError(f"{name}[{i}]: {net!r} is not an IP network or "
+                                     f"address") from None
+        if not self.allow and not self.deny:
+            raise ValueError("allow: give allow or deny networks")
+
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|h)\s*$")
+_RATE_PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_LIMIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+class RateLimitKey(_Section):
+    """One part of a rate limit's key besides ``source_ip`` and ``route``: a request field's
+    first value (``header``) or a claim of the verified JWT (``jwt_claim``)."""
+
+    header: str | None = None
+    jwt_claim: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.header is None) == (self.jwt_claim is None):
+            raise ValueError("give exactly one of header, jwt_claim")
+        if self.header is not None and not re.match(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+                                                    self.header):
+            raise ValueError(f"header: {self.header!r} is not a field name")
+        if self.jwt_claim == "":
+            raise ValueError("jwt_claim: must not be empty")
+
+
+KeyPart = Literal["source_ip", "route"] | RateLimitKey
+
+
+class RateLimit(_Section):
+    """A named rate limit (gwcore/filters/ratelimit.py): GCRA of ``rate`` (``N/s``, ``N/m``,
+    ``N/h``) with ``burst`` (default: N, the rate's count) per value of ``key`` (a part or a
+    list of parts: ``source_ip``, ``route``, ``{header: NAME}``, ``{jwt_claim: NAME}``; a
+    request lacking a part is not limited by it). ``scope``: ``local`` (exact across this
+    host's workers, shared memory) or ``global`` (Redis; ``on_error`` decides when Redis
+    fails, ``sync`` batches locally). ``headers``: the RateLimit-Policy and RateLimit fields
+    on ``limited`` responses only, on ``always`` (admitted too), or ``never``; ``body``: the
+    429's body (default ``429 Too Many Requests: rate limit exceeded``)."""
+
+    key: KeyPart | list[KeyPart]
+    rate: str
+    burst: int | None = None
+    scope: Literal["local", "global"] = "local"
+    on_error: Literal["allow", "deny"] = "allow"
+    sync: Duration | None = None
+    headers: Literal["limited", "always", "never"] = "limited"
+    body: str | None = None
+
+    def __post_init__(self) -> None:
+        m = _RATE.match(self.rate)
+        if not m or float(m.group(1)) <= 0:
+            raise ValueError(f"rate: expected N/s, N/m or N/h with N > 0, got {self.rate!r}")
+        if self.burst is not None and self.burst < 1:
+            raise ValueError("burst: must be at least 1")
+        if isinstance(self.key, list) and not self.key:
+            raise ValueError("key: give at least one part")
+        if self.sync is not None and self.scope != "global":
+            raise ValueError("sync: only for scope: global")
+        if self.sync is not None:
+            self._positive("sync")
+
+    @property
+    def requests(self) -> float:
+        """N of ``N/period``."""
+        return float(_RATE.match(self.rate).group(1))     # type: ignore[union-attr]
+
+    @property
+    def period(self) -> float:
+        """The period of the rate in seconds."""
+        return _RATE_PERIODS[_RATE.match(self.rate).group(2)]   # type: ignore[union-attr]
+
+    @property
+    def burst_size(self) -> int:
+        """``burst``, or the rate's count rounded up."""
+        return self.burst if self.burst is not None else max(1, -int(-self.requests // 1))
+
+    @property
+    def parts(self) -> list[str | RateLimitKey]:
+        return list(self.key) if isinstance(self.key, list) else [self.key]
+
+
+class Concurrency(_Section):
+    """A concurrency limit (gwcore/limits/concurrency.py), per worker process: at most
+    ``max`` requests under way; up to ``queue`` more wait, in order of the routes'
+    ``priority`` then of arrival, at most ``queue_timeout`` (then 503 + Retry-After). Keep
+    ``queue_timeout`` below the listener's ``timeouts.filter`` (past it: 504)."""
+
+    max: int
+    queue: int = 0
+    queue_timeout: Duration = Duration(1.0)
+
+    def __post_init__(self) -> None:
+        if self.max < 1:
+            raise ValueError("max: must be at least 1")
+        if self.queue < 0:
+            raise ValueError("queue: must be 0 or more")
+        self._positive("queue_timeout")
+
+
+class RateLimitTable(_Section):
+    """The shared-memory table of local rate limits (src_c/gcra.h): ``slots`` keys active at
+    once (rounded up to a power of two times 8); mapped once by the master, so a change
+    takes effect only at the next start."""
+
+    slots: int = 65536
+
+    def __post_init__(self) -> None:
+        if not 8 <= self.slots <= 1 << 28:
+            raise ValueError("slots: must be between 8 and 268435456")
+
+
+class Redis(_Section):
+    """The Redis server of ``scope: global`` rate limits: ``url`` (redis://host:port/db),
+    ``timeout`` of one round trip (then the limit's ``on_error`` decides), ``log_interval``
+    between two log lines about failures."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    timeout: Duration = Duration(0.05)
+    log_interval: Duration = Duration(10.0)
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"url: expected redis://host:port/db, got {self.url!r}")
+        self._positive("timeout", "log_interval")
+
+
 class Route(_Section):
     """``name``: the route's label in exchanges, metrics and logs (default ``route-<index>``).
+    ``rate_limit``: names of ``rate_limits`` checked after the ``jwt`` shorthand and before
+    the cache. ``concurrency``: requests under way on the route (after the cache lookup: a
+    hit takes no place); ``priority``: its requests' rank in the queues of concurrency
+    limits (higher first; a full queue sheds the lowest).
     ``filters``: run after the global ones and the ``jwt`` shorthand (docs/filters.md).
     ``forward_normalized_path``: send the normalised path upstream instead of the
     request-target as received (RFC 9110 §7.7 has a proxy forward it unchanged)."""
@@ -578,6 +738,9 @@ class Route(_Section):
     timeouts: RouteTimeouts = msgspec.field(default_factory=RouteTimeouts)
     forward_normalized_path: bool = False
     cache: RouteCache | None = None
+    rate_limit: list[str] = msgspec.field(default_factory=list)
+    concurrency: Concurrency | None = None
+    priority: int = 0
 
     @property
     def jwt_policy(self) -> RouteJwt | None:
@@ -663,6 +826,9 @@ class Config(_Section):
     access_log: AccessLog | None = None
     tracing: Tracing | None = None
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
+    rate_limits: dict[str, RateLimit] = msgspec.field(default_factory=dict)
+    rate_limit_table: RateLimitTable = msgspec.field(default_factory=RateLimitTable)
+    redis: Redis | None = None
 
     def __post_init__(self) -> None:
         self._positive("heartbeat_timeout", "drain_timeout")
@@ -700,6 +866,18 @@ def _check_references(cfg: Config) -> None:
                         f"routes[{i}].cache.{name}: {waits:g}s must be less than "
                         f"listeners[{j}].timeouts.filter ({lst.timeouts.filter:g}s): it is "
                         "waited for while the request's filters run")
+    for name, limit in cfg.rate_limits.items():
+        if not _LIMIT_NAME.match(name):
+            raise ConfigError(f"rate_limits.{name}: {name!r} is not a name (1-64 of A-Z a-z "
+                              f"0-9 _ . : -, starting with a letter or digit)")
+        if limit.scope == "global" and cfg.redis is None:
+            raise ConfigError(f"rate_limits.{name}.scope: global needs a redis section")
+    for i, route in enumerate(cfg.routes):
+        for j, name in enumerate(route.rate_limit):
+            if name not in cfg.rate_limits:
+                raise ConfigError(f"routes[{i}].rate_limit[{j}]: unknown rate limit {name!r}")
+            if name in route.rate_limit[:j]:
+                raise ConfigError(f"routes[{i}].rate_limit[{j}]: {name!r} is listed twice")
     if isinstance(cfg.workers, int) and not 1 <= cfg.workers <= 1024:
         raise ConfigError("workers: must be 'auto' or between 1 and 1024")
     if not cfg.listeners:
@@ -833,6 +1011,20 @@ def _resolve_paths(cfg: Config, base_dir: str) -> None:
         cfg.access_log.path = os.path.join(base_dir, cfg.access_log.path)
 
 
+def _check_named(data: Any, section: str, typ: type) -> None:
+    """Convert each entry of the mapping ``data[section]`` alone, so that an error names the
+    entry (msgspec says ``section[...]`` for a key of a dict)."""
+    entries = data.get(section) if isinstance(data, dict) else None
+    if not isinstance(entries, dict):
+        return
+    for name, value in entries.items():
+        try:
+            msgspec.convert(value, typ, dec_hook=_dec_hook)
+        except msgspec.ValidationError as e:
+            raise ConfigError(f"{section}.{name}.{_describe(str(e))}".replace(".(top level)",
+                                                                            "")) from None
+
+
 def parse(text: str, source: str = "<config>",
           base_dir: str | os.PathLike[str] | None = None) -> Config:
     """Parse YAML text into a :class:`Config`. Relative file paths in it (``jwks.file``) are
@@ -844,6 +1036,7 @@ def parse(text: str, source: str = "<config>",
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     try:
+        _check_named(data, "rate_limits", RateLimit)
         cfg = msgspec.convert(data, Config, dec_hook=_dec_hook)
         _check_references(cfg)
         _check_listener_addresses(cfg.listeners)

@@ -26,7 +26,10 @@ from gwcore.config import (
     Config,
     ConfigError,
     FilterSpec,
+    IpAcl,
     JwksSource,
+    RateLimitTable,
+    Redis,
     RouteCache,
     RouteJwt,
     _dec_hook,
@@ -37,7 +40,9 @@ from gwcore.config import load as load_config
 if TYPE_CHECKING:
     from gwcore.filters.cache import CacheRuntime
     from gwcore.filters.jwt_auth import Provider
+    from gwcore.filters.ratelimit import Policy
     from gwcore.jwt import JWKSet
+    from gwcore.limits import Table
 
 __all__ = ["BUILTIN_FILTERS", "BuiltinFilter", "FilterContext", "build_filters", "check",
            "filter_chains", "key_set", "load"]
@@ -60,16 +65,69 @@ PHASES = ("on_request", "on_response_head", "on_response_body", "on_log")
 
 @dataclass
 class FilterContext:
-    """What built-in filters are built from in a worker: its JWT providers by name, and the
-    cache settings its one cache store (made on first use) follows."""
+    """What built-in filters are built from in a worker: its JWT providers by name, the
+    cache settings its one cache store (made on first use) follows, the host's shared rate
+    limit table (``limits``: the master's, mapped before the fork; None: one is made for this
+    process on first use, of ``rate_limit_table.slots``) and the Redis settings of global
+    limits."""
 
     jwt_providers: Mapping[str, Provider] = field(default_factory=dict)
     cache_settings: CacheSettings = field(default_factory=CacheSettings)
+    limits: Table | None = None
+    rate_limit_table: RateLimitTable = field(default_factory=RateLimitTable)
+    redis: Redis | None = None
     _cache: CacheRuntime | None = None
+    _policies: dict[str, Policy] = field(default_factory=dict)
+    _remote: Any = None
+    _limiters: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # route name → gwcore.limits._gcra.RouteLimits: its local limits keyed by source_ip or
+    # route alone, checked by the proxy session itself before the route's filters
+    route_limits: dict[str, Any] = field(default_factory=dict)
+
+    def limiter(self, kind: str, name: str, c: Any) -> Any:
+        """The concurrency limiter of a route or cluster (one per name in this worker)."""
+        got = self._limiters.get((kind, name))
+        if got is None:
+            from gwcore.limits.concurrency import Limiter
+
+            got = self._limiters[(kind, name)] = Limiter(f"{kind} {name}", c)
+        return got
 
     def cached(self) -> CacheRuntime | None:
         """The cache store if a filter made it, else None."""
         return self._cache
+
+    def policy(self, name: str, cfg: Config) -> Policy:
+        """The named rate limit (one object per name in this worker, whichever routes use
+        it): local ones on the shared table, global ones on the Redis client."""
+        p = self._policies.get(name)
+        if p is None:
+            from gwcore.filters.ratelimit import Policy
+
+            spec = cfg.rate_limits[name]
+            if spec.scope == "local":
+                if self.limits is None:
+                    from gwcore.limits import Table
+
+                    self.limits = Table(self.rate_limit_table.slots)
+                limit = self.limits.limit(name, spec.requests, spec.period, spec.burst_size)
+            else:
+                limit = self.remote().limit(name, spec)
+            p = self._policies[name] = Policy(name, spec, limit)
+        return p
+
+    def policies(self) -> dict[str, Policy]:
+        """The rate limits built so far, by name."""
+        return dict(self._policies)
+
+    def remote(self) -> Any:
+        """This worker's Redis client of global limits (gwcore.limits.redis_limits)."""
+        if self._remote is None:
+            from gwcore.limits.redis_limits import RedisLimits
+
+            assert self.redis is not None
+            self._remote = RedisLimits(self.redis)
+        return self._remote
 
     def cache(self) -> CacheRuntime:
         if self._cache is None:
@@ -102,15 +160,62 @@ def _jwt_build(c: RouteJwt, context: FilterContext) -> Any:
     return JwtAuth(context.jwt_providers[c.provider], c.optional)
 
 
+def _ratelimit_build(r: int, cfg: Config, context: FilterContext) -> Any:
+    """The route's rate limit filter, or None when the proxy session checks all its limits
+    itself: local limits keyed by ``source_ip`` or ``route`` alone, without ``headers:
+    always``, go to ``context.route_limits`` (compiled, before any filter)."""
+    import functools
+
+    from gwcore.filters.ratelimit import RateLimitFilter
+    from gwcore.limits._gcra import RouteLimits
+
+    route = cfg.routes[r]
+    policies = [context.policy(name, cfg) for name in route.rate_limit]
+    local = [p for p in policies if p.cfg.scope == "local"]
+    remote = [p for p in policies if p.cfg.scope == "global"]
+    flt = RateLimitFilter(local, context.remote().check_for(remote) if remote else None)
+    fast = [p for p in local if p.cfg.headers != "always" and isinstance(p.cfg.key, str)]
+    if fast:
+        context.route_limits[route.name or f"route-{r}"] = RouteLimits(
+            [p.limit for p in fast], "".join("s" if p.cfg.key == "source_ip" else "r"
+                                             for p in fast),
+            [functools.partial(flt.refuse, p) for p in fast])
+        flt.local = [p for p in local if p not in fast]
+        if not flt.local and not remote and not flt.always:
+            return None
+    return flt
+
+
+def _concurrency_build(r: int, cfg: Config, context: FilterContext) -> Any:
+    from gwcore.limits.concurrency import ConcurrencyFilter
+
+    route = cfg.routes[r]
+    cluster = next(c for c in cfg.clusters if c.name == route.cluster)
+    limiters = []
+    if route.concurrency is not None:
+        limiters.append(context.limiter("route", route.name or f"route-{r}", route.concurrency))
+    if cluster.concurrency is not None:
+        limiters.append(context.limiter("cluster", cluster.name, cluster.concurrency))
+    return ConcurrencyFilter(limiters, route.priority) if limiters else None
+
+
 def _cache_build(c: RouteCache, context: FilterContext) -> Any:
     from gwcore.filters.cache import CacheFilter
 
     return CacheFilter(c, context.cache())
 
 
+def _ip_acl_build(c: IpAcl, context: FilterContext) -> Any:
+    from gwcore.filters.ip_acl import IpAclFilter
+
+    return IpAclFilter(c)
+
+
 BUILTIN_FILTERS: dict[str, BuiltinFilter] = {
     "jwt": BuiltinFilter(RouteJwt, _jwt_check, _jwt_build),   # config {provider, optional}
     "cache": BuiltinFilter(RouteCache, lambda c, cfg: None, _cache_build),   # RouteCache
+    # config {allow: [CIDR], deny: [CIDR]} (gwcore/filters/ip_acl.py)
+    "ip_acl": BuiltinFilter(IpAcl, lambda c, cfg: None, _ip_acl_build),
 }
 
 
@@ -197,7 +302,8 @@ def build_filters(cfg: Config, context: FilterContext | None = None,
 def filter_chains(cfg: Config, context: FilterContext | None = None, source: str = "<config>"
                   ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
     """(the global filters, each route's filters in the order they run): the global
-    ``filters``, then the route's ``jwt`` shorthand, then the route's ``filters``. Each entry
+    ``filters``, then the route's ``jwt`` shorthand, its ``rate_limit`` limits, its
+    ``cache``, its (and its cluster's) ``concurrency``, then the route's ``filters``. Each entry
     of the config is built once (a global filter is one object shared by every route; the
     global ones alone serve requests refused before routing, for ``on_log``). ``context``:
     the worker's; None (``check``) validates built-in filters without building them, and
@@ -215,8 +321,14 @@ def filter_chains(cfg: Config, context: FilterContext | None = None, source: str
             policy = route.jwt_policy
             if policy is not None and context is not None:
                 own = (_jwt_build(policy, context),)
+            if route.rate_limit and context is not None:     # after JWT: keys may use claims
+                limiter = _ratelimit_build(r, cfg, context)
+                own += (limiter,) if limiter is not None else ()
             if route.cache is not None and context is not None:
                 own += (_cache_build(route.cache, context),)    # after JWT: keys may use claims
+            if context is not None:                             # after the cache: hits pass
+                limiter = _concurrency_build(r, cfg, context)
+                own += (limiter,) if limiter is not None else ()
             for i, spec in enumerate(route.filters):
                 where = f"routes[{r}].filters[{i}]"
                 if spec.use == "jwt" and route.jwt is not None:
@@ -235,10 +347,11 @@ def filter_chains(cfg: Config, context: FilterContext | None = None, source: str
 def check(cfg: Config, source: str = "<config>") -> None:
     """Build what the workers would build from cfg and reading files or importing code needs
     (each file-based JWT provider's key set; each user filter, imported and built once), and
-    discard it; check that the access log file can be appended to (not creating it), and
-    that ``tracing.otlp`` has the OpenTelemetry SDK it needs. Raises ConfigError
-    ``"SOURCE: key.path: problem"`` for the first that fails (``jwt_providers.NAME.jwks.file``,
-    ``routes[1].filters[0].use``, ``access_log.path``, ``tracing.otlp``...)."""
+    discard it; check that the access log file can be appended to (not creating it), that
+    ``tracing.otlp`` has the OpenTelemetry SDK it needs, and global rate limits redis-py.
+    Raises ConfigError ``"SOURCE: key.path: problem"`` for the first that fails
+    (``jwt_providers.NAME.jwks.file``, ``routes[1].filters[0].use``, ``access_log.path``,
+    ``tracing.otlp``, ``rate_limits.NAME.scope``...)."""
     if cfg.jwt_providers:
         from gwcore.jwt import PyJWTError
 
@@ -251,6 +364,14 @@ def check(cfg: Config, source: str = "<config>") -> None:
                 raise ConfigError(f"{source}: jwt_providers.{name}.jwks.file: {e}") from None
     if cfg.filters or any(route.filters for route in cfg.routes):
         filter_chains(cfg, None, source)
+    remote = [name for name, rl in cfg.rate_limits.items() if rl.scope == "global"]
+    if remote:
+        try:
+            import gwcore.limits.redis_limits  # noqa: F401
+        except ImportError as e:
+            raise ConfigError(f"{source}: rate_limits.{remote[0]}.scope: global limits need "
+                              f"redis-py with hiredis (pip install 'gwcore[redis]'): "
+                              f"{e}") from None
     if cfg.access_log is not None and cfg.access_log.path != "-":
         problem = _unwritable(cfg.access_log.path)
         if problem:

@@ -26,6 +26,9 @@ differ only in that route's options:
     otlp_1pct      `tracing: {sample_ratio: 0.01, otlp: ...}` exporting to the origin
                    (NGINX answers POST /v1/traces with 200): 1% of requests make a span
     otlp_all       the same with sample_ratio 1: every request makes and exports a span
+    rate_limited   `rate_limit: [bench]`: a local limit keyed by source_ip so high
+                   (100000000/s) that it never refuses: the shared-memory GCRA check and the
+                   filter call per request
 
 `--build PATH` (repeatable) adds another build of gwcore: a git worktree (e.g. of the parent
 commit) with its own `.venv` (`pip install -e PATH`), run as `PATH/.venv/bin/python -m gwcore
@@ -61,12 +64,12 @@ import run as macro
 from run import BenchError, Server, Spawn, Summary, Variant
 
 ROUTES = ("plain", "jwt", "on_request", "three_phases", "metrics", "access_log", "metrics_log",
-          "trace_new", "trace_continue", "otlp_1pct", "otlp_all")
+          "trace_new", "trace_continue", "otlp_1pct", "otlp_all", "rate_limited")
 DEFAULT_ROUTES = ROUTES[:4]     # issue 9's; the others when named (--variants)
 # issues 9 and 12: a variant's req/s over the plain route of the same build must be at least
 # this (access_log alone has no target of its own: the issue bounds metrics + access log)
 TARGETS = {"jwt": 0.90, "on_request": 0.85, "three_phases": 0.75, "metrics": 0.97,
-           "access_log": 0.90, "metrics_log": 0.90}
+           "access_log": 0.90, "metrics_log": 0.90, "rate_limited": 0.97}
 # issue 9: this build's plain route over the parent commit's
 BUILD_TARGET = 0.97
 FILTER_CLASSES = {"on_request": "bench_filters:OnRequest",
@@ -153,6 +156,9 @@ def route_config(route: str, d: Path, origin_port: int
     variant; writes the files they refer to into d."""
     if route == "plain":
         return "", "", ()
+    if route == "rate_limited":
+        return ("    rate_limit: [bench]\n",
+                "rate_limits:\n  bench: {key: source_ip, rate: 100000000/s}\n", ())
     if route in ("metrics", "access_log", "metrics_log"):
         top = ""
         if route != "access_log":
@@ -327,6 +333,8 @@ ROUTE_TEXTS = {
                        "valid unsampled traceparent and a tracestate"),
     "otlp_1pct": "otlp_1pct = `tracing: {sample_ratio: 0.01, otlp}` (spans to the origin)",
     "otlp_all": "otlp_all = `tracing: {sample_ratio: 1, otlp}`: a span per request",
+    "rate_limited": ("rate_limited = `rate_limit: [bench]`, a local source_ip limit of "
+                     "100000000/s (never refuses)"),
 }
 
 

@@ -52,6 +52,10 @@ cdef class Http1Settings:
     cdef readonly unsigned long long accepted     # connections accepted so far
     cdef readonly bint draining
     cdef double drain_grace
+    cdef Py_ssize_t max_connections          # 0: no limit (this process's connections)
+    cdef Py_ssize_t max_per_client           # 0: no limit (per client address)
+    cdef dict per_client                     # address → open connections, or None
+    cdef readonly unsigned long long refused_connections
 
 
 cdef class Http1Connection(ResponseSink):

@@ -35,6 +35,10 @@ cdef bytes CONN_CLOSE = b"Connection: close\r\n"
 cdef bytes CONN_KEEP_ALIVE = b"Connection: keep-alive\r\n"
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef bytes LAST_CHUNK = b"0\r\n\r\n"
+cdef bytes REFUSED_CONNECTION = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+                                 b"Content-Type: text/plain\r\nContent-Length: 46\r\n"
+                                 b"Connection: close\r\n\r\n"
+                                 b"503 Service Unavailable: too many connections\n")
 
 
 cdef int hex_digits(char *out, unsigned long long v) noexcept:
@@ -72,13 +76,24 @@ cdef str _end_of(int status):
     return "local"
 
 
+cdef void _refuse_connection(Http1Connection c):
+    """Over a listener's max_connections or max_connections_per_client: a 503 and the end of
+    the connection; it never enters the listener's ``conns``."""
+    c.settings.refused_connections += 1
+    c.state = D_CLOSED
+    c._write(REFUSED_CONNECTION)
+    c.transport.close()
+
+
 cdef class Http1Settings:
     """What every connection of one listener shares on the HTTP/1 side: limits (bytes,
     counts), timeouts (seconds), the worker's clock, the open connections, drain state."""
 
     def __cinit__(self, Clock clock, *args, int max_head_bytes, int max_headers,
                   int max_target_bytes, int64_t max_body_bytes, double header_timeout,
-                  double idle_timeout, int64_t buffer_body_bytes=64 * 1024, **kwargs):
+                  double idle_timeout, int64_t buffer_body_bytes=64 * 1024,
+                  Py_ssize_t max_connections=0, Py_ssize_t max_connections_per_client=0,
+                  **kwargs):
         if not 1 <= max_headers <= MAX_FIELDS:
             raise ValueError(f"max_headers must be 1..{MAX_FIELDS}")
         self.limits = gw_limits(max_head_bytes=max_head_bytes, max_fields=max_headers,
@@ -89,6 +104,14 @@ cdef class Http1Settings:
         self.idle_timeout = idle_timeout
         self.clock = clock
         self.conns = set()
+        self.max_connections = max_connections
+        self.max_per_client = max_connections_per_client
+        self.per_client = {} if max_connections_per_client > 0 else None
+
+    @property
+    def connections_by_client(self) -> dict:
+        """Open connections per client address (empty without max_connections_per_client)."""
+        return dict(self.per_client or {})
 
     @property
     def open_connections(self) -> int:
@@ -126,11 +149,21 @@ cdef class Http1Connection(ResponseSink):
     # -- asyncio protocol ---------------------------------------------------------------
 
     def connection_made(self, transport):
+        cdef Http1Settings s = self.settings
         self.transport = transport
         self._write = transport.write
         peer = transport.get_extra_info("peername")
         self.client_str = peer[0] if peer else "unknown"
         self.client_ip = self.client_str.encode()
+        if s.max_connections and len(s.conns) >= s.max_connections:
+            _refuse_connection(self)
+            return
+        if s.per_client is not None:
+            n = s.per_client.get(self.client_str, 0)
+            if n >= s.max_per_client:
+                _refuse_connection(self)
+                return
+            s.per_client[self.client_str] = n + 1
         self.settings.clock.watch(self)
         self.settings.conns.add(self)
         self.settings.accepted += 1
@@ -140,6 +173,13 @@ cdef class Http1Connection(ResponseSink):
             self.drain(self.settings.drain_grace)
 
     def connection_lost(self, exc):
+        cdef Http1Settings s = self.settings
+        if self not in s.conns:
+            return                          # refused in connection_made: nothing to undo
+        if s.per_client is not None:
+            n = s.per_client.pop(self.client_str, 1) - 1
+            if n > 0:
+                s.per_client[self.client_str] = n
         if self.local_task is not None:
             self.local_task.cancel()        # the async body has nobody to go to
             self.local_task = None

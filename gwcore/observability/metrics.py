@@ -84,6 +84,8 @@ J_FETCH_ERROR = J_FETCH_OK + 1
 A_LINES, A_DROPPED = 0, 1
 # the worker's cache store: two gauges, two counters
 S_BYTES, S_ENTRIES, S_EVICTIONS, S_EXPIRATIONS = range(4)
+# a rate limit's block: requests refused (429), keys counted in overflow cells, store errors
+RL_REFUSED, RL_OVERFLOWS, RL_ERRORS = range(3)
 
 
 def endpoint_address(ep: Any) -> str:
@@ -111,6 +113,7 @@ class Layout:
     route_provider: dict[str, int]      # route name → its JWT provider's block
     access_log: int
     cache: int
+    rate_limits: dict[str, int] = field(default_factory=dict)   # limit name → block
 
 
 @dataclass
@@ -157,6 +160,7 @@ class Registry:
                             for n, r in zip(names, cfg.routes) if r.jwt_policy is not None},
             access_log=self.block(("access_log",), 2),
             cache=self.block(("cache",), 4, range(S_EVICTIONS)),
+            rate_limits={n: self.block(("rate_limit", n), 3) for n in cfg.rate_limits},
         )
 
 
@@ -169,7 +173,8 @@ class Recorder:
         self.layout = layout
 
     def sync(self, listeners: list[tuple[str, Any]], clusters: dict[str, Any],
-             providers: dict[str, Any], access_log: Any, cache: Any = None) -> None:
+             providers: dict[str, Any], access_log: Any, cache: Any = None,
+             rate_limits: dict[str, Any] | None = None) -> None:
         row, lay = self.row, self.layout
         for name, lr in listeners:
             base = lay.listeners[name]
@@ -195,6 +200,12 @@ class Recorder:
             row.set(lay.cache + S_ENTRIES, stats["entries"])
             row.set(lay.cache + S_EVICTIONS, stats["evictions"])
             row.set(lay.cache + S_EXPIRATIONS, stats["expirations"])
+        for name, policy in (rate_limits or {}).items():
+            base = lay.rate_limits.get(name)
+            if base is not None:
+                row.set(base + RL_REFUSED, policy.refused)
+                row.set(base + RL_OVERFLOWS, getattr(policy.limit, "overflows", 0))
+                row.set(base + RL_ERRORS, getattr(policy.limit, "errors", 0))
 
 
 @dataclass
@@ -413,7 +424,19 @@ def _other_families(v: list[int], by_kind: dict[str, list[tuple[tuple[str, ...],
     for _, base in by_kind.get("cache", []):
         for i, fam in enumerate(store):
             fam.add_metric([], signed(v[base + i]) if i < S_EVICTIONS else v[base + i])
-    yield from (open_, accepted, jwt, jwks, lines, dropped, *store)
+    limits = [
+        _family(CounterMetricFamily, "gwcore_rate_limit_refused",
+                "Requests a rate limit refused (429).", ["limit"]),
+        _family(CounterMetricFamily, "gwcore_rate_limit_overflow",
+                "Requests of local keys counted in a full bucket's shared overflow cell.",
+                ["limit"]),
+        _family(CounterMetricFamily, "gwcore_rate_limit_store_errors",
+                "Global limit round trips to Redis that failed or timed out.", ["limit"]),
+    ]
+    for (_, name), base in by_kind.get("rate_limit", []):
+        for i, fam in enumerate(limits):
+            fam.add_metric([name], v[base + i])
+    yield from (open_, accepted, jwt, jwks, lines, dropped, *store, *limits)
 
 
 def _master_families(state: MasterState) -> Iterator[Any]:

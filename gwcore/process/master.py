@@ -107,6 +107,9 @@ class Master:
     reload_waiters: list[tuple[admin_api.Reply, int]] = field(default_factory=list)
     purges: PurgeBoard = field(default_factory=PurgeBoard)
     purge_waiters: list[tuple[int, admin_api.Reply, float]] = field(default_factory=list)
+    # the host's rate limit table (gwcore.limits.Table): mapped once, before the first fork,
+    # for the master's whole life, so reloads and respawned workers keep every counter
+    limits: Any = None
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -142,6 +145,7 @@ class Master:
         set_title("gwcore: master")
         self.sockets = self.bind_all(self.cfg)
         self.hub = m.Hub(self.worker_count(self.cfg))
+        self.limits = self.limit_table(self.cfg)
         self.admin = self.bind_admin(self.cfg)
         if self.pid_file:
             with open(self.pid_file, "w") as f:
@@ -164,6 +168,22 @@ class Master:
                     os.unlink(self.pid_file)
                 except OSError:
                     pass
+
+    def limit_table(self, cfg: Config) -> Any:
+        """The shared rate limit table: the running one (a changed ``rate_limit_table.slots``
+        waits for a restart), or a new one when cfg is the first config with a local limit."""
+        if self.limits is not None:
+            if self.limits.slots < cfg.rate_limit_table.slots:
+                log.warning("rate_limit_table.slots: %d slots kept until a restart (%d asked)",
+                            self.limits.slots, cfg.rate_limit_table.slots)
+            return self.limits
+        if not any(rl.scope == "local" for rl in cfg.rate_limits.values()):
+            return None
+        from gwcore.limits import Table
+
+        table = Table(cfg.rate_limit_table.slots)
+        log.info("rate limit table: %d slots, %d KiB shared", table.slots, table.nbytes >> 10)
+        return table
 
     def bind_admin(self, cfg: Config) -> admin_api.AdminServer | None:
         """The admin listener for cfg: the running one if its address is unchanged, else a
@@ -250,7 +270,8 @@ class Master:
             return worker.serve(cfg, socks, control=w, board=self.board, prober=slot == 0,
                                 metrics=recorder,
                                 purges=None if purge_index is None else (self.purges,
-                                                                         purge_index))
+                                                                         purge_index),
+                                limits=self.limits)
         except BaseException:
             log.exception("worker %d failed", slot)
             return 1
@@ -360,6 +381,7 @@ class Master:
                     sock.close()    # removed listener: old workers keep their own copies
         self.sockets = socks
         self.cfg = cfg
+        self.limits = self.limit_table(cfg)
         self.slots.clear()
         self.pending_reload = old + self.pending_reload
         log.info("reload accepted: generation %d replaces %d workers", self.gen + 1, len(old))

@@ -63,6 +63,7 @@ class Runtime:
     access_log: AccessLog | None = None
     spans: Any = None       # gwcore.observability.tracing.OtlpSpans (tracing.otlp), or None
     cache: Any = None       # gwcore.filters.cache.CacheRuntime (a route caches), or None
+    rate_limits: Any = None     # name → gwcore.filters.ratelimit.Policy (this worker's)
 
 
 def make_cluster(c: ClusterConfig, clock: Clock, loop: asyncio.AbstractEventLoop) -> Cluster:
@@ -95,7 +96,7 @@ def make_cluster(c: ClusterConfig, clock: Clock, loop: asyncio.AbstractEventLoop
 
 
 def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
-                  metrics: Recorder | None = None
+                  metrics: Recorder | None = None, limits: Any = None
                   ) -> tuple[Runtime, list[tuple[Listener, ListenerRuntime]]]:
     """Clusters and JWT providers by name, and a ListenerRuntime per listener. Each route
     gets its filters in order (global, the jwt shorthand, its own; gwcore.runtime), each
@@ -103,10 +104,12 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
     before routing. One AccessLog (its writer thread started) serves every listener when
     ``access_log`` is configured. With ``tracing``, every listener makes trace context; with
     ``tracing.otlp``, one span exporter (its export thread started here, after the fork)
-    serves them all."""
+    serves them all. ``limits``: the host's shared rate limit table (gwcore.limits.Table; None:
+    one of this process's own, made if a route has a local limit)."""
     clusters = {c.name: make_cluster(c, clock, loop) for c in cfg.clusters}
     providers = {name: Provider(name, p) for name, p in cfg.jwt_providers.items()}
-    context = runtime.FilterContext(providers, cfg.cache)
+    context = runtime.FilterContext(providers, cfg.cache, limits, cfg.rate_limit_table,
+                                    cfg.redis)
     shared, built = runtime.filter_chains(cfg, context)
     by_route = {id(route): filters for route, filters in zip(cfg.routes, built)}
     global_on_log = tuple(f.on_log for f in shared if callable(getattr(f, "on_log", None)))
@@ -115,6 +118,8 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
         return by_route[id(route)]
 
     router = Router(cfg.routes, clusters, filters)
+    for route in router.routes():
+        route.limits = context.route_limits.get(route.name)
     sample_ratio = cfg.tracing.sample_ratio if cfg.tracing is not None else None
     spans = None
     if cfg.tracing is not None and cfg.tracing.otlp is not None:
@@ -128,6 +133,9 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
                               max_target_bytes=lst.limits.max_target_bytes,
                               max_body_bytes=lst.limits.max_body_bytes,
                               buffer_body_bytes=lst.limits.buffer_body_bytes,
+                              max_connections=lst.limits.max_connections or 0,
+                              max_connections_per_client=(
+                                  lst.limits.max_connections_per_client or 0),
                               header_timeout=lst.timeouts.header,
                               idle_timeout=lst.timeouts.idle,
                               filter_timeout=lst.timeouts.filter,
@@ -146,7 +154,8 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
         lr.spans = spans
     if metrics is not None:
         _record_into(metrics, router, clusters, [lr for _, lr in listeners])
-    return Runtime(clusters, providers, access_log, spans, context.cached()), listeners
+    return Runtime(clusters, providers, access_log, spans, context.cached(),
+                   context.policies()), listeners
 
 
 def _record_into(metrics: Recorder, router: Router, clusters: dict[str, Cluster],
@@ -170,7 +179,7 @@ IDLE_GRACE = 1.0             # a draining connection with no request is closed a
 def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
           control: int | None = None, board: HealthBoard | None = None,
           prober: bool = True, metrics: Recorder | None = None,
-          purges: tuple[PurgeBoard, int] | None = None) -> int:
+          purges: tuple[PurgeBoard, int] | None = None, limits: Any = None) -> int:
     """Serve cfg on this process until told to stop; returns the exit status (0).
 
     ``sockets``: per listener (in config order), the already-bound listening sockets this
@@ -188,6 +197,8 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
     worker runs the active health checks (gwcore.proxy.health).
     ``metrics``: this worker's row and the generation's layout (gwcore.observability.metrics;
     None: nothing recorded).
+    ``limits``: the master's shared rate limit table (gwcore.limits.Table), None: this
+    process makes its own if it needs one.
     """
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -208,7 +219,7 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
     loop.add_signal_handler(signal.SIGUSR1, reopen_log_files, access_logs)
     socks = sockets if sockets is not None else [[bind(lst)] for lst in cfg.listeners]
     servers = []
-    rt, runtimes = build_runtime(cfg, loop, clock, metrics)
+    rt, runtimes = build_runtime(cfg, loop, clock, metrics, limits)
     if rt.access_log is not None:
         access_logs.append(rt.access_log)
     upkeep = [loop.create_task(maintain(cfg, rt.clusters, board or HealthBoard(cfg), prober))]
@@ -218,7 +229,8 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
         access_log = rt.access_log
 
         def sync() -> None:
-            metrics.sync(named, rt.clusters, rt.providers, access_log, rt.cache)
+            metrics.sync(named, rt.clusters, rt.providers, access_log, rt.cache,
+                         rt.rate_limits)
 
         upkeep.append(loop.create_task(_every(SYNC_INTERVAL, sync)))
     if purges is not None:

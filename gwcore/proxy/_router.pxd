@@ -8,6 +8,7 @@ cdef class Route:
     cdef readonly double request_timeout   # seconds; 0: none
     cdef public long m_base               # its metrics block (gwcore.observability.metrics)
     cdef public long m_jwt                # its JWT provider's metrics block, or -1
+    cdef public object limits             # gwcore.limits._gcra.RouteLimits, or None
 
 cdef class Router:
     cdef list _matchers

@@ -48,6 +48,7 @@ from gwcore.http._parser cimport gw_find_field, request_fields, request_view
 from gwcore.http._wire cimport (
     Clock, build_head, connection_options,
 )
+from gwcore.limits._gcra cimport RouteLimits
 from gwcore.observability._access_log cimport AccessLog
 from gwcore.observability._cmetrics cimport gw_metric_add, gw_metric_observe
 from gwcore.observability._metrics cimport Row
@@ -296,6 +297,8 @@ cdef class Downstream(Http1Connection):
         cdef bytes host = b""
         cdef bint has_body = h.chunked or h.content_length > 0
         cdef Exchange ex = new_exchange(method, target, self.client_str)
+        cdef RouteLimits limits
+        cdef int refused
         self.ex = ex
         self.m_method = h.method
         if self.lr.access_log is not None and self.lr.access_log.combined:
@@ -341,6 +344,13 @@ cdef class Downstream(Http1Connection):
         if route.forward_normalized_path and target[0] == 47:
             target = path + target[PyBytes_GET_SIZE(_path_part(target)):]
         self.cluster = route.cluster
+        if route.limits is not None:        # local limits keyed by source_ip / route alone
+            limits = <RouteLimits>route.limits
+            refused = limits.check(self.client_str, route.name)
+            if refused >= 0:
+                self._local(limits.refusers[refused](limits.retry),
+                            h.chunked or h.content_length > 0)
+                return
         if route.filters:
             # the Request view filters read: the parsed fields copied, not parsed again
             ex.request = request_view(self.buf, base - PyBytes_AS_STRING(self.buf), h,

@@ -199,8 +199,8 @@ def test_check_mode_validates_built_ins_without_building_them(user_module):
                           "on_response_head, on_response_body, on_log")),
     ("{m}:AsyncLog", "{}", ("filters[0].use: {m}:AsyncLog.on_log is a coroutine function; "
                            "only on_request may return an awaitable")),
-    ("jwtt", "{}", ("filters[0].use: unknown filter 'jwtt': the built-in filters are cache, jwt; "
-                   "a user filter is 'package.module:Class'")),
+    ("jwtt", "{}", ("filters[0].use: unknown filter 'jwtt': the built-in filters are cache, "
+                   "ip_acl, jwt; a user filter is 'package.module:Class'")),
     ("jwt", "{}", "filters[0].config.provider: missing required key"),
     ("jwt", "{provider: q}", "filters[0].config.provider: unknown jwt provider 'q'"),
     ("jwt", "{provider: p, optional: maybe}",

@@ -1,0 +1,158 @@
+"""The ``rate_limit`` route filter: named GCRA limits (``rate_limits:`` in the config) checked
+after the route's JWT filter and before its cache lookup (DESIGN.md §1).
+
+Each limit of a route is checked in the order the route lists them; the first that refuses
+answers ``429`` with ``Retry-After`` (whole seconds, rounded up) and, unless the limit says
+``headers: never``, the fields of the IETF httpapi draft *RateLimit header fields for HTTP*,
+draft-ietf-httpapi-ratelimit-headers-12 (November 2026), in its Structured Fields syntax:
+
+- ``RateLimit-Policy``: a List with one Item per limit of the route: the limit's name as an
+  sf-string, ``q`` (its quota: N of ``rate: N/period``), ``w`` (the window: the period in
+  seconds) and ``gwcore-burst`` (a vendor parameter, as the draft asks for service-specific
+  ones), e.g. ``"per_user";q=100;w=1;gwcore-burst=200``;
+- ``RateLimit``: the Item of the limit with the lowest remaining quota: ``r`` the requests
+  that would still be admitted now, ``t`` the seconds until its quota is whole again — on a
+  429 the same point in time as ``Retry-After``, as the draft asks — e.g.
+  ``"per_user";r=0;t=1``.
+
+A limit with ``headers: always`` also adds both fields to admitted responses (in
+``on_response_head``, so only routes that ask for it pay for that phase).
+
+Keys: ``source_ip`` (the client's address), ``route`` (the route's name), ``{header: NAME}``
+(the request field's first value), ``{jwt_claim: NAME}`` (a claim of the token the route's
+``jwt`` filter verified, ``exchange.state["jwt_claims"]``), or a list of them; a request
+without one of its parts (no such field, no token, no such claim) is not counted by that
+limit. Each limit's keys are its own (salted with its name); a limit named by several routes
+is one limit across them.
+
+Local limits keyed by ``source_ip`` or ``route`` alone (without ``headers: always``) are not
+checked here: the proxy session checks them itself before any filter runs
+(gwcore.limits._gcra.RouteLimits, built by gwcore.runtime), with no request view and no
+Python call; this filter keeps the rest, and ``refuse`` answers for both.
+
+Local limits (``scope: local``) use the host's shared table (gwcore.limits.Table, made by the
+master before it forks): exact across the workers, kept across reloads. A limit that admits a
+request has counted it even if a later limit of the route refuses it (as Envoy's do).
+Global limits (``scope: global``) are gwcore.limits.redis_limits's; only then does
+``on_request`` return an awaitable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from gwcore.config import RateLimit, RateLimitKey
+from gwcore.filters.base import Exchange, Response
+
+KeyFn = Callable[[Exchange], "str | bytes | None"]
+
+DEFAULT_BODY = Response.error(429, "rate limit exceeded").body
+NS = 1_000_000_000
+
+
+def key_function(parts: list[str | RateLimitKey]) -> KeyFn:
+    """The function computing a limit's key from an exchange (None: the request lacks a part)."""
+    fns = [_part(p) for p in parts]
+    if len(fns) == 1:
+        return fns[0]
+
+    def joined(exchange: Exchange) -> bytes | None:
+        out = []
+        for fn in fns:
+            v = fn(exchange)
+            if v is None:
+                return None
+            out.append(v.encode() if isinstance(v, str) else v)
+        return b"\x1f".join(out)
+    return joined
+
+
+def _part(part: str | RateLimitKey) -> KeyFn:
+    if part == "source_ip":
+        return lambda exchange: exchange.client_address
+    if part == "route":
+        return lambda exchange: exchange.route_name
+    assert isinstance(part, RateLimitKey)
+    if part.header is not None:
+        name = part.header.encode()
+        return lambda exchange: exchange.request.header(name)
+    claim = part.jwt_claim
+
+    def from_claims(exchange: Exchange) -> str | None:
+        claims = exchange.state.get("jwt_claims")
+        v = claims.get(claim) if claims else None
+        return None if v is None else v if isinstance(v, str) else str(v)
+    return from_claims
+
+
+class Policy:
+    """One named limit as a route's filter uses it: its key function, its check (``take``,
+    from the shared table or Redis), and its RateLimit-Policy item."""
+
+    def __init__(self, name: str, cfg: RateLimit, limit: Any) -> None:
+        self.name, self.cfg, self.limit = name, cfg, limit
+        self.key = key_function(cfg.parts)
+        self.body = DEFAULT_BODY if cfg.body is None else cfg.body.encode()
+        quota = max(1, round(cfg.requests))
+        self.item = (b'"%s";q=%d;w=%d;gwcore-burst=%d'
+                     % (name.encode(), quota, round(cfg.period), cfg.burst_size))
+        self.quoted = b'"%s"' % name.encode()
+        self.refused = 0                # requests this limit refused (this worker)
+
+
+def _seconds(ns: int) -> int:
+    return max(0, math.ceil(ns / NS))
+
+
+class RateLimitFilter:
+    """The limits of one route (``Policy`` objects, in the route's order). ``local``: checked
+    at once; ``remote``: a gwcore.limits.redis_limits.RemoteCheck (or None)."""
+
+    def __init__(self, local: list[Policy], remote: Any = None) -> None:
+        self.local = local
+        self.remote = remote
+        policies = local + (remote.policies if remote is not None else [])
+        self.policy_field = b", ".join(p.item for p in policies if p.cfg.headers != "never")
+        self.always = any(p.cfg.headers == "always" for p in policies)
+        self.limited = 0                # requests this filter refused (this worker)
+        if self.always:
+            self.on_response_head = self._add_fields
+
+    def on_request(self, exchange: Exchange) -> Any:
+        best = None
+        for p in self.local:
+            key = p.key(exchange)
+            if key is None:
+                continue
+            ok, remaining, reset, retry = p.limit.take(key)
+            if not ok:
+                return self.refuse(p, retry)
+            if self.always and (best is None or remaining < best[0]):
+                best = (remaining, p, reset)
+        if self.remote is not None:
+            return self.remote.check(self, exchange, best)
+        if best is not None:
+            exchange.state["rate_limit"] = best
+        return None
+
+    def refuse(self, p: Policy, retry_ns: int) -> Response:
+        """The 429 of policy p, which would admit a request in retry_ns nanoseconds."""
+        self.limited += 1
+        p.refused += 1
+        wait = max(1, _seconds(retry_ns))
+        headers = [(b"Retry-After", b"%d" % wait)]
+        if p.cfg.headers != "never":
+            headers += [(b"RateLimit-Policy", self.policy_field),
+                        (b"RateLimit", b"%s;r=0;t=%d" % (p.quoted, wait))]
+        return Response(429, headers, p.body)
+
+    def _add_fields(self, exchange: Exchange, response: Response) -> None:
+        best = exchange.state.get("rate_limit")
+        if best is None:
+            return
+        remaining, p, reset = best
+        response.headers.set(b"RateLimit-Policy", self.policy_field)
+        response.headers.set(b"RateLimit", b"%s;r=%d;t=%d" % (p.quoted, remaining,
+                                                              _seconds(reset)))

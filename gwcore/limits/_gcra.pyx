@@ -1,0 +1,155 @@
+# distutils: sources = src_c/gcra.c
+"""GCRA rate limits with their state in shared memory (src_c/gcra.h): a ``Table`` mapped
+MAP_SHARED by the master before it forks, and the ``Limit`` objects a worker checks requests
+against. Every process of the host that inherited the mapping updates the same cells with
+compare-and-swap: limits are exact across workers, survive a reload (the master keeps the
+table for its whole life) and a worker's death (no lock to leave held)."""
+
+import mmap
+import os
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.stdint cimport int64_t, uint64_t
+
+from gwcore.limits._cgcra cimport (
+    GW_GCRA_OVERFLOW, GW_GCRA_WAYS, gw_gcra_buckets, gw_gcra_bytes, gw_gcra_hash,
+    gw_gcra_init, gw_gcra_now, gw_gcra_peek, gw_gcra_result, gw_gcra_take, gw_gcra_usage,
+)
+
+WAYS = GW_GCRA_WAYS
+
+
+cdef inline const char *_key_data(object key, Py_ssize_t *n) except NULL:
+    if isinstance(key, str):
+        return PyUnicode_AsUTF8AndSize(key, n)
+    if isinstance(key, bytes):
+        n[0] = PyBytes_GET_SIZE(key)
+        return PyBytes_AS_STRING(key)
+    raise TypeError(f"a rate limit key is str or bytes, not {type(key).__name__}")
+
+
+def now_ns() -> int:
+    """CLOCK_MONOTONIC in nanoseconds (the table's clock; time.monotonic_ns() is the same)."""
+    return gw_gcra_now()
+
+
+cdef class Table:
+    """At least ``slots`` slots (rounded up to a power of two of 8-slot buckets) in a
+    MAP_SHARED anonymous mapping: made before fork(), every process shares the cells.
+    ``seed``: the key hash seed (random by default)."""
+
+    def __cinit__(self, Py_ssize_t slots, seed=None):
+        cdef unsigned char[::1] view
+        if slots < 1:
+            raise ValueError("a table has at least 1 slot")
+        cdef Py_ssize_t buckets = 1
+        while buckets * GW_GCRA_WAYS < slots:
+            buckets *= 2
+        self.buckets = buckets
+        self.mem = mmap.mmap(-1, gw_gcra_bytes(buckets))
+        view = self.mem
+        self.view = view
+        self.base = <void *>&view[0]
+        if seed is None:
+            seed = int.from_bytes(os.urandom(8), "little")
+        gw_gcra_init(self.base, buckets, <uint64_t>seed)
+
+    @property
+    def slots(self) -> int:
+        return self.buckets * GW_GCRA_WAYS
+
+    @property
+    def nbytes(self) -> int:
+        return gw_gcra_bytes(self.buckets)
+
+    def usage(self, int64_t now=-1):
+        """(slots holding an active key, slots ever used) at ``now`` (ns; -1: now)."""
+        cdef uint64_t active = 0, used = 0
+        gw_gcra_usage(self.base, gw_gcra_now() if now < 0 else now, &active, &used)
+        return active, used
+
+    def limit(self, str name, double rate, double period, Py_ssize_t burst) -> Limit:
+        """A Limit of ``rate`` requests per ``period`` seconds with ``burst`` on this table;
+        its keys are its own (salted with ``name``)."""
+        return Limit(self, name, rate, period, burst)
+
+
+cdef class Limit:
+    """One limit: emission interval T = period / rate, tolerance (burst - 1) * T. ``take``
+    returns ``(admitted, remaining, reset_ns, retry_after_ns)``: remaining requests that
+    would conform now, ns until the key's whole burst is back, ns until a request would
+    conform (0 when admitted). ``overflows``: requests charged to a full bucket's shared cell
+    (gcra.h)."""
+
+    def __cinit__(self, Table table, str name, double rate, double period, Py_ssize_t burst):
+        if not rate > 0 or not period > 0:
+            raise ValueError("rate and period must be more than 0")
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
+        self.table, self.base, self.name, self.burst = table, table.base, name, burst
+        self.T = max(1, <int64_t>(period * 1e9 / rate + 0.5))
+        self.tau = (burst - 1) * self.T
+        encoded = name.encode()
+        self.salt = gw_gcra_hash(self.base, 0, PyBytes_AS_STRING(encoded),
+                                 PyBytes_GET_SIZE(encoded))
+        self.overflows = 0
+
+    def take(self, object key, int64_t now=-1):
+        cdef Py_ssize_t n = 0
+        cdef const char *data = _key_data(key, &n)
+        cdef gw_gcra_result r
+        cdef int ok = gw_gcra_take(self.base, gw_gcra_hash(self.base, self.salt, data, n), now,
+                                   self.T, self.tau, &r)
+        if r.flags & GW_GCRA_OVERFLOW:
+            self.overflows += 1
+        return (ok == 1, r.remaining, r.tat - r.now, r.retry_after)
+
+    cdef int take_c(self, const char *data, Py_ssize_t n, int64_t *retry):
+        """1 admitted, 0 refused (*retry: ns until a request would conform)."""
+        cdef gw_gcra_result r
+        cdef int ok = gw_gcra_take(self.base, gw_gcra_hash(self.base, self.salt, data, n), -1,
+                                   self.T, self.tau, &r)
+        if r.flags & GW_GCRA_OVERFLOW:
+            self.overflows += 1
+        retry[0] = r.retry_after
+        return ok
+
+    def peek(self, object key) -> int:
+        """The key's tat (ns), 0 when the table has none."""
+        cdef Py_ssize_t n = 0
+        cdef const char *data = _key_data(key, &n)
+        return gw_gcra_peek(self.base, gw_gcra_hash(self.base, self.salt, data, n))
+
+
+cdef class RouteLimits:
+    """A route's local limits keyed by ``source_ip`` or ``route`` alone, which the proxy
+    session checks itself before the route's filters (no request view, no Python call):
+    ``limits`` (Limit objects), ``kinds`` (per limit ``s`` or ``r``), ``refusers`` (per limit,
+    a callable of the retry time in ns returning the 429 Response)."""
+
+    def __init__(self, limits, str kinds, refusers):
+        self.limits = tuple(limits)
+        self.kinds = kinds.encode()
+        self.refusers = tuple(refusers)
+        if not len(self.limits) == len(self.kinds) == len(self.refusers) or not all(
+                isinstance(x, Limit) for x in self.limits) or self.kinds.strip(b"sr"):
+            raise ValueError("one kind (s or r) and one refuser per Limit")
+
+    cdef int check(self, str client, str route) except -2:
+        """The index of the first limit that refuses (its retry time in ``retry``), or -1."""
+        cdef Py_ssize_t i, n
+        cdef const char *data
+        cdef Limit lim
+        cdef const unsigned char *kinds = self.kinds
+        for i in range(len(self.limits)):
+            lim = <Limit>self.limits[i]
+            data = PyUnicode_AsUTF8AndSize(client if kinds[i] == 115 else route, &n)
+            if not lim.take_c(data, n, &self.retry):
+                return i
+        return -1
+
+    def check_py(self, str client, str route):
+        """``check`` from Python (tests): the refusing limit's 429 Response, or None."""
+        cdef int i = self.check(client, route)
+        return None if i < 0 else self.refusers[i](self.retry)

@@ -1,0 +1,101 @@
+"""Concurrency limits: places, the FIFO queue, its timeout, priority shedding, hand-over on
+release (no place lost), a cancelled waiter leaving the queue, and route then cluster
+limiters in one filter."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gwcore.config import Concurrency
+from gwcore.filters.base import Exchange, Response
+from gwcore.http import parse_request
+from gwcore.limits.concurrency import ConcurrencyFilter, Limiter
+
+
+def ex() -> Exchange:
+    return Exchange(parse_request(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"), None, "192.0.2.1")
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_fifo_queue_and_hand_over() -> None:
+    async def main() -> None:
+        lim = Limiter("r", Concurrency(max=2, queue=2, queue_timeout=5.0))
+        f = ConcurrencyFilter([lim], 0)
+        a, b, c, d, e = ex(), ex(), ex(), ex(), ex()
+        assert f.on_request(a) is None and f.on_request(b) is None
+        wc, wd = f.on_request(c), f.on_request(d)
+        tc, td = asyncio.ensure_future(wc), asyncio.ensure_future(wd)
+        await asyncio.sleep(0)
+        assert lim.queued == 2 and lim.in_flight == 2
+        r = f.on_request(e)
+        assert isinstance(r, Response) and r.status == 503 and lim.refused == 1
+        f.on_log(a)                                  # a's place goes to c, first in line
+        assert await tc is None and not td.done()
+        assert lim.in_flight == 2 and lim.queued == 1
+        f.on_log(b)
+        assert await td is None
+        for x in (c, d):
+            f.on_log(x)
+        f.on_log(e)                                  # refused: held nothing
+        assert lim.in_flight == 0 and lim.queued == 0
+    run(main())
+
+
+def test_queue_timeout_and_cancel() -> None:
+    async def main() -> None:
+        lim = Limiter("r", Concurrency(max=1, queue=5, queue_timeout=0.05))
+        f = ConcurrencyFilter([lim], 0)
+        a, b, c = ex(), ex(), ex()
+        assert f.on_request(a) is None
+        r = await f.on_request(b)
+        assert r.status == 503 and b"queued too long" in r.body and lim.timed_out == 1
+        tc = asyncio.ensure_future(f.on_request(c))
+        await asyncio.sleep(0)
+        tc.cancel()                                  # the client went away
+        await asyncio.gather(tc, return_exceptions=True)
+        assert lim.queued == 0
+        f.on_log(a)
+        assert lim.in_flight == 0
+    run(main())
+
+
+def test_priority_order_and_shedding() -> None:
+    async def main() -> None:
+        lim = Limiter("c", Concurrency(max=1, queue=2, queue_timeout=5.0))
+        low, high = ConcurrencyFilter([lim], 0), ConcurrencyFilter([lim], 10)
+        first, l1, l2, h1, l3 = ex(), ex(), ex(), ex(), ex()
+        assert low.on_request(first) is None
+        t1 = asyncio.ensure_future(low.on_request(l1))
+        t2 = asyncio.ensure_future(low.on_request(l2))
+        await asyncio.sleep(0)
+        th = asyncio.ensure_future(high.on_request(h1))   # full: sheds l2, the latest low
+        await asyncio.sleep(0)
+        assert (await t2).status == 503 and lim.shed == 1
+        assert low.on_request(l3).status == 503           # not above the lowest waiting
+        low.on_log(first)                                 # high goes first
+        assert await th is None and not t1.done()
+        high.on_log(h1)
+        assert await t1 is None
+        low.on_log(l1)
+        assert lim.in_flight == 0
+    run(main())
+
+
+def test_route_then_cluster() -> None:
+    async def main() -> None:
+        route = Limiter("r", Concurrency(max=5))
+        cluster = Limiter("c", Concurrency(max=1, queue=1, queue_timeout=5.0))
+        f = ConcurrencyFilter([route, cluster], 0)
+        a, b = ex(), ex()
+        assert f.on_request(a) is None
+        tb = asyncio.ensure_future(f.on_request(b))
+        await asyncio.sleep(0)
+        assert route.in_flight == 2 and cluster.queued == 1
+        f.on_log(a)
+        assert await tb is None
+        f.on_log(b)
+        assert route.in_flight == 0 and cluster.in_flight == 0
+    run(main())

@@ -1,0 +1,213 @@
+"""Local rate limits: GCRA arithmetic at its boundaries through the compiled Limit (burst
+exhausted, exactly one emission interval, a clock stepping backwards, keys of two limits kept
+apart, recycling at 1 slot per key), a table shared with a forked child, the ``rate_limits``
+config and its errors (key paths), and the ``rate_limit`` filter on exchanges: the 429, its
+Retry-After and the draft-ietf-httpapi-ratelimit-headers-12 fields, key descriptors (source
+address, field, JWT claim, route, lists; a missing part is not limited), ``headers: always``."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from gwcore.config import ConfigError, parse
+from gwcore.filters.base import Exchange, Response
+from gwcore.filters.ratelimit import Policy, RateLimitFilter
+from gwcore.http import parse_request
+from gwcore.limits import WAYS, Table, now_ns
+from gwcore.proxy._router import Route
+
+S = 1_000_000_000
+T0 = 10_000 * S
+
+
+def test_burst_then_exactly_one_per_emission_interval() -> None:
+    lim = Table(64, seed=1).limit("a", 10, 1.0, 5)            # 10/s: T = 100 ms, burst 5
+    assert (lim.T, lim.tau) == (S // 10, 4 * S // 10)
+    for i in range(5):
+        assert lim.take("k", T0) == (True, 4 - i, (i + 1) * lim.T, 0)
+    ok, remaining, reset, retry = lim.take("k", T0)
+    assert (ok, remaining, reset, retry) == (False, 0, 5 * lim.T, lim.T)    # burst exhausted
+    assert lim.take("k", T0 + lim.T - 1)[0] is False            # 1 ns early
+    assert lim.take("k", T0 + lim.T - 1)[3] == 1
+    assert lim.take("k", T0 + lim.T)[:2] == (True, 0)           # exactly one interval later
+    assert lim.take("k", T0 + lim.T)[0] is False
+
+
+def test_clock_stepping_backwards_never_admits_more() -> None:
+    lim = Table(64, seed=2).limit("a", 1, 1.0, 2)
+    assert lim.take("k", T0)[0] and lim.take("k", T0)[0]
+    tat = lim.peek("k")
+    for back in (1, S, 100 * S):
+        ok, _, _, retry = lim.take("k", T0 - back)
+        assert not ok and retry == tat - lim.tau - (T0 - back)
+    assert lim.peek("k") == tat                                 # refusals change nothing
+    assert lim.take("k", T0 + S)[0] and not lim.take("k", T0 + S)[0]
+
+
+def test_limits_keep_their_keys_apart_and_idle_slots_are_recycled() -> None:
+    table = Table(WAYS, seed=3)                                 # one bucket
+    a, b = table.limit("a", 1, 1.0, 1), table.limit("b", 1, 1.0, 1)
+    assert a.take("k", T0)[0] and b.take("k", T0)[0]            # same key, two limits
+    assert not a.take("k", T0)[0] and not b.take(b"k", T0)[0]   # str and bytes are one key
+    for i in range(50):                                         # idle keys make room
+        assert a.take(f"x{i}", T0 + (i + 1) * 2 * S)[0]
+    assert a.overflows == 0
+    assert table.usage(T0 + 200 * S) == (0, 2)     # each new key took the first idle slot
+
+
+def test_full_bucket_charges_new_keys_together_and_keeps_active_ones() -> None:
+    table = Table(WAYS, seed=4)
+    lim = table.limit("a", 1, 60.0, 1)
+    for i in range(WAYS):
+        assert lim.take(f"k{i}", T0)[0]
+    assert lim.take("new1", T0)[0] and lim.overflows == 1       # shared overflow cell
+    assert not lim.take("new2", T0)[0]
+    assert all(not lim.take(f"k{i}", T0)[0] for i in range(WAYS))   # none lost its state
+
+
+def test_a_forked_child_shares_the_table() -> None:
+    lim = Table(1024).limit("a", 1, 3600.0, 3)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if all(lim.take("k")[0] for _ in range(2)) else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert lim.take("k")[0] and not lim.take("k")[0]            # 2 used by the child
+    assert abs(now_ns() - __import__("time").monotonic_ns()) < S
+
+
+BASE = """
+listeners: [{name: p, address: "127.0.0.1:8080"}]
+clusters: [{name: video, endpoints: ["127.0.0.1:9001"]}]
+routes: [{cluster: video, rate_limit: [per_user]}]
+rate_limits:
+  per_user: {key: {jwt_claim: sub}, rate: 100/s, burst: 200}
+"""
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("100/s", "100/d"), "rate_limits.per_user.rate: expected N/s, N/m or N/h"),
+    (("burst: 200", "burst: 0"), "rate_limits.per_user.burst: must be at least 1"),
+    (("{jwt_claim: sub}", "{jwt_claim: sub, header: X}"), "rate_limits.per_user.key: give"),
+    (("{jwt_claim: sub}", "[source_ip, ip]"), "rate_limits.per_user.key"),
+    (("[per_user]", "[per_user, other]"), "routes[0].rate_limit[1]: unknown rate limit"),
+    (("[per_user]", "[per_user, per_user]"), "routes[0].rate_limit[1]: 'per_user' is listed"),
+    (("burst: 200", "scope: global"), "rate_limits.per_user.scope: global needs a redis"),
+    (("burst: 200", "burst: 2, sync: 100ms"), "rate_limits.per_user.sync: only for scope"),
+])
+def test_config_errors_name_the_key(change: tuple[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse(BASE.replace(*change), "gw.yaml")
+    assert str(e.value).startswith("gw.yaml: " + message), str(e.value)
+
+
+def test_config_values() -> None:
+    cfg = parse(BASE.replace("{jwt_claim: sub}, rate: 100/s, burst: 200",
+                             "[source_ip, {header: X-Key}], rate: 1000/m"))
+    rl = cfg.rate_limits["per_user"]
+    assert (rl.requests, rl.period, rl.burst_size, rl.scope) == (1000.0, 60.0, 1000, "local")
+    assert cfg.routes[0].rate_limit == ["per_user"]
+    assert cfg.rate_limit_table.slots == 65536
+
+
+def limit_filter(yaml_limits: str, names: list[str], slots: int = 1024) -> RateLimitFilter:
+    cfg = parse(BASE.replace("""  per_user: {key: {jwt_claim: sub}, rate: 100/s, burst: 200}
+""", yaml_limits).replace("[per_user]", str(names).replace("'", "")))
+    table = Table(slots)
+    policies = [Policy(n, cfg.rate_limits[n],
+                       table.limit(n, cfg.rate_limits[n].requests, cfg.rate_limits[n].period,
+                                   cfg.rate_limits[n].burst_size)) for n in names]
+    return RateLimitFilter(policies)
+
+
+def exchange(client: str = "192.0.2.7", fields: str = "", claims: dict | None = None,
+             route: str = "api") -> Exchange:
+    ex = Exchange(parse_request(f"GET /v1/x HTTP/1.1\r\nHost: h\r\n{fields}\r\n".encode()),
+                  Route(None, None, (), route), client)
+    if claims is not None:
+        ex.state["jwt_claims"] = claims
+    return ex
+
+
+def test_429_with_retry_after_and_draft_fields() -> None:
+    f = limit_filter("  per_ip: {key: source_ip, rate: 2/s, burst: 3}\n", ["per_ip"])
+    assert [f.on_request(exchange()) for _ in range(3)] == [None] * 3
+    r = f.on_request(exchange())
+    assert isinstance(r, Response) and r.status == 429
+    assert r.headers.get(b"retry-after") == b"1"
+    assert r.headers.get(b"ratelimit-policy") == b'"per_ip";q=2;w=1;gwcore-burst=3'
+    assert r.headers.get(b"ratelimit") == b'"per_ip";r=0;t=1'
+    assert r.body == b"429 Too Many Requests: rate limit exceeded\n"
+    assert f.on_request(exchange("192.0.2.8")) is None          # another address
+    assert f.limited == 1
+    assert not hasattr(f, "on_response_head")                   # no response phase cost
+
+
+def test_retry_after_rounds_up_whole_seconds() -> None:
+    f = limit_filter("  slow: {key: source_ip, rate: 1/m, body: 'slow down'}\n", ["slow"])
+    assert f.on_request(exchange()) is None
+    r = f.on_request(exchange())
+    assert int(r.headers.get(b"retry-after")) in (59, 60) and r.body == b"slow down"
+
+
+def test_descriptors_and_missing_parts() -> None:
+    f = limit_filter("""  user: {key: {jwt_claim: sub}, rate: 1/h}
+  key: {key: [{header: X-Key}, route], rate: 1/h}
+""", ["user", "key"])
+    assert f.on_request(exchange(claims={"sub": "alice"})) is None
+    assert f.on_request(exchange(claims={"sub": "alice"})).status == 429
+    assert f.on_request(exchange(claims={"sub": "bob"})) is None
+    assert f.on_request(exchange(claims={"sub": 7})) is None        # claims as strings
+    assert f.on_request(exchange(claims={"sub": "7"})).status == 429
+    assert all(f.on_request(exchange()) is None for _ in range(3))  # no token: not limited
+    assert f.on_request(exchange(fields="X-Key: k1\r\n")) is None
+    assert f.on_request(exchange(fields="X-Key: k1\r\n")).status == 429
+    assert f.on_request(exchange(fields="X-Key: k1\r\n", route="other")) is None
+
+
+def test_headers_always_on_admitted_responses() -> None:
+    f = limit_filter("""  a: {key: source_ip, rate: 10/s, burst: 10, headers: always}
+  b: {key: source_ip, rate: 100/m, headers: never}
+""", ["a", "b"])
+    ex = exchange()
+    assert f.on_request(ex) is None
+    resp = Response(200)
+    f.on_response_head(ex, resp)
+    assert resp.headers.get(b"ratelimit-policy") == b'"a";q=10;w=1;gwcore-burst=10'
+    assert resp.headers.get(b"ratelimit") in (b'"a";r=9;t=1', b'"b";r=99;t=1')
+
+
+def test_listener_connection_limits_config() -> None:
+    cfg = parse(BASE.replace('address: "127.0.0.1:8080"}', 'address: "127.0.0.1:8080", limits: '
+                             '{max_connections: 10, max_connections_per_client: 2}}'))
+    lim = cfg.listeners[0].limits
+    assert (lim.max_connections, lim.max_connections_per_client) == (10, 2)
+    with pytest.raises(ConfigError, match=r"listeners\[0\]\.limits\.max_connections: must be"):
+        parse(BASE.replace('address: "127.0.0.1:8080"}',
+                           'address: "127.0.0.1:8080", limits: {max_connections: 0}}'))
+
+
+def test_route_limits_checked_by_the_session() -> None:
+    from gwcore.limits._gcra import RouteLimits
+    from gwcore.runtime import FilterContext, filter_chains
+
+    cfg = parse(BASE.replace("[per_user]", "[per_ip, per_route]").replace(
+        "  per_user: {key: {jwt_claim: sub}, rate: 100/s, burst: 200}",
+        "  per_ip: {key: source_ip, rate: 2/h}\n  per_route: {key: route, rate: 3/h}"))
+    context = FilterContext(rate_limit_table=cfg.rate_limit_table)
+    _, chains = filter_chains(cfg, context)
+    assert chains == [()]                   # no filter: the session checks them itself
+    limits = context.route_limits["route-0"]
+    assert isinstance(limits, RouteLimits)
+    assert limits.check_py("192.0.2.1", "route-0") is None
+    assert limits.check_py("192.0.2.1", "route-0") is None
+    r = limits.check_py("192.0.2.1", "route-0")                 # per_ip: 2/h
+    assert r.status == 429 and r.headers.get(b"ratelimit").startswith(b'"per_ip";r=0;t=')
+    assert r.headers.get(b"ratelimit-policy") == (b'"per_ip";q=2;w=3600;gwcore-burst=2, '
+                                                  b'"per_route";q=3;w=3600;gwcore-burst=3')
+    assert limits.check_py("192.0.2.2", "route-0") is None       # per_route's 3rd
+    r = limits.check_py("192.0.2.3", "route-0")
+    assert r.status == 429 and r.headers.get(b"ratelimit").startswith(b'"per_route"')
+    with pytest.raises(ValueError):
+        RouteLimits([], "s", [])
