@@ -375,6 +375,30 @@ def _is_prime(n: int) -> bool:
     return n >= 2 and all(n % d for d in range(2, int(n**0.5) + 1))
 
 
+class Shedding(_Section):
+    """Priority load shedding of a cluster (gwcore/limits/concurrency.py), per worker: when
+    its requests under way reach ``max_in_flight``, or the p99 of its last ``samples``
+    upstream times to first byte reaches ``p99``, new requests of its least important routes
+    (the highest ``priority``) get 503 + Retry-After; every ``step`` the signal stays over,
+    one more priority level is shed (never priority 0); once the signal is under ``resume`` ×
+    its bound, one level is given back every ``step`` (hysteresis)."""
+
+    max_in_flight: int | None = None
+    p99: Duration | None = None
+    resume: float = 0.8
+    step: Duration = Duration(1.0)
+    samples: int = 200
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight is None and self.p99 is None:
+            raise ValueError("give max_in_flight or p99 (or both)")
+        if not 0.0 < self.resume < 1.0:
+            raise ValueError("resume: must be between 0 and 1")
+        if not 10 <= self.samples <= 100000:
+            raise ValueError("samples: must be between 10 and 100000")
+        self._positive("step")
+
+
 class Cluster(_Section):
     name: str
     endpoints: list[str | Endpoint]
@@ -387,6 +411,7 @@ class Cluster(_Section):
     circuit_breakers: CircuitBreakers = msgspec.field(default_factory=CircuitBreakers)
     dns_refresh: Duration = Duration(30.0)
     concurrency: Concurrency | None = None     # requests under way from all its routes
+    shedding: Shedding | None = None
 
     def __post_init__(self) -> None:
         self._positive("dns_refresh")
@@ -724,8 +749,9 @@ class Route(_Section):
     """``name``: the route's label in exchanges, metrics and logs (default ``route-<index>``).
     ``rate_limit``: names of ``rate_limits`` checked after the ``jwt`` shorthand and before
     the cache. ``concurrency``: requests under way on the route (after the cache lookup: a
-    hit takes no place); ``priority``: its requests' rank in the queues of concurrency
-    limits (higher first; a full queue sheds the lowest).
+    hit takes no place); ``priority``: how important its requests are, 0 the most (the
+    order of concurrency queues, and what a cluster's ``shedding`` refuses first: the
+    highest number).
     ``filters``: run after the global ones and the ``jwt`` shorthand (docs/filters.md).
     ``forward_normalized_path``: send the normalised path upstream instead of the
     request-target as received (RFC 9110 §7.7 has a proxy forward it unchanged)."""

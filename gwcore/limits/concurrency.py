@@ -2,10 +2,10 @@
 route or a cluster), per worker process.
 
 A limiter admits at most ``max`` requests at once. Beyond that a request waits in the queue
-— ordered by its route's ``priority`` (higher first), then by arrival — for at most
-``queue_timeout``, then gets ``503`` with ``Retry-After: 1``. A full queue sheds: a request of
-higher priority than the lowest waiting one takes that one's place (which gets the 503), any
-other is refused at once. A place is released when the exchange ends (``on_log``) and handed
+— ordered by its route's ``priority`` (0 the most important, then 1, 2...), then by arrival —
+for at most ``queue_timeout``, then gets ``503`` with ``Retry-After: 1``. A full queue sheds: a
+request more important than the least important waiting one takes that one's place (which
+gets the 503), any other is refused at once. A place is released when the exchange ends (``on_log``) and handed
 straight to the first waiter, so none is lost between a release and a wake-up.
 
 A route's concurrency filter runs after its cache lookup (a hit takes no place), taking the
@@ -58,14 +58,14 @@ class Limiter:
             self._grant(exchange)
             return None
         if len(self.waiters) >= self.queue_max:
-            if not self.waiters or -self.waiters[-1][0] >= priority:
+            if not self.waiters or self.waiters[-1][0] <= priority:
                 self.refused += 1
                 return QUEUE_FULL
-            _, _, fut, _ = self.waiters.pop()          # the lowest priority, latest arrival
+            _, _, fut, _ = self.waiters.pop()          # the least important, latest arrival
             self.shed += 1
             fut.set_result(SHED)
         fut = asyncio.get_running_loop().create_future()
-        entry = (-priority, next(self._seq), fut, exchange)
+        entry = (priority, next(self._seq), fut, exchange)
         bisect.insort(self.waiters, entry, key=lambda e: (e[0], e[1]))
         return self._wait(entry)
 

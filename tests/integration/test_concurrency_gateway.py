@@ -20,9 +20,10 @@ def gw_cc(origin, dead_port, tmp_path_factory):
             {"name": "shared", "endpoints": [live],
              "concurrency": {"max": 1, "queue": 1, "queue_timeout": "3s"}},
         ], routes=[
-            {"name": "low", "match": {"host": "low.test"}, "cluster": "shared"},
-            {"name": "high", "match": {"host": "high.test"}, "cluster": "shared",
+            {"name": "low", "match": {"host": "low.test"}, "cluster": "shared",
              "priority": 10},
+            {"name": "high", "match": {"host": "high.test"}, "cluster": "shared",
+             "priority": 0},
             {"name": "limited", "match": {"path_prefix": "/hold"}, "cluster": "origin",
              "concurrency": {"max": 2, "queue": 1, "queue_timeout": "300ms"}},
         ])

@@ -65,7 +65,7 @@ def test_queue_timeout_and_cancel() -> None:
 def test_priority_order_and_shedding() -> None:
     async def main() -> None:
         lim = Limiter("c", Concurrency(max=1, queue=2, queue_timeout=5.0))
-        low, high = ConcurrencyFilter([lim], 0), ConcurrencyFilter([lim], 10)
+        low, high = ConcurrencyFilter([lim], 10), ConcurrencyFilter([lim], 0)
         first, l1, l2, h1, l3 = ex(), ex(), ex(), ex(), ex()
         assert low.on_request(first) is None
         t1 = asyncio.ensure_future(low.on_request(l1))
