@@ -163,7 +163,9 @@ def _jwt_build(c: RouteJwt, context: FilterContext) -> Any:
 def _ratelimit_build(r: int, cfg: Config, context: FilterContext) -> Any:
     """The route's rate limit filter, or None when the proxy session checks all its limits
     itself: local limits keyed by ``source_ip`` or ``route`` alone, without ``headers:
-    always``, go to ``context.route_limits`` (compiled, before any filter)."""
+    always``, go to ``context.route_limits`` (compiled, before any filter) — only on a route
+    where no filter runs before them (no global filters, no ``jwt``), so the order stays
+    jwt → rate limit: a request a filter refuses never spends the budget."""
     import functools
 
     from gwcore.filters.ratelimit import RateLimitFilter
@@ -174,7 +176,9 @@ def _ratelimit_build(r: int, cfg: Config, context: FilterContext) -> Any:
     local = [p for p in policies if p.cfg.scope == "local"]
     remote = [p for p in policies if p.cfg.scope == "global"]
     flt = RateLimitFilter(local, context.remote().check_for(remote) if remote else None)
-    fast = [p for p in local if p.cfg.headers != "always" and isinstance(p.cfg.key, str)]
+    earlier = bool(cfg.filters) or route.jwt is not None
+    fast = [p for p in local if p.cfg.headers != "always" and isinstance(p.cfg.key, str)
+            and not earlier]
     if fast:
         context.route_limits[route.name or f"route-{r}"] = RouteLimits(
             [p.limit for p in fast], "".join("s" if p.cfg.key == "source_ip" else "r"

@@ -73,6 +73,12 @@ class Limiter:
         fut = entry[2]
         try:
             done, _ = await asyncio.wait((fut,), timeout=self.queue_timeout)
+        except asyncio.CancelledError:
+            # the request went away (client gone, filter timeout) after a place was handed
+            # to it but before it could see it: give the place back now
+            if fut.done() and not fut.cancelled() and fut.result() is None:
+                self._ungrant(entry[3])
+            raise
         finally:
             if not fut.done():                          # timed out, or the task cancelled
                 self.waiters.remove(entry)
@@ -82,10 +88,20 @@ class Limiter:
             return QUEUE_TIMEOUT
         return fut.result()
 
+    def _ungrant(self, exchange: Exchange) -> None:
+        held = exchange.state.get("concurrency")
+        if held and self in held:
+            held.remove(self)
+            self.release()
+
     def release(self) -> None:
-        """An exchange holding a place ended: the place goes to the first waiter."""
+        """An exchange holding a place ended: the place goes to the first waiter (not to
+        one whose exchange already ended: its wait is being cancelled)."""
         while self.waiters:
             _, _, fut, exchange = self.waiters.pop(0)
+            if exchange.state.get("concurrency_ended"):
+                fut.cancel()
+                continue
             if not fut.done():
                 self._grant(exchange)
                 fut.set_result(None)
@@ -123,6 +139,7 @@ class ConcurrencyFilter:
         return None
 
     def on_log(self, exchange: Exchange) -> None:
-        held = exchange.state.pop("concurrency", None) if exchange.state else None
-        for limiter in held or ():
+        state = exchange.state
+        state["concurrency_ended"] = True       # a place handed to it now is not taken
+        for limiter in state.pop("concurrency", None) or ():
             limiter.release()

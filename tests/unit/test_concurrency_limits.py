@@ -5,6 +5,7 @@ limiters in one filter."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from gwcore.config import Concurrency
 from gwcore.filters.base import Exchange, Response
@@ -98,4 +99,26 @@ def test_route_then_cluster() -> None:
         assert await tb is None
         f.on_log(b)
         assert route.in_flight == 0 and cluster.in_flight == 0
+    run(main())
+
+
+def test_a_place_handed_to_a_request_that_went_away_is_not_lost() -> None:
+    """The session cancels a waiting request's filter task and runs its on_log at once; a
+    place released before the cancellation reaches the task must not leak."""
+    async def main() -> None:
+        lim = Limiter("c", Concurrency(max=1, queue=1, queue_timeout=5.0))
+        f = ConcurrencyFilter([lim], 0)
+        a, b = ex(), ex()
+        assert f.on_request(a) is None
+        task = asyncio.ensure_future(f.on_request(b))
+        await asyncio.sleep(0)
+        task.cancel()               # b's client went away...
+        f.on_log(b)                 # ...and its exchange ended, before the task saw it
+        f.on_log(a)                 # a's place is released meanwhile
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert lim.in_flight == 0 and lim.queued == 0
+        c = ex()
+        assert f.on_request(c) is None      # the place is there
+        f.on_log(c)
     run(main())

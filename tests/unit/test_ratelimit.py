@@ -211,3 +211,19 @@ def test_route_limits_checked_by_the_session() -> None:
     assert r.status == 429 and r.headers.get(b"ratelimit").startswith(b'"per_route"')
     with pytest.raises(ValueError):
         RouteLimits([], "s", [])
+
+
+def test_limits_after_a_filter_stay_in_the_filter_chain() -> None:
+    """With a global filter (or jwt) before it, a route's limit is not checked ahead of them
+    by the session: a request they refuse never spends the route's budget."""
+    from gwcore.runtime import FilterContext, filter_chains
+
+    text = BASE.replace("[per_user]", "[per_route]").replace(
+        "  per_user: {key: {jwt_claim: sub}, rate: 100/s, burst: 200}",
+        "  per_route: {key: route, rate: 3/h}")
+    text += 'filters: [{use: ip_acl, config: {deny: ["203.0.113.0/24"]}}]\n'
+    cfg = parse(text)
+    context = FilterContext(rate_limit_table=cfg.rate_limit_table)
+    _, chains = filter_chains(cfg, context)
+    assert "route-0" not in context.route_limits
+    assert [type(f).__name__ for f in chains[0]] == ["IpAclFilter", "RateLimitFilter"]
