@@ -83,6 +83,7 @@ class FilterContext:
     # route name → gwcore.limits._gcra.RouteLimits: its local limits keyed by source_ip or
     # route alone, checked by the proxy session itself before the route's filters
     route_limits: dict[str, Any] = field(default_factory=dict)
+    shedders: dict[str, Any] = field(default_factory=dict)     # cluster name → Shedder
 
     def limiter(self, kind: str, name: str, c: Any) -> Any:
         """The concurrency limiter of a route or cluster (one per name in this worker)."""
@@ -200,7 +201,17 @@ def _concurrency_build(r: int, cfg: Config, context: FilterContext) -> Any:
         limiters.append(context.limiter("route", route.name or f"route-{r}", route.concurrency))
     if cluster.concurrency is not None:
         limiters.append(context.limiter("cluster", cluster.name, cluster.concurrency))
-    return ConcurrencyFilter(limiters, route.priority) if limiters else None
+    shedder = None
+    if cluster.shedding is not None:
+        shedder = context.shedders.get(cluster.name)
+        if shedder is None:
+            from gwcore.limits.concurrency import Shedder
+
+            lowest = max(rt.priority for rt in cfg.routes if rt.cluster == cluster.name)
+            shedder = context.shedders[cluster.name] = Shedder(cluster.shedding, lowest)
+    if not limiters and shedder is None:
+        return None
+    return ConcurrencyFilter(limiters, route.priority, shedder)
 
 
 def _cache_build(c: RouteCache, context: FilterContext) -> Any:

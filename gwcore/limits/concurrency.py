@@ -11,21 +11,85 @@ straight to the first waiter, so none is lost between a release and a wake-up.
 A route's concurrency filter runs after its cache lookup (a hit takes no place), taking the
 route's limiter, then its cluster's (shared by every route to that cluster). Only a request
 that has to wait makes ``on_request`` return an awaitable.
+
+Load shedding (a cluster's ``shedding:``, ``Shedder``) watches a signal instead of a count:
+the cluster's requests under way in this worker and the p99 of its last upstream times to
+first byte. While the signal is over its bound, new requests of the least important routes
+(the highest ``priority``) get 503 + Retry-After; every ``step`` it stays over, the next
+priority level is shed too (never priority 0); once it is under ``resume`` × the bound, one
+level comes back every ``step`` — hysteresis, so shedding neither flaps nor stops at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import itertools
+import time
 from typing import Any
 
-from gwcore.config import Concurrency
+from gwcore.config import Concurrency, Shedding
 from gwcore.filters.base import Exchange, Response
 
 QUEUE_FULL = Response.error(503, "too many requests under way", [(b"Retry-After", b"1")])
 QUEUE_TIMEOUT = Response.error(503, "queued too long", [(b"Retry-After", b"1")])
 SHED = Response.error(503, "shed for a request of higher priority", [(b"Retry-After", b"1")])
+OVERLOAD = Response.error(503, "shed: the cluster is overloaded", [(b"Retry-After", b"1")])
+
+
+class Shedder:
+    """A cluster's load shedding in one worker (module docstring). ``level``: requests of
+    routes with ``priority >= level`` are shed (None: none is); ``shed`` counts them."""
+
+    def __init__(self, cfg: Shedding, lowest: int) -> None:
+        self.cfg = cfg
+        self.lowest = lowest                  # the least important priority of its routes
+        self.samples: collections.deque[float] = collections.deque(maxlen=cfg.samples)
+        self.level: int | None = None
+        self.next_step = 0.0
+        self.shed = 0
+
+    def p99(self) -> float:
+        if not self.samples:
+            return 0.0
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+    def signal(self, in_flight: int) -> float:
+        """How far over its bounds the cluster is: the larger of in_flight / max_in_flight
+        and p99 / p99 bound (≥ 1: over)."""
+        over = 0.0
+        if self.cfg.max_in_flight is not None:
+            over = in_flight / self.cfg.max_in_flight
+        if self.cfg.p99 is not None:
+            over = max(over, self.p99() / self.cfg.p99)
+        return over
+
+    def update(self, in_flight: int, now: float) -> None:
+        """At most once a ``step``: shed one more level, or give one back."""
+        if now < self.next_step:
+            return
+        self.next_step = now + self.cfg.step
+        over = self.signal(in_flight)
+        if over >= 1.0:
+            if self.level is None:
+                self.level = self.lowest if self.lowest > 0 else None
+            elif self.level > 1:
+                self.level -= 1
+        elif over < self.cfg.resume and self.level is not None:
+            self.level = self.level + 1 if self.level < self.lowest else None
+
+    def admits(self, priority: int, in_flight: int) -> bool:
+        self.update(in_flight, time.monotonic())
+        if self.level is not None and priority >= self.level:
+            self.shed += 1
+            return False
+        return True
+
+    def observe(self, exchange: Exchange) -> None:
+        if exchange.t_response and exchange.t_upstream:
+            self.samples.append((exchange.t_response - exchange.t_upstream) / 1e9)
 
 
 class Limiter:
@@ -111,12 +175,17 @@ class Limiter:
 
 
 class ConcurrencyFilter:
-    """A route's concurrency limits (its own, then its cluster's) at its priority."""
+    """A route's concurrency limits (its own, then its cluster's) at its priority, and its
+    cluster's load shedding (``shedder``, or None)."""
 
-    def __init__(self, limiters: list[Limiter], priority: int) -> None:
-        self.limiters, self.priority = limiters, priority
+    def __init__(self, limiters: list[Limiter], priority: int,
+                 shedder: Shedder | None = None) -> None:
+        self.limiters, self.priority, self.shedder = limiters, priority, shedder
 
     def on_request(self, exchange: Exchange) -> Any:
+        if self.shedder is not None and not self.shedder.admits(
+                self.priority, exchange.cluster.in_flight if exchange.cluster else 0):
+            return OVERLOAD
         for i, limiter in enumerate(self.limiters):
             got = limiter.acquire(exchange, self.priority)
             if got is None:
@@ -139,6 +208,8 @@ class ConcurrencyFilter:
         return None
 
     def on_log(self, exchange: Exchange) -> None:
+        if self.shedder is not None:
+            self.shedder.observe(exchange)
         state = exchange.state
         state["concurrency_ended"] = True       # a place handed to it now is not taken
         for limiter in state.pop("concurrency", None) or ():

@@ -7,8 +7,16 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
-from conftest import RawConn, gateway_config, start_gateway_on_free_port, wait_for
+from conftest import (
+    RawConn,
+    free_port,
+    gateway_config,
+    start_gateway,
+    start_gateway_on_free_port,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +91,37 @@ def test_cluster_limit_sheds_lower_priority(gw_cc, origin) -> None:
     assert high.read_response().status == 200
     for c in (first, low, high):
         c.close()
+
+
+def test_load_shedding_drops_the_least_important_route_first_and_recovers(
+        origin, dead_port, tmp_path) -> None:
+
+    live = f"127.0.0.1:{origin.port}"
+    cfg = gateway_config(0, origin.port, dead_port, clusters=[
+        {"name": "shed", "endpoints": [live],
+         "shedding": {"p99": "100ms", "step": "200ms", "samples": 10, "resume": 0.5}},
+    ], routes=[
+        {"name": "vip", "match": {"path_prefix": "/status/"}, "cluster": "shed",
+         "priority": 0},
+        {"name": "batch", "match": {"path_prefix": "/slow"}, "cluster": "shed",
+         "priority": 2},
+    ])
+    port = free_port()
+    cfg["listeners"][0]["address"] = f"127.0.0.1:{port}"
+    g = start_gateway(cfg, tmp_path)
+    try:
+        with httpx.Client(base_url=g.url, timeout=10) as c:
+            # slow answers push the cluster's p99 over 100 ms: the batch route is shed
+            shed = wait_for(lambda: (r := c.get("/slow?delay=0.2")).status_code == 503 and r,
+                            timeout=20, what="the batch route shed")
+            assert b"overloaded" in shed.content and shed.headers["retry-after"] == "1"
+            assert c.get("/status/200").status_code == 200       # priority 0: never shed
+            # fast answers bring the p99 back under resume × bound: it is served again
+            def recovered() -> bool:
+                for _ in range(5):
+                    c.get("/status/200")
+                return c.get("/slow?delay=0").status_code == 200
+
+            wait_for(recovered, timeout=20, what="shedding to stop")
+    finally:
+        g.proc.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from gwcore.config import Concurrency
 from gwcore.filters.base import Exchange, Response
@@ -122,3 +123,34 @@ def test_a_place_handed_to_a_request_that_went_away_is_not_lost() -> None:
         assert f.on_request(c) is None      # the place is there
         f.on_log(c)
     run(main())
+
+
+def test_shedding_by_signal_with_hysteresis() -> None:
+    from gwcore.config import Shedding
+    from gwcore.limits.concurrency import Shedder
+
+    s = Shedder(Shedding(p99=0.1, max_in_flight=100, resume=0.5, step=1.0, samples=10),
+                lowest=3)
+    now = time.monotonic()          # admits() reads the clock itself
+    s.update(0, now)
+    assert s.level is None
+    s.samples.extend([0.2] * 10)                    # p99 200 ms: twice the bound
+    s.update(0, now + 0.5)
+    assert s.level is None                          # not before a step has passed
+    s.update(0, now + 1.0)
+    assert s.level == 3                             # the least important level first
+    s.update(0, now + 2.0)
+    s.update(0, now + 3.0)
+    assert s.level == 1
+    s.update(0, now + 4.0)
+    assert s.level == 1                             # priority 0 is never shed
+    s.samples.extend([0.07] * 10)                   # under the bound, over resume × bound
+    s.update(0, now + 5.0)
+    assert s.level == 1                             # hysteresis: held
+    s.samples.extend([0.01] * 10)
+    for t, level in ((6.0, 2), (7.0, 3), (8.0, None)):
+        s.update(0, now + t)
+        assert s.level == level                     # one level back per step
+    s.update(150, now + 9.0)                        # in-flight over its bound
+    assert s.level == 3
+    assert not s.admits(3, 150) and s.admits(2, 150) and s.shed == 1
