@@ -20,7 +20,8 @@ a new unsampled trace per request); trace_continue (the same with a valid unsamp
 traceparent and a tracestate: continued); otlp_1pct / otlp_all (sample_ratio 0.01 / 1 with
 `otlp` exporting to the origin, which answers 404: the export work is done all the same);
 metrics (an admin listener: every request recorded in shared memory), access_log (a JSON
-access log to a temporary file), metrics_log (both).
+access log to a temporary file), metrics_log (both); rate_limited (a local source_ip limit
+never reached, checked by the session in C).
 Needs valgrind (`callgrind_control`, `callgrind_annotate`).
 """
 
@@ -40,7 +41,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 VARIANTS = ("plain", "plain_fields", "trace_new", "trace_continue", "otlp_1pct", "otlp_all",
-            "metrics", "access_log", "metrics_log")
+            "metrics", "access_log", "metrics_log", "rate_limited")
 TRACE_FIELDS = ("traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00\r\n"
                 "tracestate: congo=t61rcWkgMzE\r\n")
 
@@ -57,6 +58,9 @@ def config(variant: str, port: int, origin_port: int) -> str:
     if variant in ("access_log", "metrics_log"):
         log = os.path.join(tempfile.gettempdir(), f"gwcore-instr-{os.getpid()}-{port}.log")
         cfg += f"access_log: {{path: \"{log}\", format: json}}\n"
+    if variant == "rate_limited":        # a local limit so high it is never reached
+        cfg = cfg.replace("cluster: o}]", "cluster: o, rate_limit: [bench]}]")
+        cfg += "rate_limits: {bench: {key: source_ip, rate: 100000000/s}}\n"
     if variant.startswith("otlp"):
         ratio = "1.0" if variant == "otlp_all" else "0.01"
         cfg += (f"tracing:\n  sample_ratio: {ratio}\n  otlp: {{endpoint: "
