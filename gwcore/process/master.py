@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from gwcore import runtime
+from gwcore import runtime, tls
 from gwcore.cache.purge import PurgeBoard
 from gwcore.config import Config, ConfigError
 from gwcore.observability import admin as admin_api
@@ -107,6 +107,10 @@ class Master:
     reload_waiters: list[tuple[admin_api.Reply, int]] = field(default_factory=list)
     purges: PurgeBoard = field(default_factory=PurgeBoard)
     purge_waiters: list[tuple[int, admin_api.Reply, float]] = field(default_factory=list)
+    # the current generation's TLS listener contexts (gwcore.tls), made before its workers
+    # fork: they share its session ticket keys
+    contexts: dict[str, tls.ListenerContexts] = field(default_factory=dict)
+    rotate_at: float = 0.0     # ticket_key_rotation: when a new generation starts (0: never)
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -143,6 +147,7 @@ class Master:
         self.sockets = self.bind_all(self.cfg)
         self.hub = m.Hub(self.worker_count(self.cfg))
         self.admin = self.bind_admin(self.cfg)
+        self.contexts = tls.build_listeners(self.cfg)
         if self.pid_file:
             with open(self.pid_file, "w") as f:
                 f.write(f"{os.getpid()}\n")
@@ -185,6 +190,8 @@ class Master:
 
     def start_generation(self, cfg: Config) -> list[Worker]:
         self.gen += 1
+        period = tls.ticket_rotation(cfg)
+        self.rotate_at = 0.0 if period is None else time.monotonic() + period
         # mapped before fork: shared by the generation; known endpoints keep their health
         self.board = HealthBoard(cfg, self.board)
         self.layout = None
@@ -244,7 +251,8 @@ class Master:
             return worker.serve(cfg, socks, control=w, board=self.board, prober=slot == 0,
                                 metrics=recorder,
                                 purges=None if purge_index is None else (self.purges,
-                                                                         purge_index))
+                                                                         purge_index),
+                                contexts=self.contexts)
         except BaseException:
             log.exception("worker %d failed", slot)
             return 1
@@ -326,6 +334,7 @@ class Master:
         sd_notify("RELOADING=1")
         try:
             cfg = runtime.load(self.config_path)     # parsed, and its key files read
+            contexts = tls.build_listeners(cfg)     # new contexts: new session ticket keys
             socks = self.bind_all(cfg)
             admin = self.bind_admin(cfg)
         except (ConfigError, BindError) as e:
@@ -350,6 +359,7 @@ class Master:
                     sock.close()    # removed listener: old workers keep their own copies
         self.sockets = socks
         self.cfg = cfg
+        self.contexts = contexts
         self.slots.clear()
         self.pending_reload = old + self.pending_reload
         log.info("reload accepted: generation %d replaces %d workers", self.gen + 1, len(old))
@@ -520,6 +530,12 @@ class Master:
                     worker.reopen_log_files()
                     for wk in self.workers.values():
                         os.kill(wk.pid, signal.SIGUSR1)
+            if self.rotate_at and time.monotonic() >= self.rotate_at and not self.stopping:
+                log.info("ticket_key_rotation: new generation, new session ticket keys")
+                self.rotate_at = 0.0
+                self.reload()
+                if not self.rotate_at:      # rejected: the running generation rotates later
+                    self.rotate_at = time.monotonic() + (tls.ticket_rotation(self.cfg) or 0)
             self.reap()
             self.supervise()
             self.finish_reload()

@@ -23,6 +23,7 @@ from gwcore.observability.metrics import (
     R_REQUESTS, R_RX, R_TX,
 )
 from gwcore.proxy._router import split_absolute
+from gwcore.tls import client_cert_fields
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_1BYTE_DATA, PyUnicode_DecodeASCII, PyUnicode_New
@@ -221,16 +222,24 @@ cdef class ListenerRuntime(Http1Settings):
     cdef readonly bint tracing          # the config has ``tracing``: trace context per request
     cdef uint64_t trace_threshold       # its sample_ratio, for gw_rng_sample
     cdef public object spans            # gwcore.observability.tracing.OtlpSpans, or None
+    # mTLS: (subject field name, SAN field name) as sent, their lower-case forms; or None
+    cdef tuple cert_fields
+    cdef bint tls                       # a TLS listener (X-Forwarded-Proto: https)
 
     def __cinit__(self, Clock clock, Router router, *, double filter_timeout=5.0,
                   bint merge_slashes=True, str escaped_slashes="decode", str scheme="http",
-                  trace_sample_ratio=None, **limits):
+                  trace_sample_ratio=None, client_cert_fields=None, **limits):
         self.router = router
+        if client_cert_fields is not None:
+            subject, san = client_cert_fields
+            self.cert_fields = (subject.encode(), san.encode(), subject.lower().encode(),
+                                san.lower().encode())
         self.filter_timeout = filter_timeout
         self.path_flags = ((GW_PATH_MERGE_SLASHES if merge_slashes else 0)
                            | {"decode": GW_PATH_DECODE_SLASHES, "keep": 0,
                               "reject": GW_PATH_REJECT_SLASHES}[escaped_slashes])
         self.proto_line = f"X-Forwarded-Proto: {scheme}\r\n".encode()
+        self.tls = scheme == "https"
         self.id_prefix = os.urandom(6).hex().encode()
         self.id_prefix_c = self.id_prefix
         self.global_on_log = ()
@@ -283,9 +292,26 @@ cdef class Downstream(Http1Connection):
     cdef bytes trace_line       # tracing: this hop's "traceparent: ..." line, sent upstream
     cdef bytes tracestate_line  # tracing: the tracestate fields received, combined, or None
     cdef bint keep_tracestate   # tracing: the one valid tracestate field is forwarded as is
+    cdef list cert_lines        # mTLS: the verified client certificate's fields (or [])
 
     def __cinit__(self, ListenerRuntime lr):
         self.lr = lr
+
+    def connection_made(self, transport):
+        Http1Connection.connection_made(self, transport)
+        if self.lr.cert_fields is not None:
+            self.cert_lines = []
+            sslobj = transport.get_extra_info("ssl_object")
+            got = client_cert_fields(sslobj.getpeercert() if sslobj is not None else None)
+            if got is not None:
+                self.cert_lines = [self.lr.cert_fields[0] + b": " + got[0] + CRLF,
+                                   self.lr.cert_fields[1] + b": " + got[1] + CRLF]
+
+    def eof_received(self):
+        keep_open = Http1Connection.eof_received(self)
+        # TLS has no half-close: the transport shuts down whatever we answer (and warns
+        # about True each time)
+        return keep_open and not self.lr.tls
 
     # -- a request arrives --------------------------------------------------------------
 
@@ -591,6 +617,13 @@ cdef class Downstream(Http1Connection):
                 memset(_drop, 0, h.num_fields)
                 drop = _drop
             self._trace_fields(base, h, extra, filtered)
+        if self.cert_lines is not None:     # mTLS: the client's own such fields never pass
+            if drop == NULL:
+                memset(_drop, 0, h.num_fields)
+                drop = _drop
+            self._drop_named(base, h, self.lr.cert_fields[2])
+            self._drop_named(base, h, self.lr.cert_fields[3])
+            extra += self.cert_lines
         if h.chunked:
             extra.append(TE_CHUNKED)        # last: _body_ready may swap it for Content-Length
         if len(target) != h.target_len or memcmp(PyBytes_AS_STRING(target),
@@ -602,6 +635,15 @@ cdef class Downstream(Http1Connection):
         return build_head(base, EMPTY, base + h.method_off,
                           h.target_off + h.target_len - h.method_off, HTTP11, head_fields,
                           h.num_fields, drop_kinds, drop, extra)
+
+    cdef void _drop_named(self, const char *base, gw_head *h, bytes name):
+        """Marks in _drop the received fields called ``name`` (lower-case)."""
+        cdef uint32_t i
+        for i in range(h.num_fields):
+            if head_fields[i].name_len == <uint32_t>PyBytes_GET_SIZE(name) and _ieq_lower(
+                    base + head_fields[i].name_off, PyBytes_AS_STRING(name),
+                    head_fields[i].name_len):
+                _drop[i] = 1
 
     cdef void _apply_exchange(self, const char *base, gw_head *h, list extra):
         """The fields filters added or removed (Exchange.add_upstream_header and friends)."""
