@@ -13,6 +13,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -343,5 +344,29 @@ def test_reload_rotates_ticket_keys(pki: Pki, origin, tmp_path: Path) -> None:
         assert resumed_count(t, 3, ctx, old) == 0
         new = first_session(t, ctx)
         assert resumed_count(t, 3, ctx, new) == 3
+    finally:
+        gw.proc.stop()
+
+
+# -- handshake timeout ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("send", [b"", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"],
+                         ids=["silent", "partial-client-hello"])
+def test_handshake_timeout_closes(pki: Pki, origin, tmp_path: Path, send: bytes) -> None:
+    (tmp_path / "pki").symlink_to(pki.dir)
+    port = free_port()
+    cfg = gateway_config(port, origin.port, free_port(), timeouts={"tls_handshake": "1s"})
+    cfg["listeners"][0].update(tls_listener("public-tls", port, False))
+    gw = start_gateway(cfg, tmp_path, "tls-handshake-timeout")
+    try:
+        with socket.create_connection((HOST, port), timeout=10) as raw:
+            start = time.monotonic()
+            raw.sendall(send)
+            assert raw.recv(1024) == b""        # closed by the gateway, nothing answered
+            elapsed = time.monotonic() - start
+        assert 0.9 <= elapsed < 5, elapsed
+        # a complete handshake in time still works
+        with connect(port, client_ctx(pki)) as s:
+            assert get(s, "/hello")[0] == 200
     finally:
         gw.proc.stop()
