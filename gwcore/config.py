@@ -37,6 +37,7 @@ __all__ = [
     "ListenerTls",
     "Match",
     "Pool",
+    "ProxyProtocol",
     "Route",
     "Size",
     "UpstreamTls",
@@ -261,8 +262,26 @@ class ListenerTls(_Section):
             raise ValueError("ciphers: empty; leave it out for the default")
 
 
+class ProxyProtocol(_Section):
+    """PROXY protocol v1/v2 (HAProxy's) on a listener: every connection must start with a
+    header, read before TLS; ``trusted``: the networks (CIDR) allowed to send one. A
+    connection from elsewhere, or with a malformed header, is closed."""
+
+    trusted: list[str]
+
+    def __post_init__(self) -> None:
+        if not self.trusted:
+            raise ValueError("trusted: give at least one network (CIDR)")
+        for i, cidr in enumerate(self.trusted):
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted[{i}]: {cidr!r} is not a network (CIDR)") from None
+
+
 class Listener(_IpAddressed):
-    """``tls``: serve HTTPS (ListenerTls); absent: plain HTTP."""
+    """``tls``: serve HTTPS (ListenerTls); absent: plain HTTP. ``proxy_protocol``: connections
+    start with a PROXY header (ProxyProtocol)."""
 
     name: str
     backlog: int = 1024
@@ -270,6 +289,7 @@ class Listener(_IpAddressed):
     timeouts: ListenerTimeouts = msgspec.field(default_factory=ListenerTimeouts)
     path_normalization: PathNormalization = msgspec.field(default_factory=PathNormalization)
     tls: ListenerTls | None = None
+    proxy_protocol: ProxyProtocol | None = None
 
 
 class ClusterTimeouts(_Section):

@@ -246,13 +246,10 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
         contexts = tls.build_listeners(cfg)
     try:
         for group, (lst, runtime) in zip(socks, runtimes):
-            ssl_args: dict[str, Any] = {}
-            if lst.tls is not None:
-                ssl_args = {"ssl": contexts[lst.name].default,
-                            "ssl_handshake_timeout": lst.timeouts.tls_handshake}
+            factory, ssl_args = _accept(lst, runtime, loop, contexts)
             for sock in group:
                 servers.append(loop.run_until_complete(loop.create_server(
-                    runtime.protocol, sock=sock, backlog=lst.backlog, **ssl_args)))
+                    factory, sock=sock, backlog=lst.backlog, **ssl_args)))
             if control is None:
                 log.info("listener %s on %s", lst.name, lst.address)
         if control is not None:
@@ -281,6 +278,23 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
         clock.close()
         loop.close()
     return 0
+
+
+def _accept(lst: Listener, runtime: ListenerRuntime, loop: asyncio.AbstractEventLoop,
+            contexts: dict[str, tls.ListenerContexts]) -> tuple[Any, dict[str, Any]]:
+    """The protocol factory and create_server's TLS arguments for a listener. With
+    ``proxy_protocol`` connections are accepted plain and ProxyAccept reads the header,
+    then does the TLS handshake itself (loop.start_tls)."""
+    ctx = contexts[lst.name].default if lst.tls is not None else None
+    if lst.proxy_protocol is not None:
+        from gwcore.proxy._proxyproto import ProxySettings
+
+        pp = ProxySettings(runtime.protocol, loop, lst.proxy_protocol.trusted,
+                           lst.timeouts.header, ctx, lst.timeouts.tls_handshake)
+        return pp.protocol, {}
+    if ctx is None:
+        return runtime.protocol, {}
+    return runtime.protocol, {"ssl": ctx, "ssl_handshake_timeout": lst.timeouts.tls_handshake}
 
 
 async def _drain(runtimes: list[ListenerRuntime], timeout: float) -> None:

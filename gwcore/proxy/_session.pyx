@@ -307,6 +307,13 @@ cdef class Downstream(Http1Connection):
                 self.cert_lines = [self.lr.cert_fields[0] + b": " + got[0] + CRLF,
                                    self.lr.cert_fields[1] + b": " + got[1] + CRLF]
 
+    def set_client(self, str ip):
+        """The client's address is ``ip`` (a PROXY protocol header said so), not the
+        connection's peer: logs, X-Forwarded-For, hash keys and filters see it."""
+        self.client_str = ip
+        self.client_ip = ip.encode()
+        self.xff_line = None
+
     def eof_received(self):
         keep_open = Http1Connection.eof_received(self)
         # TLS has no half-close: the transport shuts down whatever we answer (and warns
