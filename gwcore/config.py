@@ -240,7 +240,9 @@ class ListenerTls(_Section):
     ``ciphers`` an OpenSSL cipher string for TLS 1.2 (None: Python's modern default);
     ``alpn`` protocols offered (http/1.1 only until HTTP/2 exists); ``session_tickets``
     (keys shared by all workers of a generation); ``ticket_key_rotation``: start a new
-    generation (new ticket keys) this often (None: only on reload); ``client_auth``: mTLS."""
+    generation (new ticket keys) this often (None: only on reload); ``client_auth``: mTLS;
+    ``max_handshakes``: TLS handshakes under way at once per worker (None: no bound; over it
+    a new connection is closed at once)."""
 
     certificates: list[Certificate]
     min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
@@ -249,15 +251,18 @@ class ListenerTls(_Section):
     session_tickets: bool = True
     ticket_key_rotation: Duration | None = None
     client_auth: ClientAuth | None = None
+    max_handshakes: int | None = None
 
     def __post_init__(self) -> None:
+        if self.max_handshakes is not None and not 1 <= self.max_handshakes <= 1 << 20:
+            raise ValueError("max_handshakes: must be between 1 and 1048576")
         if not self.certificates:
             raise ValueError("certificates: at least one certificate is needed")
         for i, proto in enumerate(self.alpn):
             if proto != "http/1.1":
                 raise ValueError(f"alpn[{i}]: {proto!r} is not supported (only http/1.1)")
-        if self.ticket_key_rotation is not None and self.ticket_key_rotation < 60:
-            raise ValueError("ticket_key_rotation: must be at least 60s")
+        if self.ticket_key_rotation is not None and self.ticket_key_rotation < 5:
+            raise ValueError("ticket_key_rotation: must be at least 5s")
         if self.ciphers is not None and not self.ciphers.strip():
             raise ValueError("ciphers: empty; leave it out for the default")
 

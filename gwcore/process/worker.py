@@ -283,14 +283,18 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
 def _accept(lst: Listener, runtime: ListenerRuntime, loop: asyncio.AbstractEventLoop,
             contexts: dict[str, tls.ListenerContexts]) -> tuple[Any, dict[str, Any]]:
     """The protocol factory and create_server's TLS arguments for a listener. With
-    ``proxy_protocol`` connections are accepted plain and ProxyAccept reads the header,
-    then does the TLS handshake itself (loop.start_tls)."""
+    ``proxy_protocol`` or ``tls.max_handshakes``, connections are accepted plain and
+    ProxyAccept reads the header, then does the TLS handshake itself (loop.start_tls)."""
     ctx = contexts[lst.name].default if lst.tls is not None else None
-    if lst.proxy_protocol is not None:
+    bound = lst.tls.max_handshakes if lst.tls is not None else None
+    if lst.proxy_protocol is not None or bound is not None:
         from gwcore.proxy._proxyproto import ProxySettings
 
-        pp = ProxySettings(runtime.protocol, loop, lst.proxy_protocol.trusted,
-                           lst.timeouts.header, ctx, lst.timeouts.tls_handshake)
+        pp = ProxySettings(runtime.protocol, loop,
+                           lst.proxy_protocol.trusted if lst.proxy_protocol else [],
+                           lst.timeouts.header, ctx, lst.timeouts.tls_handshake,
+                           expect_header=lst.proxy_protocol is not None,
+                           max_handshakes=bound or 0)
         return pp.protocol, {}
     if ctx is None:
         return runtime.protocol, {}

@@ -1,5 +1,7 @@
 """PROXY protocol v1/v2 on a listener (``listeners[].proxy_protocol``): ``ProxyAccept`` is the
-protocol of a new connection until its PROXY header has been read (src_c/proxyproto.h).
+protocol of a new connection until its PROXY header has been read (src_c/proxyproto.h), and
+until its TLS handshake is done where the handshakes under way are bounded
+(``tls.max_handshakes``, with or without a PROXY header).
 
 A connection from outside ``trusted`` is closed at once, as is one whose header is malformed
 or does not arrive within the listener's header timeout. Then the listener's own protocol
@@ -51,20 +53,30 @@ def parse(bytes data):
 
 cdef class ProxySettings:
     """One listener's: its protocol factory (``ListenerRuntime.protocol``), the trusted
-    networks, the header timeout, and its TLS context (None: plain)."""
+    networks, the header timeout, and its TLS context (None: plain). ``expect_header``
+    False: no PROXY header, the TLS handshake starts at once (a TLS listener with a bound
+    on concurrent handshakes). ``max_handshakes``: handshakes under way at once in this
+    worker (0: no bound); a connection over it is closed at once."""
 
     cdef object factory, loop, networks, ssl_context
     cdef double header_timeout, handshake_timeout
+    cdef bint expect_header
+    cdef int max_handshakes
+    cdef readonly int handshaking               # TLS handshakes under way
     cdef readonly unsigned long rejected       # untrusted, malformed or late headers
+    cdef readonly unsigned long over_limit     # closed: max_handshakes under way
 
     def __cinit__(self, factory, loop, trusted, double header_timeout, ssl_context=None,
-                  double handshake_timeout=10.0):
+                  double handshake_timeout=10.0, bint expect_header=True,
+                  int max_handshakes=0):
         self.factory = factory
         self.loop = loop
         self.networks = [ipaddress.ip_network(c, strict=False) for c in trusted]
         self.header_timeout = header_timeout
         self.ssl_context = ssl_context
         self.handshake_timeout = handshake_timeout
+        self.expect_header = expect_header
+        self.max_handshakes = max_handshakes
 
     cdef bint trusted(self, str ip):
         try:
@@ -98,7 +110,7 @@ cdef class ProxyAccept:
     def connection_made(self, transport):
         self.transport = transport
         peer = transport.get_extra_info("peername")
-        if not peer or not self.s.trusted(peer[0]):
+        if self.s.expect_header and (not peer or not self.s.trusted(peer[0])):
             self._reject("from an untrusted address %s", peer[0] if peer else "?")
             return
         self.timer = self.s.loop.call_later(self.s.header_timeout, self._late)
@@ -106,7 +118,7 @@ cdef class ProxyAccept:
     def _late(self):
         self.timer = None
         if not self.done:
-            self._reject("header not received within %gs", self.s.header_timeout)
+            self._reject("nothing received within %gs", self.s.header_timeout)
 
     cdef void _reject(self, str why, object arg):
         self.done = True
@@ -118,7 +130,10 @@ cdef class ProxyAccept:
         if self.done:
             return
         self.buf += data
-        n, client = parse(self.buf)
+        if self.s.expect_header:
+            n, client = parse(self.buf)
+        else:           # no header: the first bytes (the ClientHello) go to the TLS layer
+            n, client = 0, None
         if n == -2:
             if len(self.buf) > V2_MAX:
                 self._reject("header too long%s", "")
@@ -142,12 +157,20 @@ cdef class ProxyAccept:
             if rest:
                 proto.data_received(rest)
         else:
-            self.transport.pause_reading()
-            self.s.loop.create_task(self._tls(proto, ip))
-            # start_tls swaps in its TLS protocol in its first step (scheduled before this
-            # call): then the bytes after the header go to it, once its connection_made ran
-            if rest:
-                self.s.loop.call_soon(self._after_first_step, rest)
+            self._upgrade(proto, ip, rest)
+
+    cdef void _upgrade(self, proto, ip, bytes rest):
+        if self.s.max_handshakes and self.s.handshaking >= self.s.max_handshakes:
+            self.s.over_limit += 1
+            self.transport.abort()
+            return
+        self.s.handshaking += 1
+        self.transport.pause_reading()
+        self.s.loop.create_task(self._tls(proto, ip))
+        # start_tls swaps in its TLS protocol in its first step (scheduled before this
+        # call): then the bytes after the header go to it, once its connection_made ran
+        if rest:
+            self.s.loop.call_soon(self._after_first_step, rest)
 
     def _after_first_step(self, bytes rest):
         tls = self.transport.get_protocol()
@@ -162,7 +185,12 @@ cdef class ProxyAccept:
                 self.transport, held, self.s.ssl_context, server_side=True,
                 ssl_handshake_timeout=self.s.handshake_timeout)
         except Exception as e:      # noqa: BLE001 (a failed or late handshake)
-            log.debug("proxy_protocol: TLS handshake failed: %s", e)
+            log.debug("TLS handshake failed: %s", e)
+            self.transport.abort()
+            return
+        finally:
+            self.s.handshaking -= 1
+        if tls_transport.is_closing():      # a timed-out handshake ends without an error
             self.transport.abort()
             return
         tls_transport.set_protocol(proto)

@@ -370,3 +370,69 @@ def test_handshake_timeout_closes(pki: Pki, origin, tmp_path: Path, send: bytes)
             assert get(s, "/hello")[0] == 200
     finally:
         gw.proc.stop()
+
+
+# -- a bound on concurrent handshakes; ticket key rotation ---------------------------------
+
+def test_max_handshakes_bound(pki: Pki, origin, tmp_path: Path) -> None:
+    """With tls.max_handshakes: 2, two clients whose handshakes stall hold both slots: a third
+    connection is closed at once; once they time out (tls_handshake), handshakes work again."""
+    (tmp_path / "pki").symlink_to(pki.dir)
+    port = free_port()
+    cfg = gateway_config(port, origin.port, free_port(), timeouts={"tls_handshake": "2s"})
+    cfg["listeners"][0].update(tls_listener("public-tls", port, False))
+    cfg["listeners"][0]["tls"]["max_handshakes"] = 2
+    gw = start_gateway(cfg, tmp_path, "tls-max-handshakes")
+    try:
+        ctx = client_ctx(pki)
+        with connect(port, ctx) as s:       # under the bound: served, client cert fields too
+            status, body = get(s)
+            assert status == 200 and fields(body)["x-forwarded-proto"] == ["https"]
+        silent = [socket.create_connection((HOST, port), timeout=10) for _ in range(2)]
+        for s in silent:        # a handshake starts, then stalls: a partial ClientHello
+            s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        try:
+            def third_refused() -> bool:
+                try:
+                    connect(port, ctx).close()
+                except (ssl.SSLError, ConnectionError):
+                    return True
+                return False
+
+            wait_for(third_refused, 5, "a connection over the bound to be closed")
+            for s in silent:
+                assert s.recv(1024) == b""      # closed by the handshake timeout
+        finally:
+            for s in silent:
+                s.close()
+
+        def served() -> bool:
+            try:
+                with connect(port, ctx) as s:
+                    return get(s, "/hello")[0] == 200
+            except (ssl.SSLError, ConnectionError):
+                return False
+
+        wait_for(served, 5, "a handshake once the silent clients are gone")
+    finally:
+        gw.proc.stop()
+
+
+def test_ticket_key_rotation_starts_a_generation(pki: Pki, origin, tmp_path: Path) -> None:
+    (tmp_path / "pki").symlink_to(pki.dir)
+    port = free_port()
+    cfg = gateway_config(port, origin.port, free_port())
+    cfg["listeners"] = [tls_listener("public-tls", port, False)]
+    cfg["listeners"][0]["tls"]["ticket_key_rotation"] = "5s"
+    gw = start_gateway(cfg, tmp_path, "tls-rotation")
+    try:
+        t = TlsGateway(gw, pki, port, 0)
+        ctx = client_ctx(pki)
+        old = first_session(t, ctx)
+        assert resumed_count(t, 2, ctx, old) == 2
+        gw.proc.wait_for_log("generation 2 serving", timeout=20)
+        wait_for(lambda: len(tree_pids(gw.pid)) == 2, 20, "the old generation to exit")
+        assert resumed_count(t, 2, ctx, old) == 0      # a full handshake, no error
+        assert "ticket_key_rotation: new generation" in gw.proc.log()
+    finally:
+        gw.proc.stop()
