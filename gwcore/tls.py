@@ -157,7 +157,8 @@ def listener_contexts(tls: ListenerTls, where: str = "tls") -> ListenerContexts:
             else:
                 out.exact.setdefault(name, ctx)
     assert out is not None
-    out.default.sni_callback = out._sni
+    if len(groups) > 1:     # one context: nothing to choose, no Python call per handshake
+        out.default.sni_callback = out._sni
     return out
 
 
