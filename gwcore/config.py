@@ -286,7 +286,8 @@ class ProxyProtocol(_Section):
 
 class Listener(_IpAddressed):
     """``tls``: serve HTTPS (ListenerTls); absent: plain HTTP. ``proxy_protocol``: connections
-    start with a PROXY header (ProxyProtocol)."""
+    start with a PROXY header (ProxyProtocol). ``redirect_http`` (a plain listener): every
+    request is answered ``308`` to ``https://`` its Host (without the port) and target."""
 
     name: str
     backlog: int = 1024
@@ -295,6 +296,12 @@ class Listener(_IpAddressed):
     path_normalization: PathNormalization = msgspec.field(default_factory=PathNormalization)
     tls: ListenerTls | None = None
     proxy_protocol: ProxyProtocol | None = None
+    redirect_http: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.redirect_http and self.tls is not None:
+            raise ValueError("redirect_http: only on a plain listener (this one has tls)")
 
 
 class ClusterTimeouts(_Section):

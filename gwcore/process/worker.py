@@ -139,7 +139,8 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
                               escaped_slashes=lst.path_normalization.escaped_slashes,
                               trace_sample_ratio=sample_ratio,
                               scheme="http" if lst.tls is None else "https",
-                              client_cert_fields=_cert_fields(lst)))
+                              client_cert_fields=_cert_fields(lst),
+                              redirect_https=lst.redirect_http))
         for lst in cfg.listeners
     ]
     al = cfg.access_log

@@ -225,11 +225,14 @@ cdef class ListenerRuntime(Http1Settings):
     # mTLS: (subject field name, SAN field name) as sent, their lower-case forms; or None
     cdef tuple cert_fields
     cdef bint tls                       # a TLS listener (X-Forwarded-Proto: https)
+    cdef bint redirect_https            # redirect_http: every request gets a 308 to https
 
     def __cinit__(self, Clock clock, Router router, *, double filter_timeout=5.0,
                   bint merge_slashes=True, str escaped_slashes="decode", str scheme="http",
-                  trace_sample_ratio=None, client_cert_fields=None, **limits):
+                  trace_sample_ratio=None, client_cert_fields=None, bint redirect_https=False,
+                  **limits):
         self.router = router
+        self.redirect_https = redirect_https
         if client_cert_fields is not None:
             subject, san = client_cert_fields
             self.cert_fields = (subject.encode(), san.encode(), subject.lower().encode(),
@@ -307,6 +310,22 @@ cdef class Downstream(Http1Connection):
                 self.cert_lines = [self.lr.cert_fields[0] + b": " + got[0] + CRLF,
                                    self.lr.cert_fields[1] + b": " + got[1] + CRLF]
 
+    cdef void _redirect(self, bytes host, bytes target, bint has_body):
+        """redirect_http: ``308 Location: https://<Host without its port><target>``."""
+        cdef Py_ssize_t end
+        if not host:
+            self._error(400, "no Host to redirect to", has_body)
+            return
+        if host[0] == 91:       # "[v6]:port"
+            end = host.find(b"]")
+            name = host[:end + 1] if end > 0 else host
+        else:
+            name = host.partition(b":")[0]
+        if not target or target[0] != 47:
+            target = b"/"
+        self._local(Response(308, [(b"Location", b"https://" + name + target)], b""),
+                    has_body)
+
     def set_client(self, str ip):
         """The client's address is ``ip`` (a PROXY protocol header said so), not the
         connection's peer: logs, X-Forwarded-For, hash keys and filters see it."""
@@ -353,6 +372,9 @@ cdef class Downstream(Http1Connection):
             if authority != host:
                 host = authority
                 h.host_index = -2       # replace the received Host with the target's
+        if self.lr.redirect_https:
+            self._redirect(host, target, has_body)
+            return
         if h.method == GW_M_CONNECT or h.method == GW_M_TRACE:
             self._error(501 if h.method == GW_M_CONNECT else 405, "method not supported",
                         has_body)

@@ -436,3 +436,27 @@ def test_ticket_key_rotation_starts_a_generation(pki: Pki, origin, tmp_path: Pat
         assert "ticket_key_rotation: new generation" in gw.proc.log()
     finally:
         gw.proc.stop()
+
+
+# -- redirect_http ---------------------------------------------------------------------------
+
+def test_redirect_http_to_https(origin, tmp_path: Path, raw) -> None:
+    port = free_port()
+    cfg = gateway_config(port, origin.port, free_port())
+    cfg["listeners"][0]["redirect_http"] = True
+    gw = start_gateway(cfg, tmp_path, "redirect-http")
+    try:
+        with raw(port) as c:
+            for host, target, want in [
+                ("example.test:8080", "/a/b?c=1&d=%20", "https://example.test/a/b?c=1&d=%20"),
+                ("[2001:db8::1]:80", "/", "https://[2001:db8::1]/"),
+                ("example.test", "http://www.example.test:80/x", "https://www.example.test/x"),
+            ]:
+                c.send(f"GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                r = c.read_response()
+                assert r.status == 308 and r.header("location") == want, (r.status, r.headers)
+            c.send(b"GET / HTTP/1.1\r\n\r\n")       # no Host: nowhere to redirect to
+            assert c.read_response().status == 400
+        assert origin.served("/a/b") == 0
+    finally:
+        gw.proc.stop()

@@ -65,6 +65,14 @@ def test_invalid(listener_tls: str, cluster_tls: str, message: str) -> None:
     assert str(e.value).startswith(f"gw.yaml: {message}"), str(e.value)
 
 
+def test_redirect_http_only_on_a_plain_listener() -> None:
+    with pytest.raises(config.ConfigError,
+                       match=r"listeners\[0\]\.redirect_http: only on a plain listener"):
+        config.parse("listeners: [{name: a, address: 127.0.0.1:1, redirect_http: true, "
+                     "tls: {certificates: [{cert: a, key: b}]}}]\nclusters: [{name: c, "
+                     "endpoints: [127.0.0.1:2]}]\nroutes: [{cluster: c}]\n", "gw.yaml")
+
+
 def test_handshake_timeout_positive() -> None:
     with pytest.raises(config.ConfigError, match="timeouts.tls_handshake: must be more"):
         config.parse("listeners: [{name: a, address: 127.0.0.1:1, "
