@@ -22,6 +22,9 @@ import yaml
 # sets is the runtime's job (gwcore.runtime), so `gwcore check` and `version` stay light.
 
 __all__ = [
+    "Certificate",
+    "ClientAuth",
+    "ClientCert",
     "Cluster",
     "ClusterTimeouts",
     "Concurrency",
@@ -33,14 +36,17 @@ __all__ = [
     "Limits",
     "Listener",
     "ListenerTimeouts",
+    "ListenerTls",
     "Match",
     "Pool",
+    "ProxyProtocol",
     "RateLimit",
     "RateLimitKey",
     "RateLimitTable",
     "Redis",
     "Route",
     "Size",
+    "UpstreamTls",
     "load",
     "parse",
 ]
@@ -179,14 +185,16 @@ class ListenerTimeouts(_Section):
     """``header``: time to receive a whole request head (slowloris guard, 408).
     ``idle``: how long a keep-alive connection may wait for its next request.
     ``filter``: longest wait for a request filter that awaits (a key fetch...) → 504.
+    ``tls_handshake``: longest TLS handshake (TLS listeners; the connection is closed).
     Seconds."""
 
     header: Duration = Duration(10.0)
     idle: Duration = Duration(60.0)
     filter: Duration = Duration(5.0)
+    tls_handshake: Duration = Duration(10.0)
 
     def __post_init__(self) -> None:
-        self._positive("header", "idle", "filter")
+        self._positive("header", "idle", "filter", "tls_handshake")
 
 
 class PathNormalization(_Section):
@@ -199,12 +207,115 @@ class PathNormalization(_Section):
     escaped_slashes: Literal["decode", "keep", "reject"] = "decode"
 
 
+_FIELD_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_SERVER_NAME = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*"
+                          r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class Certificate(_Section):
+    """A certificate chain (PEM, leaf first) and its private key (PEM), files relative to
+    the config file's directory. ``server_names``: the SNI names it serves (exact, or
+    ``*.suffix`` for one label); None: the DNS names of the certificate's SANs."""
+
+    cert: str
+    key: str
+    server_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.server_names is not None:
+            if not self.server_names:
+                raise ValueError("server_names: give at least one name, or leave it out")
+            for i, name in enumerate(self.server_names):
+                if not _SERVER_NAME.match(name.lower()):
+                    raise ValueError(f"server_names[{i}]: {name!r} is not a host name "
+                                     f"or *.suffix")
+
+
+class ClientAuth(_Section):
+    """Client certificates (mTLS): verified against ``ca`` (PEM file); ``required``: a
+    client without a valid one fails the handshake, else it may connect without one. The
+    verified certificate's subject and subjectAltName go upstream in ``subject_field`` and
+    ``san_field`` (a client's own fields of these names are always removed)."""
+
+    ca: str
+    required: bool = True
+    subject_field: str = "X-Client-Cert-Subject"
+    san_field: str = "X-Client-Cert-SAN"
+
+    def __post_init__(self) -> None:
+        for name in ("subject_field", "san_field"):
+            if not _FIELD_NAME.match(getattr(self, name)):
+                raise ValueError(f"{name}: {getattr(self, name)!r} is not a field name")
+
+
+class ListenerTls(_Section):
+    """TLS on a listener (gwcore/tls.py): ``certificates`` chosen by SNI, the first the
+    default; ``min_version`` TLSv1.2 or TLSv1.3 (1.0 and 1.1 are never offered);
+    ``ciphers`` an OpenSSL cipher string for TLS 1.2 (None: Python's modern default);
+    ``alpn`` protocols offered (http/1.1 only until HTTP/2 exists); ``session_tickets``
+    (keys shared by all workers of a generation); ``ticket_key_rotation``: start a new
+    generation (new ticket keys) this often (None: only on reload); ``client_auth``: mTLS;
+    ``max_handshakes``: TLS handshakes under way at once per worker (None: no bound; over it
+    a new connection is closed at once)."""
+
+    certificates: list[Certificate]
+    min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+    ciphers: str | None = None
+    alpn: list[str] = msgspec.field(default_factory=lambda: ["http/1.1"])
+    session_tickets: bool = True
+    ticket_key_rotation: Duration | None = None
+    client_auth: ClientAuth | None = None
+    max_handshakes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_handshakes is not None and not 1 <= self.max_handshakes <= 1 << 20:
+            raise ValueError("max_handshakes: must be between 1 and 1048576")
+        if not self.certificates:
+            raise ValueError("certificates: at least one certificate is needed")
+        for i, proto in enumerate(self.alpn):
+            if proto != "http/1.1":
+                raise ValueError(f"alpn[{i}]: {proto!r} is not supported (only http/1.1)")
+        if self.ticket_key_rotation is not None and self.ticket_key_rotation < 5:
+            raise ValueError("ticket_key_rotation: must be at least 5s")
+        if self.ciphers is not None and not self.ciphers.strip():
+            raise ValueError("ciphers: empty; leave it out for the default")
+
+
+class ProxyProtocol(_Section):
+    """PROXY protocol v1/v2 (HAProxy's) on a listener: every connection must start with a
+    header, read before TLS; ``trusted``: the networks (CIDR) allowed to send one. A
+    connection from elsewhere, or with a malformed header, is closed."""
+
+    trusted: list[str]
+
+    def __post_init__(self) -> None:
+        if not self.trusted:
+            raise ValueError("trusted: give at least one network (CIDR)")
+        for i, cidr in enumerate(self.trusted):
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted[{i}]: {cidr!r} is not a network (CIDR)") from None
+
+
 class Listener(_IpAddressed):
+    """``tls``: serve HTTPS (ListenerTls); absent: plain HTTP. ``proxy_protocol``: connections
+    start with a PROXY header (ProxyProtocol). ``redirect_http`` (a plain listener): every
+    request is answered ``308`` to ``https://`` its Host (without the port) and target."""
+
     name: str
     backlog: int = 1024
     limits: Limits = msgspec.field(default_factory=Limits)
     timeouts: ListenerTimeouts = msgspec.field(default_factory=ListenerTimeouts)
     path_normalization: PathNormalization = msgspec.field(default_factory=PathNormalization)
+    tls: ListenerTls | None = None
+    proxy_protocol: ProxyProtocol | None = None
+    redirect_http: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.redirect_http and self.tls is not None:
+            raise ValueError("redirect_http: only on a plain listener (this one has tls)")
 
 
 class ClusterTimeouts(_Section):
@@ -371,6 +482,33 @@ class CircuitBreakers(_Section):
                 raise ValueError(f"{name}: must be between 0 and 1048576")
 
 
+class ClientCert(_Section):
+    """A client certificate chain and key (PEM files) an upstream connection presents."""
+
+    cert: str
+    key: str
+
+
+class UpstreamTls(_Section):
+    """TLS to a cluster's endpoints (gwcore/tls.py): ``verify`` the server's certificate
+    against ``ca`` (a PEM file, or ``system``: the system's trust store) and its name
+    (``server_name``, else the endpoint's DNS name; an IP endpoint needs ``server_name`` or
+    an IP SAN); ``client_cert`` presented when asked; ``alpn`` offered."""
+
+    verify: bool = True
+    ca: str = "system"
+    server_name: str | None = None
+    client_cert: ClientCert | None = None
+    alpn: list[str] = msgspec.field(default_factory=lambda: ["http/1.1"])
+
+    def __post_init__(self) -> None:
+        if self.server_name is not None and not _SERVER_NAME.match(self.server_name.lower()):
+            raise ValueError(f"server_name: {self.server_name!r} is not a host name")
+        for i, proto in enumerate(self.alpn):
+            if proto != "http/1.1":
+                raise ValueError(f"alpn[{i}]: {proto!r} is not supported (only http/1.1)")
+
+
 def _is_prime(n: int) -> bool:
     return n >= 2 and all(n % d for d in range(2, int(n**0.5) + 1))
 
@@ -412,6 +550,7 @@ class Cluster(_Section):
     dns_refresh: Duration = Duration(30.0)
     concurrency: Concurrency | None = None     # requests under way from all its routes
     shedding: Shedding | None = None
+    tls: UpstreamTls | None = None
 
     def __post_init__(self) -> None:
         self._positive("dns_refresh")
@@ -1028,13 +1167,27 @@ def _load_yaml(text: str) -> Any:
 
 def _resolve_paths(cfg: Config, base_dir: str) -> None:
     """Make the config's relative file paths (``jwt_providers.*.jwks.file``,
-    ``access_log.path``) relative to ``base_dir``, the config file's directory; absolute
+    ``access_log.path``, TLS certificates, keys and CAs) relative to ``base_dir``, the config file's directory; absolute
     paths stay as written."""
     for provider in cfg.jwt_providers.values():
         if provider.jwks.file is not None:
             provider.jwks.file = os.path.join(base_dir, provider.jwks.file)
     if cfg.access_log is not None and cfg.access_log.path != "-":
         cfg.access_log.path = os.path.join(base_dir, cfg.access_log.path)
+    for lst in cfg.listeners:
+        if lst.tls is not None:
+            for c in lst.tls.certificates:
+                c.cert, c.key = os.path.join(base_dir, c.cert), os.path.join(base_dir, c.key)
+            if lst.tls.client_auth is not None:
+                lst.tls.client_auth.ca = os.path.join(base_dir, lst.tls.client_auth.ca)
+    for cluster in cfg.clusters:
+        t = cluster.tls
+        if t is not None:
+            if t.ca != "system":
+                t.ca = os.path.join(base_dir, t.ca)
+            if t.client_cert is not None:
+                t.client_cert.cert = os.path.join(base_dir, t.client_cert.cert)
+                t.client_cert.key = os.path.join(base_dir, t.client_cert.key)
 
 
 def _check_named(data: Any, section: str, typ: type) -> None:

@@ -362,8 +362,9 @@ def filter_chains(cfg: Config, context: FilterContext | None = None, source: str
 def check(cfg: Config, source: str = "<config>") -> None:
     """Build what the workers would build from cfg and reading files or importing code needs
     (each file-based JWT provider's key set; each user filter, imported and built once), and
-    discard it; check that the access log file can be appended to (not creating it), that
-    ``tracing.otlp`` has the OpenTelemetry SDK it needs, and global rate limits redis-py.
+    discard it; build every TLS context (certificates readable, unexpired, matching their
+    keys; gwcore.tls); check that the access log file can be appended to (not creating it),
+    that ``tracing.otlp`` has the OpenTelemetry SDK it needs, and global rate limits redis-py.
     Raises ConfigError ``"SOURCE: key.path: problem"`` for the first that fails
     (``jwt_providers.NAME.jwks.file``, ``routes[1].filters[0].use``, ``access_log.path``,
     ``tracing.otlp``, ``rate_limits.NAME.scope``...)."""
@@ -391,6 +392,14 @@ def check(cfg: Config, source: str = "<config>") -> None:
         problem = _unwritable(cfg.access_log.path)
         if problem:
             raise ConfigError(f"{source}: access_log.path: {problem}")
+    if any(lst.tls is not None for lst in cfg.listeners) or any(
+            c.tls is not None for c in cfg.clusters):
+        from gwcore import tls
+
+        try:
+            tls.check(cfg)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
     if cfg.tracing is not None and cfg.tracing.otlp is not None:
         from gwcore.observability.tracing import missing
 

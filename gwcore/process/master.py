@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from gwcore import runtime
+from gwcore import runtime, tls
 from gwcore.cache.purge import PurgeBoard
 from gwcore.config import Config, ConfigError
 from gwcore.observability import admin as admin_api
@@ -110,6 +110,10 @@ class Master:
     # the host's rate limit table (gwcore.limits.Table): mapped once, before the first fork,
     # for the master's whole life, so reloads and respawned workers keep every counter
     limits: Any = None
+    # the current generation's TLS listener contexts (gwcore.tls), made before its workers
+    # fork: they share its session ticket keys
+    contexts: dict[str, tls.ListenerContexts] = field(default_factory=dict)
+    rotate_at: float = 0.0     # ticket_key_rotation: when a new generation starts (0: never)
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -147,6 +151,7 @@ class Master:
         self.hub = m.Hub(self.worker_count(self.cfg))
         self.limits = self.limit_table(self.cfg)
         self.admin = self.bind_admin(self.cfg)
+        self.contexts = tls.build_listeners(self.cfg)
         if self.pid_file:
             with open(self.pid_file, "w") as f:
                 f.write(f"{os.getpid()}\n")
@@ -205,6 +210,8 @@ class Master:
 
     def start_generation(self, cfg: Config) -> list[Worker]:
         self.gen += 1
+        period = tls.ticket_rotation(cfg)
+        self.rotate_at = 0.0 if period is None else time.monotonic() + period
         # mapped before fork: shared by the generation; known endpoints keep their health
         self.board = HealthBoard(cfg, self.board)
         self.layout = None
@@ -271,7 +278,7 @@ class Master:
                                 metrics=recorder,
                                 purges=None if purge_index is None else (self.purges,
                                                                          purge_index),
-                                limits=self.limits)
+                                limits=self.limits, contexts=self.contexts)
         except BaseException:
             log.exception("worker %d failed", slot)
             return 1
@@ -357,6 +364,7 @@ class Master:
         sd_notify("RELOADING=1")
         try:
             cfg = runtime.load(self.config_path)     # parsed, and its key files read
+            contexts = tls.build_listeners(cfg)     # new contexts: new session ticket keys
             socks = self.bind_all(cfg)
             admin = self.bind_admin(cfg)
         except (ConfigError, OSError) as e:      # BindError is an OSError
@@ -382,6 +390,7 @@ class Master:
         self.sockets = socks
         self.cfg = cfg
         self.limits = self.limit_table(cfg)
+        self.contexts = contexts
         self.slots.clear()
         self.pending_reload = old + self.pending_reload
         log.info("reload accepted: generation %d replaces %d workers", self.gen + 1, len(old))
@@ -552,6 +561,12 @@ class Master:
                     worker.reopen_log_files()
                     for wk in self.workers.values():
                         os.kill(wk.pid, signal.SIGUSR1)
+            if self.rotate_at and time.monotonic() >= self.rotate_at and not self.stopping:
+                log.info("ticket_key_rotation: new generation, new session ticket keys")
+                self.rotate_at = 0.0
+                self.reload()
+                if not self.rotate_at:      # rejected: the running generation rotates later
+                    self.rotate_at = time.monotonic() + (tls.ticket_rotation(self.cfg) or 0)
             self.reap()
             self.supervise()
             self.finish_reload()

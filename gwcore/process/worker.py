@@ -17,7 +17,7 @@ from typing import Any
 
 import uvloop
 
-from gwcore import runtime
+from gwcore import runtime, tls
 from gwcore.cache.purge import POLL_INTERVAL, PurgeBoard
 from gwcore.config import Cluster as ClusterConfig
 from gwcore.config import Config, Listener
@@ -67,7 +67,8 @@ class Runtime:
 
 
 def make_cluster(c: ClusterConfig, clock: Clock, loop: asyncio.AbstractEventLoop) -> Cluster:
-    """The runtime cluster (balancer, pools, outlier detection, retries) for its config."""
+    """The runtime cluster (balancer, pools, outlier detection, retries, TLS) for its
+    config."""
     b, od, rt = c.balancer, c.outlier_detection, c.retries
     hash_on, hash_name = (b.hash_on, "") if isinstance(b.hash_on, str) else next(
         (k, v) for k, v in (("header", b.hash_on.header), ("cookie", b.hash_on.cookie),
@@ -92,6 +93,9 @@ def make_cluster(c: ClusterConfig, clock: Clock, loop: asyncio.AbstractEventLoop
         pending_timeout=c.circuit_breakers.pending_timeout)
     for ep, ep_cfg in zip(cluster.endpoints, c.endpoints):
         ep.connect_host = resolve(ep_cfg.host, ep_cfg.port)
+    if c.tls is not None:
+        cluster.set_tls(tls.client_context(c.tls, f"clusters[{c.name}].tls"),
+                        c.tls.server_name)
     return cluster
 
 
@@ -141,7 +145,10 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
                               filter_timeout=lst.timeouts.filter,
                               merge_slashes=lst.path_normalization.merge_slashes,
                               escaped_slashes=lst.path_normalization.escaped_slashes,
-                              trace_sample_ratio=sample_ratio))
+                              trace_sample_ratio=sample_ratio,
+                              scheme="http" if lst.tls is None else "https",
+                              client_cert_fields=_cert_fields(lst),
+                              redirect_https=lst.redirect_http))
         for lst in cfg.listeners
     ]
     al = cfg.access_log
@@ -156,6 +163,12 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
         _record_into(metrics, router, clusters, [lr for _, lr in listeners])
     return Runtime(clusters, providers, access_log, spans, context.cached(),
                    context.policies()), listeners
+
+
+def _cert_fields(lst: Listener) -> tuple[str, str] | None:
+    if lst.tls is None or lst.tls.client_auth is None:
+        return None
+    return lst.tls.client_auth.subject_field, lst.tls.client_auth.san_field
 
 
 def _record_into(metrics: Recorder, router: Router, clusters: dict[str, Cluster],
@@ -179,7 +192,8 @@ IDLE_GRACE = 1.0             # a draining connection with no request is closed a
 def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
           control: int | None = None, board: HealthBoard | None = None,
           prober: bool = True, metrics: Recorder | None = None,
-          purges: tuple[PurgeBoard, int] | None = None, limits: Any = None) -> int:
+          purges: tuple[PurgeBoard, int] | None = None, limits: Any = None,
+          contexts: dict[str, tls.ListenerContexts] | None = None) -> int:
     """Serve cfg on this process until told to stop; returns the exit status (0).
 
     ``sockets``: per listener (in config order), the already-bound listening sockets this
@@ -199,6 +213,9 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
     None: nothing recorded).
     ``limits``: the master's shared rate limit table (gwcore.limits.Table), None: this
     process makes its own if it needs one.
+    ``contexts``: each TLS listener's SSL contexts by name (gwcore.tls), built by the master
+    before the fork so that every worker shares the session ticket keys (built here if
+    None).
     """
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -238,11 +255,14 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
     fetching = [p for p in rt.providers.values() if p.cfg.jwks.url is not None]
     upkeep += [loop.create_task(p.refresh_forever()) for p in fetching]
     announce = None
+    if contexts is None:
+        contexts = tls.build_listeners(cfg)
     try:
         for group, (lst, runtime) in zip(socks, runtimes):
+            factory, ssl_args = _accept(lst, runtime, loop, contexts)
             for sock in group:
-                servers.append(loop.run_until_complete(
-                    loop.create_server(runtime.protocol, sock=sock, backlog=lst.backlog)))
+                servers.append(loop.run_until_complete(loop.create_server(
+                    factory, sock=sock, backlog=lst.backlog, **ssl_args)))
             if control is None:
                 log.info("listener %s on %s", lst.name, lst.address)
         if control is not None:
@@ -271,6 +291,27 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
         clock.close()
         loop.close()
     return 0
+
+
+def _accept(lst: Listener, runtime: ListenerRuntime, loop: asyncio.AbstractEventLoop,
+            contexts: dict[str, tls.ListenerContexts]) -> tuple[Any, dict[str, Any]]:
+    """The protocol factory and create_server's TLS arguments for a listener. With
+    ``proxy_protocol`` or ``tls.max_handshakes``, connections are accepted plain and
+    ProxyAccept reads the header, then does the TLS handshake itself (loop.start_tls)."""
+    ctx = contexts[lst.name].default if lst.tls is not None else None
+    bound = lst.tls.max_handshakes if lst.tls is not None else None
+    if lst.proxy_protocol is not None or bound is not None:
+        from gwcore.proxy._proxyproto import ProxySettings
+
+        pp = ProxySettings(runtime.protocol, loop,
+                           lst.proxy_protocol.trusted if lst.proxy_protocol else [],
+                           lst.timeouts.header, ctx, lst.timeouts.tls_handshake,
+                           expect_header=lst.proxy_protocol is not None,
+                           max_handshakes=bound or 0)
+        return pp.protocol, {}
+    if ctx is None:
+        return runtime.protocol, {}
+    return runtime.protocol, {"ssl": ctx, "ssl_handshake_timeout": lst.timeouts.tls_handshake}
 
 
 async def _drain(runtimes: list[ListenerRuntime], timeout: float) -> None:

@@ -23,6 +23,7 @@ from gwcore.observability.metrics import (
     R_REQUESTS, R_RX, R_TX,
 )
 from gwcore.proxy._router import split_absolute
+from gwcore.tls import client_cert_fields
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_1BYTE_DATA, PyUnicode_DecodeASCII, PyUnicode_New
@@ -222,16 +223,27 @@ cdef class ListenerRuntime(Http1Settings):
     cdef readonly bint tracing          # the config has ``tracing``: trace context per request
     cdef uint64_t trace_threshold       # its sample_ratio, for gw_rng_sample
     cdef public object spans            # gwcore.observability.tracing.OtlpSpans, or None
+    # mTLS: (subject field name, SAN field name) as sent, their lower-case forms; or None
+    cdef tuple cert_fields
+    cdef bint tls                       # a TLS listener (X-Forwarded-Proto: https)
+    cdef bint redirect_https            # redirect_http: every request gets a 308 to https
 
     def __cinit__(self, Clock clock, Router router, *, double filter_timeout=5.0,
                   bint merge_slashes=True, str escaped_slashes="decode", str scheme="http",
-                  trace_sample_ratio=None, **limits):
+                  trace_sample_ratio=None, client_cert_fields=None, bint redirect_https=False,
+                  **limits):
         self.router = router
+        self.redirect_https = redirect_https
+        if client_cert_fields is not None:
+            subject, san = client_cert_fields
+            self.cert_fields = (subject.encode(), san.encode(), subject.lower().encode(),
+                                san.lower().encode())
         self.filter_timeout = filter_timeout
         self.path_flags = ((GW_PATH_MERGE_SLASHES if merge_slashes else 0)
                            | {"decode": GW_PATH_DECODE_SLASHES, "keep": 0,
                               "reject": GW_PATH_REJECT_SLASHES}[escaped_slashes])
         self.proto_line = f"X-Forwarded-Proto: {scheme}\r\n".encode()
+        self.tls = scheme == "https"
         self.id_prefix = os.urandom(6).hex().encode()
         self.id_prefix_c = self.id_prefix
         self.global_on_log = ()
@@ -284,9 +296,49 @@ cdef class Downstream(Http1Connection):
     cdef bytes trace_line       # tracing: this hop's "traceparent: ..." line, sent upstream
     cdef bytes tracestate_line  # tracing: the tracestate fields received, combined, or None
     cdef bint keep_tracestate   # tracing: the one valid tracestate field is forwarded as is
+    cdef list cert_lines        # mTLS: the verified client certificate's fields (or [])
 
     def __cinit__(self, ListenerRuntime lr):
         self.lr = lr
+
+    def connection_made(self, transport):
+        Http1Connection.connection_made(self, transport)
+        if self.lr.cert_fields is not None:
+            self.cert_lines = []
+            sslobj = transport.get_extra_info("ssl_object")
+            got = client_cert_fields(sslobj.getpeercert() if sslobj is not None else None)
+            if got is not None:
+                self.cert_lines = [self.lr.cert_fields[0] + b": " + got[0] + CRLF,
+                                   self.lr.cert_fields[1] + b": " + got[1] + CRLF]
+
+    cdef void _redirect(self, bytes host, bytes target, bint has_body):
+        """redirect_http: ``308 Location: https://<Host without its port><target>``."""
+        cdef Py_ssize_t end
+        if not host:
+            self._error(400, "no Host to redirect to", has_body)
+            return
+        if host[0] == 91:       # "[v6]:port"
+            end = host.find(b"]")
+            name = host[:end + 1] if end > 0 else host
+        else:
+            name = host.partition(b":")[0]
+        if not target or target[0] != 47:
+            target = b"/"
+        self._local(Response(308, [(b"Location", b"https://" + name + target)], b""),
+                    has_body)
+
+    def set_client(self, str ip):
+        """The client's address is ``ip`` (a PROXY protocol header said so), not the
+        connection's peer: logs, X-Forwarded-For, hash keys and filters see it."""
+        self.client_str = ip
+        self.client_ip = ip.encode()
+        self.xff_line = None
+
+    def eof_received(self):
+        keep_open = Http1Connection.eof_received(self)
+        # TLS has no half-close: the transport shuts down whatever we answer (and warns
+        # about True each time)
+        return keep_open and not self.lr.tls
 
     # -- a request arrives --------------------------------------------------------------
 
@@ -323,6 +375,9 @@ cdef class Downstream(Http1Connection):
             if authority != host:
                 host = authority
                 h.host_index = -2       # replace the received Host with the target's
+        if self.lr.redirect_https:
+            self._redirect(host, target, has_body)
+            return
         if h.method == GW_M_CONNECT or h.method == GW_M_TRACE:
             self._error(501 if h.method == GW_M_CONNECT else 405, "method not supported",
                         has_body)
@@ -601,6 +656,13 @@ cdef class Downstream(Http1Connection):
                 memset(_drop, 0, h.num_fields)
                 drop = _drop
             self._trace_fields(base, h, extra, filtered)
+        if self.cert_lines is not None:     # mTLS: the client's own such fields never pass
+            if drop == NULL:
+                memset(_drop, 0, h.num_fields)
+                drop = _drop
+            self._drop_named(base, h, self.lr.cert_fields[2])
+            self._drop_named(base, h, self.lr.cert_fields[3])
+            extra += self.cert_lines
         if h.chunked:
             extra.append(TE_CHUNKED)        # last: _body_ready may swap it for Content-Length
         if len(target) != h.target_len or memcmp(PyBytes_AS_STRING(target),
@@ -612,6 +674,15 @@ cdef class Downstream(Http1Connection):
         return build_head(base, EMPTY, base + h.method_off,
                           h.target_off + h.target_len - h.method_off, HTTP11, head_fields,
                           h.num_fields, drop_kinds, drop, extra)
+
+    cdef void _drop_named(self, const char *base, gw_head *h, bytes name):
+        """Marks in _drop the received fields called ``name`` (lower-case)."""
+        cdef uint32_t i
+        for i in range(h.num_fields):
+            if head_fields[i].name_len == <uint32_t>PyBytes_GET_SIZE(name) and _ieq_lower(
+                    base + head_fields[i].name_off, PyBytes_AS_STRING(name),
+                    head_fields[i].name_len):
+                _drop[i] = 1
 
     cdef void _apply_exchange(self, const char *base, gw_head *h, list extra):
         """The fields filters added or removed (Exchange.add_upstream_header and friends)."""

@@ -91,6 +91,8 @@ cdef class Cluster:
     cdef readonly bytes hash_name        # header / cookie / claim name (lower-case)
     cdef uint64_t *mrow                  # this worker's metrics row, or NULL
     cdef uint32_t m_base                 # the cluster's metrics block
+    cdef readonly object ssl_context     # upstream TLS (gwcore.tls.client_context), or None
+    cdef readonly str server_name        # TLS: the name verified (None: each endpoint's host)
     cdef Endpoint pick(self, bytes key, Endpoint exclude)
     cdef void begin(self, Endpoint ep, bint retry)
     cdef void finish(self, Endpoint ep, bint retry)

@@ -4,6 +4,7 @@ endpoint, and the Upstream protocol that writes a request and parses and streams
 
 import logging
 import os
+import ssl
 from collections import deque
 from functools import partial
 
@@ -154,6 +155,12 @@ cdef class Cluster:
 
     def __repr__(self):
         return f"Cluster({self.name!r}, {self.endpoints!r})"
+
+    def set_tls(self, ssl_context, server_name=None):
+        """Connect to the endpoints with TLS: ``ssl_context`` (an ``ssl.SSLContext``),
+        verifying ``server_name`` (None: each endpoint's host as configured)."""
+        self.ssl_context = ssl_context
+        self.server_name = server_name
 
     def set_metrics(self, Row row, uint32_t base, list endpoint_bases):
         """Record into ``row`` (gwcore.observability.metrics): the cluster's block at
@@ -342,10 +349,15 @@ cdef class Cluster:
             self.waiters.append((sink, ep, token))
             return 1
         self.connections += 1
-        task = self.loop.create_task(
-            self.loop.create_connection(partial(Upstream, ep), ep.connect_host, ep.port))
+        if self.ssl_context is None:
+            coro = self.loop.create_connection(partial(Upstream, ep), ep.connect_host, ep.port)
+        else:
+            coro = self.loop.create_connection(
+                partial(Upstream, ep), ep.connect_host, ep.port, ssl=self.ssl_context,
+                server_hostname=self.server_name or ep.host)
+        task = self.loop.create_task(coro)
         timer = self.loop.call_later(self.connect_timeout, task.cancel)
-        task.add_done_callback(partial(self._connected, sink, timer, token))
+        task.add_done_callback(partial(self._connected, sink, timer, token, ep))
         return 0
 
     cdef bint cancel_wait(self, ResponseSink sink):
@@ -378,7 +390,7 @@ cdef class Cluster:
                 return True
         return False
 
-    def _connected(self, ResponseSink sink, timer, unsigned long token, task):
+    def _connected(self, ResponseSink sink, timer, unsigned long token, Endpoint ep, task):
         cdef Upstream up
         timer.cancel()
         if task.cancelled():
@@ -387,6 +399,9 @@ cdef class Cluster:
             sink.on_connected(None, UE_CONNECT_TIMEOUT, token)
         elif task.exception() is not None:
             self._slot_freed()
+            if isinstance(task.exception(), ssl.SSLError):
+                log.warning("cluster %s: TLS to %s (name %s) failed: %s", self.name,
+                            ep.address, self.server_name or ep.host, task.exception())
             self.note_error(UE_CONNECT_FAILED)
             sink.on_connected(None, UE_CONNECT_FAILED, token)
         else:

@@ -16,6 +16,7 @@ import logging
 import mmap
 import socket
 from collections.abc import Sequence
+from typing import Any
 
 from gwcore.config import Config, HealthCheck
 from gwcore.http import ParseError, parse_response
@@ -80,13 +81,19 @@ def _is_ip(host: str) -> bool:
         return False
 
 
-async def probe(host: str, port: int, authority: str, hc: HealthCheck) -> bool:
-    """One active check: ``GET hc.path`` on a new connection; True if the status is expected
-    and arrived within hc.timeout seconds."""
+async def probe(host: str, port: int, authority: str, hc: HealthCheck,
+                ssl_context: Any = None, server_name: str | None = None) -> bool:
+    """One active check: ``GET hc.path`` on a new connection (TLS with ``ssl_context``,
+    verifying ``server_name``); True if the status is expected and arrived within
+    hc.timeout seconds."""
     writer = None
     try:
         async with asyncio.timeout(hc.timeout):
-            reader, writer = await asyncio.open_connection(host, port)
+            if ssl_context is None:
+                reader, writer = await asyncio.open_connection(host, port)
+            else:
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=ssl_context, server_hostname=server_name)
             writer.write(f"GET {hc.path} HTTP/1.1\r\nHost: {authority}\r\n"
                          "User-Agent: gwcore-health-check\r\nConnection: close\r\n\r\n".encode())
             head = await reader.readuntil(b"\r\n\r\n")
@@ -107,7 +114,8 @@ async def _check_cluster(cluster, hc: HealthCheck, board: HealthBoard) -> None:
     streak = [0] * n                 # >0: successes in a row, <0: failures in a row
     while True:
         results = await asyncio.gather(*(probe(ep.connect_host, ep.port,
-                                               ep.authority.decode(), hc)
+                                               ep.authority.decode(), hc, cluster.ssl_context,
+                                               cluster.server_name or ep.host)
                                          for ep in cluster.endpoints))
         for i, ok in enumerate(results):
             streak[i] = max(streak[i], 0) + 1 if ok else min(streak[i], 0) - 1

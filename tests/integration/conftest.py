@@ -55,7 +55,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -398,9 +398,12 @@ class Origin:
         self._control(f"/release?key={key}")
 
 
-def start_origin(tmp_dir: Path, name: str = "origin", host: str = HOST, port: int = 0) -> Origin:
-    """An origin process on host:port (port 0: a free one), once it listens."""
-    proc = Proc(name, [PYTHON, str(HERE / "origin.py"), "--host", host, "--port", str(port)],
+def start_origin(tmp_dir: Path, name: str = "origin", host: str = HOST, port: int = 0,
+                 args: Sequence[str] = ()) -> Origin:
+    """An origin process on host:port (port 0: a free one), once it listens. ``args``: more
+    of origin.py's options (``--tls-cert C --tls-key K``: it serves TLS)."""
+    proc = Proc(name, [PYTHON, str(HERE / "origin.py"), "--host", host, "--port", str(port),
+                       *args],
                 tmp_dir / f"{name}.log", stdout=subprocess.PIPE)
     sel = selectors.DefaultSelector()
     sel.register(proc.popen.stdout, selectors.EVENT_READ)

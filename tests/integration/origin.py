@@ -2,6 +2,8 @@
 
 Run as its own process: ``python tests/integration/origin.py --port N`` (``--port 0`` picks a
 free port). It prints ``READY <port>`` on stdout once listening and exits on SIGTERM/SIGINT.
+``--tls-cert C --tls-key K`` serve TLS (Python's ssl); ``--tls-client-ca CA`` requires client
+certificates signed by CA.
 
 Requests are parsed with h11, an implementation independent of gwcore's parser, so whatever
 the gateway forwards is checked by a strict third party: a request h11 rejects is answered with
@@ -69,6 +71,7 @@ import asyncio
 import json
 import signal
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -507,12 +510,12 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
         writer.close()
 
 
-async def main(host: str, port: int) -> None:
+async def main(host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = await asyncio.start_server(serve_connection, host, port, backlog=1024)
+    server = await asyncio.start_server(serve_connection, host, port, backlog=1024, ssl=tls)
     bound = server.sockets[0].getsockname()[1]
     print(f"READY {bound}", flush=True)
     await stop.wait()
@@ -523,13 +526,23 @@ def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tls-cert", help="serve TLS with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="... and this key (PEM)")
+    parser.add_argument("--tls-client-ca", help="require client certificates of this CA")
     args = parser.parse_args()
+    tls = None
+    if args.tls_cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_client_ca:
+            tls.load_verify_locations(args.tls_client_ca)
+            tls.verify_mode = ssl.CERT_REQUIRED
     try:
         import uvloop
     except ImportError:
-        asyncio.run(main(args.host, args.port))
+        asyncio.run(main(args.host, args.port, tls))
     else:
-        uvloop.run(main(args.host, args.port))
+        uvloop.run(main(args.host, args.port, tls))
 
 
 if __name__ == "__main__":
