@@ -79,8 +79,8 @@ cdef class Limit:
     """One limit: emission interval T = period / rate, tolerance (burst - 1) * T. ``take``
     returns ``(admitted, remaining, reset_ns, retry_after_ns)``: remaining requests that
     would conform now, ns until the key's whole burst is back, ns until a request would
-    conform (0 when admitted). ``overflows``: requests charged to a full bucket's shared cell
-    (gcra.h)."""
+    conform (0 when admitted). ``overflows``: requests charged to this limit's overflow cell of
+    a full bucket (gcra.h)."""
 
     def __cinit__(self, Table table, str name, double rate, double period, Py_ssize_t burst):
         if not rate > 0 or not period > 0:
@@ -99,8 +99,8 @@ cdef class Limit:
         cdef Py_ssize_t n = 0
         cdef const char *data = _key_data(key, &n)
         cdef gw_gcra_result r
-        cdef int ok = gw_gcra_take(self.base, gw_gcra_hash(self.base, self.salt, data, n), now,
-                                   self.T, self.tau, &r)
+        cdef uint64_t h = gw_gcra_hash(self.base, self.salt, data, n)
+        cdef int ok = gw_gcra_take(self.base, self.salt, h, now, self.T, self.tau, &r)
         if r.flags & GW_GCRA_OVERFLOW:
             self.overflows += 1
         return (ok == 1, r.remaining, r.tat - r.now, r.retry_after)
@@ -108,8 +108,8 @@ cdef class Limit:
     cdef int take_c(self, const char *data, Py_ssize_t n, int64_t *retry):
         """1 admitted, 0 refused (*retry: ns until a request would conform)."""
         cdef gw_gcra_result r
-        cdef int ok = gw_gcra_take(self.base, gw_gcra_hash(self.base, self.salt, data, n), -1,
-                                   self.T, self.tau, &r)
+        cdef uint64_t h = gw_gcra_hash(self.base, self.salt, data, n)
+        cdef int ok = gw_gcra_take(self.base, self.salt, h, -1, self.T, self.tau, &r)
         if r.flags & GW_GCRA_OVERFLOW:
             self.overflows += 1
         retry[0] = r.retry_after
