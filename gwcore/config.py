@@ -626,6 +626,9 @@ class IpAcl(_Section):
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|h)\s*$")
 _RATE_PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _LIMIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+# GCRA times (src_c/gcra.h) are int64 ns: the emission interval T and burst * T (the furthest a
+# key's tat runs ahead of now) stay below 2^62 so tat = now + burst * T never overflows
+GCRA_MAX_NS = 1 << 62
 
 
 class RateLimitKey(_Section):
@@ -679,6 +682,15 @@ class RateLimit(_Section):
             raise ValueError("sync: only for scope: global")
         if self.sync is not None:
             self._positive("sync")
+        interval = self.period * 1e9 / self.requests
+        if not interval < GCRA_MAX_NS:
+            raise ValueError(f"rate: {self.rate!r} is too slow (one request per {interval:.3g} "
+                             f"ns; at most 2^62 ns)")
+        interval_ns = max(1, int(interval + 0.5))
+        if self.burst_size > GCRA_MAX_NS // interval_ns:
+            raise ValueError(f"{'burst' if self.burst is not None else 'rate'}: burst "
+                             f"{self.burst_size} at {self.rate!r} is too large (burst * "
+                             f"emission interval must stay below 2^62 ns)")
 
     @property
     def requests(self) -> float:

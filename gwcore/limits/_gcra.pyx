@@ -18,6 +18,8 @@ from gwcore.limits._cgcra cimport (
 )
 
 WAYS = GW_GCRA_WAYS
+# tat = now + burst * T stays an int64 (gcra.h); gwcore.config checks the same bound
+cdef int64_t GCRA_MAX_NS = 1LL << 62
 
 
 cdef inline const char *_key_data(object key, Py_ssize_t *n) except NULL:
@@ -88,7 +90,15 @@ cdef class Limit:
         if burst < 1:
             raise ValueError("burst must be at least 1")
         self.table, self.base, self.name, self.burst = table, table.base, name, burst
-        self.T = max(1, <int64_t>(period * 1e9 / rate + 0.5))
+        cdef double interval = period * 1e9 / rate
+        if not interval < GCRA_MAX_NS:            # also NaN: the cast below would be UB
+            raise ValueError(f"rate limit {name!r}: emission interval {interval:.3g} ns is "
+                             f"not below 2^62 ns")
+        cdef int64_t T = max(1, <int64_t>(interval + 0.5))
+        if burst > GCRA_MAX_NS // T:
+            raise ValueError(f"rate limit {name!r}: burst {burst} * {T} ns is not below "
+                             f"2^62 ns")
+        self.T = T
         self.tau = (burst - 1) * self.T
         encoded = name.encode()
         self.salt = gw_gcra_hash(self.base, 0, PyBytes_AS_STRING(encoded),

@@ -67,6 +67,16 @@ def test_full_bucket_charges_new_keys_together_and_keeps_active_ones() -> None:
     assert all(not lim.take(f"k{i}", T0)[0] for i in range(WAYS))   # none lost its state
 
 
+def test_limit_refuses_times_that_overflow_int64() -> None:
+    table = Table(64, seed=5)
+    with pytest.raises(ValueError, match="emission interval"):
+        table.limit("slow", 1e-12, 3600.0, 1)              # T = 3.6e24 ns: the cast was UB
+    with pytest.raises(ValueError, match="burst"):
+        table.limit("big", 1, 3600.0, 1 << 40)             # (burst - 1) * T overflowed
+    lim = table.limit("edge", 1, 1.0, ((1 << 62) // S))     # just below: accepted
+    assert lim.take("k", T0)[0] and lim.tau == (lim.burst - 1) * S
+
+
 def test_a_forked_child_shares_the_table() -> None:
     lim = Table(1024).limit("a", 1, 3600.0, 3)
     pid = os.fork()
@@ -95,6 +105,10 @@ rate_limits:
     (("[per_user]", "[per_user, per_user]"), "routes[0].rate_limit[1]: 'per_user' is listed"),
     (("burst: 200", "scope: global"), "rate_limits.per_user.scope: global needs a redis"),
     (("burst: 200", "burst: 2, sync: 100ms"), "rate_limits.per_user.sync: only for scope"),
+    # GCRA times are int64 ns: T and burst * T below 2^62
+    (("100/s", "0.0000000001/s"), "rate_limits.per_user.rate: '0.0000000001/s' is too slow"),
+    (("burst: 200", "burst: 500000000000"), "rate_limits.per_user.burst: burst 500000000000"),
+    (("100/s, burst: 200", "10000000000000000000/s"), "rate_limits.per_user.rate: burst 1"),
 ])
 def test_config_errors_name_the_key(change: tuple[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as e:
