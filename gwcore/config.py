@@ -659,7 +659,9 @@ class RateLimit(_Section):
     host's workers, shared memory) or ``global`` (Redis; ``on_error`` decides when Redis
     fails, ``sync`` batches locally). ``headers``: the RateLimit-Policy and RateLimit fields
     on ``limited`` responses only, on ``always`` (admitted too), or ``never``; ``body``: the
-    429's body (default ``429 Too Many Requests: rate limit exceeded``)."""
+    429's body (default ``429 Too Many Requests: rate limit exceeded``). ``ipv6_prefix``: a
+    ``source_ip`` key of an IPv6 client is its network of this prefix length (default 64;
+    128: each address); an IPv4-mapped address (``::ffff:a.b.c.d``) counts as its IPv4 one."""
 
     key: KeyPart | list[KeyPart]
     rate: str
@@ -669,6 +671,7 @@ class RateLimit(_Section):
     sync: Duration | None = None
     headers: Literal["limited", "always", "never"] = "limited"
     body: str | None = None
+    ipv6_prefix: int = 64
 
     def __post_init__(self) -> None:
         m = _RATE.match(self.rate)
@@ -678,6 +681,8 @@ class RateLimit(_Section):
             raise ValueError("burst: must be at least 1")
         if isinstance(self.key, list) and not self.key:
             raise ValueError("key: give at least one part")
+        if not 1 <= self.ipv6_prefix <= 128:
+            raise ValueError("ipv6_prefix: must be between 1 and 128")
         if self.sync is not None and self.scope != "global":
             raise ValueError("sync: only for scope: global")
         if self.sync is not None:

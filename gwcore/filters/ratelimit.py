@@ -18,7 +18,9 @@ draft-ietf-httpapi-ratelimit-headers-12 (November 2026), in its Structured Field
 A limit with ``headers: always`` also adds both fields to admitted responses (in
 ``on_response_head``, so only routes that ask for it pay for that phase).
 
-Keys: ``source_ip`` (the client's address), ``route`` (the route's name), ``{header: NAME}``
+Keys: ``source_ip`` (the client's address: IPv4, an IPv4-mapped IPv6 address as its IPv4
+one, other IPv6 addresses by their network of the limit's ``ipv6_prefix``, /64 by default:
+gwcore.limits.source_key), ``route`` (the route's name), ``{header: NAME}``
 (the request field's first value), ``{jwt_claim: NAME}`` (a claim of the token the route's
 ``jwt`` filter verified, ``exchange.state["jwt_claims"]``), or a list of them; a request
 without one of its parts (no such field, no token, no such claim) is not counted by that
@@ -45,6 +47,7 @@ from typing import Any
 
 from gwcore.config import RateLimit, RateLimitKey
 from gwcore.filters.base import Exchange, Response
+from gwcore.limits._gcra import source_key
 
 KeyFn = Callable[[Exchange], "str | bytes | None"]
 
@@ -52,9 +55,10 @@ DEFAULT_BODY = Response.error(429, "rate limit exceeded").body
 NS = 1_000_000_000
 
 
-def key_function(parts: list[str | RateLimitKey]) -> KeyFn:
-    """The function computing a limit's key from an exchange (None: the request lacks a part)."""
-    fns = [_part(p) for p in parts]
+def key_function(parts: list[str | RateLimitKey], ipv6_prefix: int = 64) -> KeyFn:
+    """The function computing a limit's key from an exchange (None: the request lacks a part);
+    ``ipv6_prefix``: the network length of an IPv6 client's ``source_ip`` key."""
+    fns = [_part(p, ipv6_prefix) for p in parts]
     if len(fns) == 1:
         return fns[0]
 
@@ -69,9 +73,9 @@ def key_function(parts: list[str | RateLimitKey]) -> KeyFn:
     return joined
 
 
-def _part(part: str | RateLimitKey) -> KeyFn:
+def _part(part: str | RateLimitKey, ipv6_prefix: int = 64) -> KeyFn:
     if part == "source_ip":
-        return lambda exchange: exchange.client_address
+        return lambda exchange: source_key(exchange.client_address, ipv6_prefix)
     if part == "route":
         return lambda exchange: exchange.route_name
     assert isinstance(part, RateLimitKey)
@@ -93,7 +97,7 @@ class Policy:
 
     def __init__(self, name: str, cfg: RateLimit, limit: Any) -> None:
         self.name, self.cfg, self.limit = name, cfg, limit
-        self.key = key_function(cfg.parts)
+        self.key = key_function(cfg.parts, cfg.ipv6_prefix)
         self.body = DEFAULT_BODY if cfg.body is None else cfg.body.encode()
         quota = max(1, round(cfg.requests))
         self.item = (b'"%s";q=%d;w=%d;gwcore-burst=%d'

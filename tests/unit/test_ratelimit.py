@@ -225,3 +225,47 @@ def test_route_limits_checked_by_the_session() -> None:
     assert r.status == 429 and r.headers.get(b"ratelimit").startswith(b'"per_route"')
     with pytest.raises(ValueError):
         RouteLimits([], "s", [])
+
+
+def test_source_ip_keys_ipv4_mapped_and_ipv6_prefix() -> None:
+    f = limit_filter("""  v64: {key: source_ip, rate: 1/h}
+""", ["v64"])
+    assert f.on_request(exchange("::ffff:192.0.2.7")) is None
+    assert f.on_request(exchange("192.0.2.7")).status == 429       # one client, two spellings
+    assert f.on_request(exchange("2001:db8:1:2::1")) is None
+    assert f.on_request(exchange("2001:db8:1:2:ffff::9")).status == 429    # same /64
+    assert f.on_request(exchange("2001:db8:1:2::1%eth0")).status == 429
+    assert f.on_request(exchange("2001:db8:1:3::1")) is None            # another /64
+    f = limit_filter("""  v128: {key: [source_ip, route], rate: 1/h, ipv6_prefix: 128}
+""", ["v128"])
+    assert f.on_request(exchange("2001:db8::1")) is None
+    assert f.on_request(exchange("2001:db8::2")) is None                # per address
+    assert f.on_request(exchange("2001:db8::2")).status == 429
+    with pytest.raises(ConfigError, match=r"rate_limits\.per_user\.ipv6_prefix: must be"):
+        parse(BASE.replace("burst: 200", "burst: 200, ipv6_prefix: 0"), "gw.yaml")
+
+
+def test_route_limits_key_ipv6_clients_by_prefix() -> None:
+    from gwcore.limits import source_key
+    from gwcore.runtime import FilterContext, filter_chains
+
+    assert source_key("::ffff:192.0.2.7") == "192.0.2.7" == source_key("192.0.2.7")
+    assert source_key("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
+    assert source_key("2001:db8:1:2:3:4:5:6", 48) == "2001:db8:1::/48"
+    assert source_key("unknown") == "unknown"
+    assert source_key("not:an:address") == "not:an:address"
+    cfg = parse(BASE.replace("[per_user]", "[per_ip, per_ip128]").replace(
+        "  per_user: {key: {jwt_claim: sub}, rate: 100/s, burst: 200}",
+        "  per_ip: {key: source_ip, rate: 2/h}\n"
+        "  per_ip128: {key: source_ip, rate: 1/h, ipv6_prefix: 128}"))
+    context = FilterContext(rate_limit_table=cfg.rate_limit_table)
+    filter_chains(cfg, context)
+    limits = context.route_limits["route-0"]
+    assert limits.prefixes == (64, 128)
+    assert limits.check_py("2001:db8:5:6::1", "route-0") is None
+    r = limits.check_py("2001:db8:5:6::1", "route-0")                    # per_ip128: 1/h
+    assert r.headers.get(b"ratelimit").startswith(b'"per_ip128"')
+    r = limits.check_py("2001:db8:5:6::2", "route-0")                    # per_ip: same /64
+    assert r.headers.get(b"ratelimit").startswith(b'"per_ip"')
+    assert limits.check_py("::ffff:192.0.2.9", "route-0") is None
+    assert limits.check_py("192.0.2.9", "route-0").status == 429        # per_ip128: mapped
