@@ -615,10 +615,13 @@ class IpAcl(_Section):
         for name in ("allow", "deny"):
             for i, net in enumerate(getattr(self, name)):
                 try:
-                    ipaddress.ip_network(net, strict=False)
+                    n = ipaddress.ip_network(net, strict=False)
                 except ValueError:
                     raise ValueError(f"{name}[{i}]: {net!r} is not an IP network or "
                                      f"address") from None
+                if "/" in net and n.network_address != ipaddress.ip_interface(net).ip:
+                    raise ValueError(f"{name}[{i}]: {net!r} has host bits set (the network "
+                                     f"is {n}; a single address needs no prefix)")
         if not self.allow and not self.deny:
             raise ValueError("allow: give allow or deny networks")
 
