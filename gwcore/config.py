@@ -753,16 +753,20 @@ class RateLimitTable(_Section):
 class Redis(_Section):
     """The Redis server of ``scope: global`` rate limits: ``url`` (redis://host:port/db),
     ``timeout`` of one round trip (then the limit's ``on_error`` decides), ``log_interval``
-    between two log lines about failures."""
+    between two log lines about failures, ``max_connections`` per worker (all in use: a
+    request's round trip fails at once and ``on_error`` decides)."""
 
     url: str = "redis://127.0.0.1:6379/0"
     timeout: Duration = Duration(0.05)
     log_interval: Duration = Duration(10.0)
+    max_connections: int = 32
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"url: expected redis://host:port/db, got {self.url!r}")
         self._positive("timeout", "log_interval")
+        if not 1 <= self.max_connections <= 10000:
+            raise ValueError("max_connections: must be between 1 and 10000")
 
 
 class Route(_Section):

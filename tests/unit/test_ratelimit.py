@@ -7,7 +7,10 @@ address, field, JWT claim, route, lists; a missing part is not limited), ``heade
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
+from typing import Any
 
 import pytest
 
@@ -269,3 +272,73 @@ def test_route_limits_key_ipv6_clients_by_prefix() -> None:
     assert r.headers.get(b"ratelimit").startswith(b'"per_ip"')
     assert limits.check_py("::ffff:192.0.2.9", "route-0") is None
     assert limits.check_py("192.0.2.9", "route-0").status == 429        # per_ip128: mapped
+
+
+def _global_limit(timeout: float, max_connections: int, url: str = "redis://127.0.0.1:1/0"
+                  ) -> tuple[Any, Any]:
+    from gwcore.config import Duration, RateLimit, Redis
+    from gwcore.limits.redis_limits import RedisLimits
+
+    owner = RedisLimits(Redis(url=url, timeout=Duration(timeout),
+                              max_connections=max_connections))
+    spec = RateLimit(key="route", rate="1000/s", scope="global", sync=Duration(0.05))
+    return owner, owner.limit("batched", spec)
+
+
+def test_redis_sync_flush_is_concurrent_and_bounded() -> None:
+    owner, limit = _global_limit(1.0, 8)
+    assert owner._client.connection_pool.max_connections == 8
+    in_flight, peak, delay = 0, 0, 0.05
+
+    async def script(keys: list[bytes], args: list[int]) -> list[int]:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(delay)
+        in_flight -= 1
+        return [1, 5, 1000, 0]
+
+    owner.script = lambda: script
+    limit.local = {b"k%d" % i: [0, 3, 0.0] for i in range(20)}
+    t0 = time.monotonic()
+    asyncio.run(limit.flush())
+    # at once, at most half the pool in flight: 5 rounds of 4, not 20 round trips in a row
+    assert peak == 4 and time.monotonic() - t0 < 10 * delay
+    assert all(e[1] == 0 and e[0] == 5 for e in limit.local.values())
+
+    owner, limit = _global_limit(0.2, 8)                 # Redis slower than the pass's bound
+    delay = 30.0
+    owner.script = lambda: script
+    limit.local = {b"k%d" % i: [0, 3, 0.0] for i in range(20)}
+    t0 = time.monotonic()
+    asyncio.run(limit.flush())
+    assert time.monotonic() - t0 < 2.0                   # bounded by max(sync, timeout)
+    assert all(e[1] == 3 for e in limit.local.values())  # every count kept for the next pass
+
+
+def test_redis_pool_is_bounded_and_exhaustion_is_an_error() -> None:
+    import socket
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    silent = socket.socket()                     # a "Redis" that accepts and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        _, limit = _global_limit(0.5, 2, f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
+
+        async def three() -> list[Any]:
+            async def timed() -> Any:
+                t0 = time.monotonic()
+                try:
+                    return await limit.take("k")
+                except Exception as e:      # noqa: BLE001
+                    return e, time.monotonic() - t0
+            return await asyncio.gather(timed(), timed(), timed())
+
+        results = asyncio.run(three())
+        exhausted = [r for r in results if isinstance(r[0], RedisConnectionError)]
+        assert len(exhausted) == 1 and exhausted[0][1] < 0.25, results   # at once
+        assert sum(isinstance(r[0], TimeoutError) for r in results) == 2, results
+    finally:
+        silent.close()
