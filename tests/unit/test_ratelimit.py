@@ -161,6 +161,29 @@ def test_429_with_retry_after_and_draft_fields() -> None:
     assert not hasattr(f, "on_response_head")                   # no response phase cost
 
 
+@pytest.mark.parametrize(("rate", "item"), [
+    ("0.5/s", b'"half";q=1;w=2;gwcore-burst=1'),
+    ("1.5/m", b'"half";q=3;w=120;gwcore-burst=2'),
+    ("0.25/h", b'"half";q=1;w=14400;gwcore-burst=1'),
+    ("100/m", b'"half";q=100;w=60;gwcore-burst=100'),
+    ("1.0000000000000000001/s", b'"half";q=1;w=1;gwcore-burst=1'),   # sf-integer: 15 digits
+])
+def test_policy_field_keeps_fractional_rates_exact(rate: str, item: bytes) -> None:
+    f = limit_filter(f"  half: {{key: source_ip, rate: {rate}}}\n", ["half"])
+    assert f.policy_field == item
+
+
+def test_policy_names_are_sf_strings() -> None:
+    from gwcore.filters.ratelimit import sf_string
+
+    assert sf_string('a"b\\c') == b'"a\\"b\\\\c"'
+    with pytest.raises(ValueError, match="sf-string"):
+        sf_string("caf\u00e9")
+    for bad in ('\'a"b\'', "'a b'", "'-x'", "x" * 65):
+        with pytest.raises(ConfigError, match="is not a name"):
+            parse(BASE.replace("  per_user:", f"  {bad}:").replace("[per_user]", f"[{bad}]"))
+
+
 def test_retry_after_rounds_up_whole_seconds() -> None:
     f = limit_filter("  slow: {key: source_ip, rate: 1/m, body: 'slow down'}\n", ["slow"])
     assert f.on_request(exchange()) is None
