@@ -754,10 +754,13 @@ class IpAcl(_Section):
         for name in ("allow", "deny"):
             for i, net in enumerate(getattr(self, name)):
                 try:
-                    ipaddress.ip_network(net, strict=False)
+                    n = ipaddress.ip_network(net, strict=False)
                 except ValueError:
                     raise ValueError(f"{name}[{i}]: {net!r} is not an IP network or "
                                      f"address") from None
+                if "/" in net and n.network_address != ipaddress.ip_interface(net).ip:
+                    raise ValueError(f"{name}[{i}]: {net!r} has host bits set (the network "
+                                     f"is {n}; a single address needs no prefix)")
         if not self.allow and not self.deny:
             raise ValueError("allow: give allow or deny networks")
 
@@ -765,6 +768,9 @@ class IpAcl(_Section):
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|h)\s*$")
 _RATE_PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _LIMIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+# GCRA times (src_c/gcra.h) are int64 ns: the emission interval T and burst * T (the furthest a
+# key's tat runs ahead of now) stay below 2^62 so tat = now + burst * T never overflows
+GCRA_MAX_NS = 1 << 62
 
 
 class RateLimitKey(_Section):
@@ -795,7 +801,9 @@ class RateLimit(_Section):
     host's workers, shared memory) or ``global`` (Redis; ``on_error`` decides when Redis
     fails, ``sync`` batches locally). ``headers``: the RateLimit-Policy and RateLimit fields
     on ``limited`` responses only, on ``always`` (admitted too), or ``never``; ``body``: the
-    429's body (default ``429 Too Many Requests: rate limit exceeded``)."""
+    429's body (default ``429 Too Many Requests: rate limit exceeded``). ``ipv6_prefix``: a
+    ``source_ip`` key of an IPv6 client is its network of this prefix length (default 64;
+    128: each address); an IPv4-mapped address (``::ffff:a.b.c.d``) counts as its IPv4 one."""
 
     key: KeyPart | list[KeyPart]
     rate: str
@@ -805,6 +813,7 @@ class RateLimit(_Section):
     sync: Duration | None = None
     headers: Literal["limited", "always", "never"] = "limited"
     body: str | None = None
+    ipv6_prefix: int = 64
 
     def __post_init__(self) -> None:
         m = _RATE.match(self.rate)
@@ -814,10 +823,21 @@ class RateLimit(_Section):
             raise ValueError("burst: must be at least 1")
         if isinstance(self.key, list) and not self.key:
             raise ValueError("key: give at least one part")
+        if not 1 <= self.ipv6_prefix <= 128:
+            raise ValueError("ipv6_prefix: must be between 1 and 128")
         if self.sync is not None and self.scope != "global":
             raise ValueError("sync: only for scope: global")
         if self.sync is not None:
             self._positive("sync")
+        interval = self.period * 1e9 / self.requests
+        if not interval < GCRA_MAX_NS:
+            raise ValueError(f"rate: {self.rate!r} is too slow (one request per {interval:.3g} "
+                             f"ns; at most 2^62 ns)")
+        interval_ns = max(1, int(interval + 0.5))
+        if self.burst_size > GCRA_MAX_NS // interval_ns:
+            raise ValueError(f"{'burst' if self.burst is not None else 'rate'}: burst "
+                             f"{self.burst_size} at {self.rate!r} is too large (burst * "
+                             f"emission interval must stay below 2^62 ns)")
 
     @property
     def requests(self) -> float:
@@ -872,16 +892,20 @@ class RateLimitTable(_Section):
 class Redis(_Section):
     """The Redis server of ``scope: global`` rate limits: ``url`` (redis://host:port/db),
     ``timeout`` of one round trip (then the limit's ``on_error`` decides), ``log_interval``
-    between two log lines about failures."""
+    between two log lines about failures, ``max_connections`` per worker (all in use: a
+    request's round trip fails at once and ``on_error`` decides)."""
 
     url: str = "redis://127.0.0.1:6379/0"
     timeout: Duration = Duration(0.05)
     log_interval: Duration = Duration(10.0)
+    max_connections: int = 32
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"url: expected redis://host:port/db, got {self.url!r}")
         self._positive("timeout", "log_interval")
+        if not 1 <= self.max_connections <= 10000:
+            raise ValueError("max_connections: must be between 1 and 10000")
 
 
 class Route(_Section):

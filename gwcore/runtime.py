@@ -184,7 +184,8 @@ def _ratelimit_build(r: int, cfg: Config, context: FilterContext) -> Any:
         context.route_limits[route.name or f"route-{r}"] = RouteLimits(
             [p.limit for p in fast], "".join("s" if p.cfg.key == "source_ip" else "r"
                                              for p in fast),
-            [functools.partial(flt.refuse, p) for p in fast])
+            [functools.partial(flt.refuse, p) for p in fast],
+            [p.cfg.ipv6_prefix for p in fast])
         flt.local = [p for p in local if p not in fast]
         if not flt.local and not remote and not flt.always:
             return None

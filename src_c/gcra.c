@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#define GW_GCRA_MAGIC 0x6777677261763031ULL     /* "gwgrav01" */
+#define GW_GCRA_MAGIC 0x6777677261763032ULL     /* "gwgrav02" */
 #define HEADER_BYTES 64
 
 typedef struct {
@@ -41,9 +41,19 @@ static inline slot *slots_of(void *table)
     return (slot *)((char *)table + HEADER_BYTES);
 }
 
-static inline int64_t *overflow_of(void *table, uint64_t buckets)
+static inline slot *overflow_of(void *table, uint64_t buckets)
 {
-    return (int64_t *)((char *)table + HEADER_BYTES + buckets * GW_GCRA_WAYS * sizeof(slot));
+    return slots_of(table) + buckets * GW_GCRA_WAYS;
+}
+
+static inline uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
 }
 
 static inline u128 pack(uint64_t key, int64_t tat)
@@ -98,7 +108,7 @@ static inline void refused(gw_gcra_result *out, int64_t now, int64_t eff, int64_
 
 size_t gw_gcra_bytes(uint64_t buckets)
 {
-    return HEADER_BYTES + buckets * GW_GCRA_WAYS * sizeof(slot) + buckets * sizeof(int64_t);
+    return HEADER_BYTES + buckets * GW_GCRA_WAYS * sizeof(slot) + buckets * sizeof(slot);
 }
 
 int gw_gcra_init(void *table, uint64_t buckets, uint64_t seed)
@@ -134,11 +144,7 @@ uint64_t gw_gcra_hash(const void *table, uint64_t salt, const void *data, size_t
         x ^= p[i];
         x *= 0x100000001b3ULL;
     }
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
+    x = mix64(x);
     return x ? x : 1;
 }
 
@@ -175,23 +181,48 @@ static int update(slot *s, uint64_t key, int64_t now, int64_t T, int64_t tau,
     }
 }
 
-/* Request charged to a bucket's overflow cell (gcra.h: a full bucket). */
-static int update_overflow(int64_t *cell, int64_t now, int64_t T, int64_t tau,
-                           gw_gcra_result *out)
+/* Request charged to the limit's overflow cell for a full bucket (gcra.h: a full bucket).
+ * The cell is {salt, tat}: one of two cells picked by a hash of (salt, bucket), the first
+ * that holds this limit's salt or is free (never used, or its tat not in the future); a cell
+ * is claimed, like a slot, by one 16-byte CAS, so two limits never share one GCRA state. */
+static int update_overflow(void *table, uint64_t buckets, uint64_t salt, uint64_t bi,
+                           int64_t now, int64_t T, int64_t tau, gw_gcra_result *out)
 {
-    int64_t tat = __atomic_load_n(cell, __ATOMIC_ACQUIRE);
-    for (;;) {
-        int64_t eff = tat > now ? tat : now;
-        if (eff - now > tau) {
-            refused(out, now, eff, tau, GW_GCRA_OVERFLOW);
-            return 0;
-        }
-        if (__atomic_compare_exchange_n(cell, &tat, eff + T, 0, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE)) {
-            admitted(out, now, eff + T, T, tau, GW_GCRA_OVERFLOW);
-            return 1;
+    slot *cells = overflow_of(table, buckets);
+    uint64_t key = salt ? salt : 1;
+    uint64_t h = mix64(key ^ mix64(bi + 0x9e3779b97f4a7c15ULL));
+    slot *probe[2] = {&cells[h & (buckets - 1)], &cells[(h >> 32 | h << 32) & (buckets - 1)]};
+    for (int p = 0; p < 2; p++) {
+        slot *c = probe[p];
+        uint64_t k;
+        int64_t tat;
+        read_slot(c, &k, &tat);
+        for (;;) {
+            if (k != key && k != 0 && tat > now)
+                break;                              /* another limit's active cell */
+            int64_t eff = (k == key && tat > now) ? tat : now;
+            if (eff - now > tau) {
+                refused(out, now, eff, tau, GW_GCRA_OVERFLOW);
+                return 0;
+            }
+            u128 old = pack(k, tat);
+            u128 got = cas16(c, old, pack(key, eff + T));
+            if (LIKELY(got == old)) {
+                admitted(out, now, eff + T, T, tau, GW_GCRA_OVERFLOW);
+                return 1;
+            }
+            k = (uint64_t)got;
+            tat = (int64_t)(got >> 64);
         }
     }
+    /* both cells held by other limits: refused (a flood of new keys stays limited), asked to
+     * retry after the limit's own emission interval, never another limit's tat */
+    out->now = now;
+    out->tat = now + T;
+    out->retry_after = T;
+    out->remaining = 0;
+    out->flags = GW_GCRA_OVERFLOW;
+    return 0;
 }
 
 static inline int find(slot *b, uint64_t key)
@@ -202,8 +233,8 @@ static inline int find(slot *b, uint64_t key)
     return -1;
 }
 
-int gw_gcra_take(void *table, uint64_t hash, int64_t now, int64_t T, int64_t tau,
-                 gw_gcra_result *out)
+int gw_gcra_take(void *table, uint64_t salt, uint64_t hash, int64_t now, int64_t T,
+                 int64_t tau, gw_gcra_result *out)
 {
     if (now < 0)
         now = gw_gcra_now();
@@ -241,7 +272,7 @@ int gw_gcra_take(void *table, uint64_t hash, int64_t now, int64_t T, int64_t tau
         if (seen)
             continue;
         if (placed < 0)
-            return update_overflow(overflow_of(table, buckets) + bi, now, T, tau, out);
+            return update_overflow(table, buckets, salt, bi, now, T, tau, out);
         /* another process may have inserted the same key into another slot at once */
         for (int j = 0; j < GW_GCRA_WAYS; j++) {
             if (j == placed || __atomic_load_n(&b[j].s.key, __ATOMIC_ACQUIRE) != hash)

@@ -18,11 +18,19 @@
  *   for another key and nothing is lost. A key whose tat is in the future is active and is
  *   never evicted.
  * - A full bucket (all GW_GCRA_WAYS slots active with other keys): the new key is charged to
- *   the bucket's overflow cell, one GCRA state shared by every key that finds that bucket
- *   full, with the limit's own rate and burst. So a full table never blocks and never drops
- *   an active key's limit, and a flood of new keys stays limited (as one key): the price is
- *   that keys placed there may be refused early. GW_GCRA_OVERFLOW tells the caller, to count
- *   it; size the table for the active keys expected (slots = buckets * GW_GCRA_WAYS).
+ *   the limit's overflow cell for that bucket, one GCRA state shared by every key of that
+ *   limit that finds that bucket full, with the limit's own rate and burst. So a full table
+ *   never blocks and never drops an active key's limit, and a flood of new keys stays limited
+ *   (as one key): the price is that keys placed there may be refused early. GW_GCRA_OVERFLOW
+ *   tells the caller, to count it; size the table for the active keys expected (slots =
+ *   buckets * GW_GCRA_WAYS).
+ * - Overflow cells are per limit: `buckets` cells {salt, tat} after the slots, apart from
+ *   them. A (limit salt, bucket) pair has two candidate cells (a hash of both); it uses the
+ *   first that holds its salt or is free (never used, or tat not in the future), claimed and
+ *   updated by the same 16-byte CAS as a slot, so two limits never share one GCRA state (a
+ *   slow limit's tat never refuses a fast limit's keys). When both candidates are active
+ *   with other limits the request is refused (conservative: a flood stays limited) with
+ *   retry_after = the limit's own T, and GW_GCRA_OVERFLOW set.
  * - Arithmetic (per limit): emission interval T = period / rate (ns per request), burst B >=
  *   1, tolerance tau = (B - 1) * T. A request at `now` conforms when max(tat, now) - now <=
  *   tau; it then sets tat = max(tat, now) + T. A clock that steps backwards (now < an earlier
@@ -41,7 +49,7 @@
 
 enum {
     GW_GCRA_ADMITTED = 1,            /* result flags */
-    GW_GCRA_OVERFLOW = 2,            /* charged to the bucket's shared overflow cell */
+    GW_GCRA_OVERFLOW = 2,            /* charged to the limit's overflow cell of a full bucket */
 };
 
 typedef struct {
@@ -69,11 +77,12 @@ uint64_t gw_gcra_hash(const void *table, uint64_t salt, const void *data, size_t
 /* CLOCK_MONOTONIC in ns. */
 int64_t gw_gcra_now(void);
 
-/* One request of key `hash` (gw_gcra_hash) at time now (ns; < 0: gw_gcra_now()) against the
- * limit (T = emission interval ns > 0, tau = (burst - 1) * T >= 0). Fills *out; returns 1
- * when admitted, 0 when refused. */
-int gw_gcra_take(void *table, uint64_t hash, int64_t now, int64_t T, int64_t tau,
-                 gw_gcra_result *out);
+/* One request of key `hash` (gw_gcra_hash under the limit's `salt`) at time now (ns; < 0:
+ * gw_gcra_now()) against the limit (salt: the limit's identity, which picks and keys its
+ * overflow cells; T = emission interval ns > 0, tau = (burst - 1) * T >= 0; T + tau stays
+ * below 2^62 so tat never overflows). Fills *out; returns 1 when admitted, 0 when refused. */
+int gw_gcra_take(void *table, uint64_t salt, uint64_t hash, int64_t now, int64_t T,
+                 int64_t tau, gw_gcra_result *out);
 
 /* The state of key `hash` without a request: its tat, or 0 when the table has none. */
 int64_t gw_gcra_peek(const void *table, uint64_t hash);

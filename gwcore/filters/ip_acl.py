@@ -4,7 +4,9 @@ checked against the client's address; a refused request gets ``403``.
 ``{use: ip_acl, config: {allow: [10.0.0.0/8, "2001:db8::/32"], deny: [10.1.2.3]}}``: a client
 in ``deny`` is refused; with a non-empty ``allow``, a client outside it is refused too; deny
 wins over allow. An IPv4-mapped IPv6 address (``::ffff:192.0.2.7``, from a dual-stack
-listener) is checked as its IPv4 address. Put it in the global ``filters`` to guard every
+listener) is checked as its IPv4 address, and a network written IPv4-mapped
+(``::ffff:192.0.2.0/120``) as its IPv4 network (``192.0.2.0/24``). A network with host bits
+set (``10.1.2.3/8``) is a config error. Put it in the global ``filters`` to guard every
 route, or in a route's ``filters``.
 
 Each list becomes sorted, merged integer ranges per IP version, so a check is one address
@@ -31,6 +33,9 @@ class Ranges:
         by_version: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
         for net in nets:
             n = ipaddress.ip_network(net, strict=False)
+            if n.version == 6 and n.prefixlen >= 96 and n.network_address.ipv4_mapped:
+                # ::ffff:192.0.2.0/120: clients are checked as IPv4 (``allowed``), so is it
+                n = ipaddress.IPv4Network((n.network_address.ipv4_mapped, n.prefixlen - 96))
             by_version[n.version].append((int(n.network_address), int(n.broadcast_address)))
         self.starts: dict[int, list[int]] = {}
         self.ends: dict[int, list[int]] = {}

@@ -8,7 +8,7 @@ draft-ietf-httpapi-ratelimit-headers-12 (November 2026), in its Structured Field
 
 - ``RateLimit-Policy``: a List with one Item per limit of the route: the limit's name as an
   sf-string, ``q`` (its quota: N of ``rate: N/period``), ``w`` (the window: the period in
-  seconds) and ``gwcore-burst`` (a vendor parameter, as the draft asks for service-specific
+  seconds; both sf-integers, so a fractional N scales them: ``0.5/s`` is ``q=1;w=2``) and ``gwcore-burst`` (a vendor parameter, as the draft asks for service-specific
   ones), e.g. ``"per_user";q=100;w=1;gwcore-burst=200``;
 - ``RateLimit``: the Item of the limit with the lowest remaining quota: ``r`` the requests
   that would still be admitted now, ``t`` the seconds until its quota is whole again — on a
@@ -18,7 +18,9 @@ draft-ietf-httpapi-ratelimit-headers-12 (November 2026), in its Structured Field
 A limit with ``headers: always`` also adds both fields to admitted responses (in
 ``on_response_head``, so only routes that ask for it pay for that phase).
 
-Keys: ``source_ip`` (the client's address), ``route`` (the route's name), ``{header: NAME}``
+Keys: ``source_ip`` (the client's address: IPv4, an IPv4-mapped IPv6 address as its IPv4
+one, other IPv6 addresses by their network of the limit's ``ipv6_prefix``, /64 by default:
+gwcore.limits.source_key), ``route`` (the route's name), ``{header: NAME}``
 (the request field's first value), ``{jwt_claim: NAME}`` (a claim of the token the route's
 ``jwt`` filter verified, ``exchange.state["jwt_claims"]``), or a list of them; a request
 without one of its parts (no such field, no token, no such claim) is not counted by that
@@ -41,20 +43,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 from gwcore.config import RateLimit, RateLimitKey
 from gwcore.filters.base import Exchange, Response
+from gwcore.limits._gcra import source_key
 
 KeyFn = Callable[[Exchange], "str | bytes | None"]
 
 DEFAULT_BODY = Response.error(429, "rate limit exceeded").body
 NS = 1_000_000_000
+SF_INTEGER_MAX = 999_999_999_999_999     # RFC 9651 sf-integer: at most 15 digits
 
 
-def key_function(parts: list[str | RateLimitKey]) -> KeyFn:
-    """The function computing a limit's key from an exchange (None: the request lacks a part)."""
-    fns = [_part(p) for p in parts]
+def key_function(parts: list[str | RateLimitKey], ipv6_prefix: int = 64) -> KeyFn:
+    """The function computing a limit's key from an exchange (None: the request lacks a part);
+    ``ipv6_prefix``: the network length of an IPv6 client's ``source_ip`` key."""
+    fns = [_part(p, ipv6_prefix) for p in parts]
     if len(fns) == 1:
         return fns[0]
 
@@ -69,9 +75,9 @@ def key_function(parts: list[str | RateLimitKey]) -> KeyFn:
     return joined
 
 
-def _part(part: str | RateLimitKey) -> KeyFn:
+def _part(part: str | RateLimitKey, ipv6_prefix: int = 64) -> KeyFn:
     if part == "source_ip":
-        return lambda exchange: exchange.client_address
+        return lambda exchange: source_key(exchange.client_address, ipv6_prefix)
     if part == "route":
         return lambda exchange: exchange.route_name
     assert isinstance(part, RateLimitKey)
@@ -87,18 +93,41 @@ def _part(part: str | RateLimitKey) -> KeyFn:
     return from_claims
 
 
+def quota_window(rate: str) -> tuple[int, int]:
+    """``q`` and ``w`` of a rate ``N/s|m|h`` as the integers the draft's fields need, with the
+    same ratio: ``100/m`` → (100, 60); a fractional N is scaled, ``0.5/s`` → (1, 2), ``1.5/m``
+    → (3, 120)."""
+    count, _, unit = rate.partition("/")
+    n = Fraction(count.strip())
+    period = {"s": 1, "m": 60, "h": 3600}[unit.strip()]
+    q, w = n.numerator, period * n.denominator
+    if max(q, w) > SF_INTEGER_MAX:          # many decimals: the nearest ratio that fits
+        r = (n / period).limit_denominator(10**9)
+        q, w = max(1, r.numerator), r.denominator
+    return q, w
+
+
+def sf_string(name: str) -> bytes:
+    """``name`` as a Structured Fields sf-string (RFC 9651 §3.3.3): quoted, ``\\`` and ``"``
+    escaped; ValueError for characters an sf-string cannot hold (config names never have
+    them: gwcore.config's ``_LIMIT_NAME``)."""
+    if not all(" " <= c <= "~" for c in name):
+        raise ValueError(f"rate limit name {name!r}: only printable ASCII fits an sf-string")
+    return b'"%s"' % name.replace("\\", "\\\\").replace('"', '\\"').encode()
+
+
 class Policy:
     """One named limit as a route's filter uses it: its key function, its check (``take``,
     from the shared table or Redis), and its RateLimit-Policy item."""
 
     def __init__(self, name: str, cfg: RateLimit, limit: Any) -> None:
         self.name, self.cfg, self.limit = name, cfg, limit
-        self.key = key_function(cfg.parts)
+        self.key = key_function(cfg.parts, cfg.ipv6_prefix)
         self.body = DEFAULT_BODY if cfg.body is None else cfg.body.encode()
-        quota = max(1, round(cfg.requests))
-        self.item = (b'"%s";q=%d;w=%d;gwcore-burst=%d'
-                     % (name.encode(), quota, round(cfg.period), cfg.burst_size))
-        self.quoted = b'"%s"' % name.encode()
+        quota, window = quota_window(cfg.rate)
+        self.quoted = sf_string(name)
+        self.item = (b'%s;q=%d;w=%d;gwcore-burst=%d'
+                     % (self.quoted, quota, window, cfg.burst_size))
         self.refused = 0                # requests this limit refused (this worker)
 
 

@@ -2,6 +2,6 @@
 src_c/gcra.h through gwcore/limits/_gcra.pyx). The route filter is
 gwcore.filters.ratelimit."""
 
-from gwcore.limits._gcra import WAYS, Limit, Table, now_ns
+from gwcore.limits._gcra import WAYS, Limit, Table, now_ns, source_key
 
-__all__ = ["WAYS", "Limit", "Table", "now_ns"]
+__all__ = ["WAYS", "Limit", "Table", "now_ns", "source_key"]

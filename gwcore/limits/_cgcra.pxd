@@ -18,7 +18,7 @@ cdef extern from "gcra.h" nogil:
     uint64_t gw_gcra_buckets(const void *table)
     uint64_t gw_gcra_hash(const void *table, uint64_t salt, const void *data, size_t len)
     int64_t gw_gcra_now()
-    int gw_gcra_take(void *table, uint64_t hash, int64_t now, int64_t T, int64_t tau,
-                     gw_gcra_result *out)
+    int gw_gcra_take(void *table, uint64_t salt, uint64_t hash, int64_t now, int64_t T,
+                     int64_t tau, gw_gcra_result *out)
     int64_t gw_gcra_peek(const void *table, uint64_t hash)
     void gw_gcra_usage(const void *table, int64_t now, uint64_t *active, uint64_t *used)

@@ -26,4 +26,5 @@ cdef class RouteLimits:
     cdef bytes kinds            # per limit: b"s" (key: source_ip) or b"r" (key: route)
     cdef readonly tuple refusers    # per limit: refuser(retry_ns) -> the 429 Response
     cdef readonly int64_t retry     # ns until the refusing limit would admit (last check)
+    cdef readonly tuple prefixes    # per limit: the IPv6 prefix length of source_ip keys
     cdef int check(self, str client, str route) except -2

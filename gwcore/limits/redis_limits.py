@@ -16,8 +16,14 @@ since the last line.
 
 ``sync: 100ms`` (local batching): a key that Redis has just answered for may be admitted
 locally, without a round trip, up to ``min(remaining, rate × sync)`` requests until the next
-sync; the requests admitted that way are sent to Redis, summed per key, every ``sync``. The
-price: all hosts together may admit up to hosts × rate × sync more than the limit.
+sync; the requests admitted that way are sent to Redis, summed per key, every ``sync`` (all keys'
+round trips at once, at most half of the ``redis.max_connections`` pool in flight, the pass
+bounded by max(sync, timeout)). The price: all hosts together may admit up to hosts × rate ×
+sync more than the limit.
+
+Each worker's connection pool is bounded (``redis.max_connections``, 32): when every
+connection is busy, a request's round trip fails at once and its limit's ``on_error``
+decides, as for any Redis failure.
 """
 
 from __future__ import annotations
@@ -68,9 +74,14 @@ class RedisLimits:
         self.cfg = cfg
         self.errors = 0                 # round trips that failed or timed out (this worker)
         # no I/O here: connections are made by the first round trip, in the worker's loop
+        # a bounded pool: when every connection is busy a round trip fails at once
+        # (MaxConnectionsError) and the limit's on_error decides, instead of the worker
+        # opening a connection per request waiting on a slow Redis
         self._client = aioredis.Redis.from_url(
             cfg.url, socket_timeout=cfg.timeout, socket_connect_timeout=cfg.timeout,
-            retry_on_timeout=False)
+            retry_on_timeout=False, max_connections=cfg.max_connections)
+        # flushes of sync batches use at most half the pool, the rest stays for requests
+        self.flush_slots = asyncio.Semaphore(max(1, cfg.max_connections // 2))
         self._script = self._client.register_script(GCRA_LUA)
         self._last_log = -math.inf
         self._unlogged = 0
@@ -151,19 +162,50 @@ class RemoteLimit:
         assert self.sync is not None
         while True:
             await asyncio.sleep(self.sync)
-            now = time.monotonic()
-            for k, entry in list(self.local.items()):
-                pending, entry[1] = entry[1], 0
-                if pending:
-                    try:
-                        _, remaining, _, _ = await self.take(k, pending, record=True)
-                    except Exception as e:      # noqa: BLE001 (counted, logged, retried)
-                        entry[1] += pending
-                        self.owner.failed(self.name, e, self)
-                        continue
-                    self.learn(k, remaining)
-                elif now > entry[2]:
-                    del self.local[k]
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Sends the requests admitted locally since the last flush, summed per key: every
+        key's round trip at once (at most half the pool's connections in flight), the whole
+        pass bounded by max(sync, redis timeout); a key whose round trip fails or is not done
+        by then keeps its count for the next pass."""
+        assert self.sync is not None
+        now = time.monotonic()
+        batch = []
+        for k, entry in list(self.local.items()):
+            pending, entry[1] = entry[1], 0
+            if pending:
+                batch.append((k, entry, pending))
+            elif now > entry[2]:
+                del self.local[k]
+        if not batch:
+            return
+        tasks = [asyncio.ensure_future(self._flush_one(k, entry, pending))
+                 for k, entry, pending in batch]
+        try:
+            _, late = await asyncio.wait(tasks,
+                                         timeout=max(self.sync, self.owner.cfg.timeout))
+        except asyncio.CancelledError:      # the flusher stops: so do its round trips
+            for task in tasks:
+                task.cancel()
+            raise
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)        # each puts its count back (CancelledError)
+
+    async def _flush_one(self, k: bytes, entry: list[Any], pending: int) -> None:
+        try:
+            async with self.owner.flush_slots:
+                _, remaining, _, _ = await self.take(k, pending, record=True)
+        except asyncio.CancelledError:
+            entry[1] += pending
+            return
+        except Exception as e:      # noqa: BLE001 (counted, logged, retried)
+            entry[1] += pending
+            self.owner.failed(self.name, e, self)
+            return
+        self.learn(k, remaining)
 
 
 class RemoteCheck:

@@ -33,6 +33,16 @@ def test_allow_deny_v4_v6() -> None:
     assert f.refused == 6
 
 
+def test_ipv4_mapped_networks_match_ipv4_clients() -> None:
+    f = IpAclFilter(IpAcl(allow=["::ffff:192.0.2.0/120", "::ffff:198.51.100.7"],
+                          deny=["::ffff:192.0.2.128/121"]))
+    for client in ("192.0.2.1", "::ffff:192.0.2.1", "198.51.100.7", "::ffff:198.51.100.7"):
+        assert f.on_request(ex(client)) is None, client
+    for client in ("192.0.2.200", "::ffff:192.0.2.200", "198.51.100.8", "192.0.3.1"):
+        assert f.on_request(ex(client)).status == 403, client
+    IpAcl(allow=["10.0.0.0/8", "10.1.2.3", "2001:db8::/32", "::ffff:10.0.0.0/104"])   # valid
+
+
 def test_deny_only() -> None:
     f = IpAclFilter(IpAcl(deny=["127.0.0.0/8", "::1/128"]))
     assert f.on_request(ex("127.0.0.1")).status == 403
@@ -43,8 +53,9 @@ def test_deny_only() -> None:
 def test_ranges_match_ipaddress_on_random_lists() -> None:
     rng = random.Random(7)
     for _ in range(30):
-        nets = [f"{rng.randrange(256)}.{rng.randrange(256)}.0.0/{rng.randrange(8, 25)}"
-                for _ in range(rng.randrange(1, 12))]
+        nets = [str(ipaddress.ip_network(
+            f"{rng.randrange(256)}.{rng.randrange(256)}.0.0/{rng.randrange(8, 25)}",
+            strict=False)) for _ in range(rng.randrange(1, 12))]
         f = IpAclFilter(IpAcl(allow=nets))
         parsed = [ipaddress.ip_network(n, strict=False) for n in nets]
         for _ in range(300):
@@ -59,6 +70,9 @@ def test_ranges_match_ipaddress_on_random_lists() -> None:
     ("{allow: [10.0.0.0/33]}", "filters[0].config.allow[0]: '10.0.0.0/33' is not an IP"),
     ("{}", "filters[0].config.allow: give allow or deny"),
     ("{deny: [x], allow: []}", "filters[0].config.deny[0]"),
+    ("{allow: [10.0.0.0/8, 10.1.2.3/8]}",
+     "filters[0].config.allow[1]: '10.1.2.3/8' has host bits set (the network is 10.0.0.0/8"),
+    ("{deny: ['2001:db8::1/32']}", "filters[0].config.deny[0]: '2001:db8::1/32' has host"),
 ])
 def test_config_errors(config: str, message: str) -> None:
     cfg = parse(f"""

@@ -7,7 +7,10 @@ address, field, JWT claim, route, lists; a missing part is not limited), ``heade
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
+from typing import Any
 
 import pytest
 
@@ -67,6 +70,16 @@ def test_full_bucket_charges_new_keys_together_and_keeps_active_ones() -> None:
     assert all(not lim.take(f"k{i}", T0)[0] for i in range(WAYS))   # none lost its state
 
 
+def test_limit_refuses_times_that_overflow_int64() -> None:
+    table = Table(64, seed=5)
+    with pytest.raises(ValueError, match="emission interval"):
+        table.limit("slow", 1e-12, 3600.0, 1)              # T = 3.6e24 ns: the cast was UB
+    with pytest.raises(ValueError, match="burst"):
+        table.limit("big", 1, 3600.0, 1 << 40)             # (burst - 1) * T overflowed
+    lim = table.limit("edge", 1, 1.0, ((1 << 62) // S))     # just below: accepted
+    assert lim.take("k", T0)[0] and lim.tau == (lim.burst - 1) * S
+
+
 def test_a_forked_child_shares_the_table() -> None:
     lim = Table(1024).limit("a", 1, 3600.0, 3)
     pid = os.fork()
@@ -95,6 +108,10 @@ rate_limits:
     (("[per_user]", "[per_user, per_user]"), "routes[0].rate_limit[1]: 'per_user' is listed"),
     (("burst: 200", "scope: global"), "rate_limits.per_user.scope: global needs a redis"),
     (("burst: 200", "burst: 2, sync: 100ms"), "rate_limits.per_user.sync: only for scope"),
+    # GCRA times are int64 ns: T and burst * T below 2^62
+    (("100/s", "0.0000000001/s"), "rate_limits.per_user.rate: '0.0000000001/s' is too slow"),
+    (("burst: 200", "burst: 500000000000"), "rate_limits.per_user.burst: burst 500000000000"),
+    (("100/s, burst: 200", "10000000000000000000/s"), "rate_limits.per_user.rate: burst 1"),
 ])
 def test_config_errors_name_the_key(change: tuple[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as e:
@@ -142,6 +159,29 @@ def test_429_with_retry_after_and_draft_fields() -> None:
     assert f.on_request(exchange("192.0.2.8")) is None          # another address
     assert f.limited == 1
     assert not hasattr(f, "on_response_head")                   # no response phase cost
+
+
+@pytest.mark.parametrize(("rate", "item"), [
+    ("0.5/s", b'"half";q=1;w=2;gwcore-burst=1'),
+    ("1.5/m", b'"half";q=3;w=120;gwcore-burst=2'),
+    ("0.25/h", b'"half";q=1;w=14400;gwcore-burst=1'),
+    ("100/m", b'"half";q=100;w=60;gwcore-burst=100'),
+    ("1.0000000000000000001/s", b'"half";q=1;w=1;gwcore-burst=1'),   # sf-integer: 15 digits
+])
+def test_policy_field_keeps_fractional_rates_exact(rate: str, item: bytes) -> None:
+    f = limit_filter(f"  half: {{key: source_ip, rate: {rate}}}\n", ["half"])
+    assert f.policy_field == item
+
+
+def test_policy_names_are_sf_strings() -> None:
+    from gwcore.filters.ratelimit import sf_string
+
+    assert sf_string('a"b\\c') == b'"a\\"b\\\\c"'
+    with pytest.raises(ValueError, match="sf-string"):
+        sf_string("caf\u00e9")
+    for bad in ('\'a"b\'', "'a b'", "'-x'", "x" * 65):
+        with pytest.raises(ConfigError, match="is not a name"):
+            parse(BASE.replace("  per_user:", f"  {bad}:").replace("[per_user]", f"[{bad}]"))
 
 
 def test_retry_after_rounds_up_whole_seconds() -> None:
@@ -227,3 +267,117 @@ def test_limits_after_a_filter_stay_in_the_filter_chain() -> None:
     _, chains = filter_chains(cfg, context)
     assert "route-0" not in context.route_limits
     assert [type(f).__name__ for f in chains[0]] == ["IpAclFilter", "RateLimitFilter"]
+
+
+def test_source_ip_keys_ipv4_mapped_and_ipv6_prefix() -> None:
+    f = limit_filter("""  v64: {key: source_ip, rate: 1/h}
+""", ["v64"])
+    assert f.on_request(exchange("::ffff:192.0.2.7")) is None
+    assert f.on_request(exchange("192.0.2.7")).status == 429       # one client, two spellings
+    assert f.on_request(exchange("2001:db8:1:2::1")) is None
+    assert f.on_request(exchange("2001:db8:1:2:ffff::9")).status == 429    # same /64
+    assert f.on_request(exchange("2001:db8:1:2::1%eth0")).status == 429
+    assert f.on_request(exchange("2001:db8:1:3::1")) is None            # another /64
+    f = limit_filter("""  v128: {key: [source_ip, route], rate: 1/h, ipv6_prefix: 128}
+""", ["v128"])
+    assert f.on_request(exchange("2001:db8::1")) is None
+    assert f.on_request(exchange("2001:db8::2")) is None                # per address
+    assert f.on_request(exchange("2001:db8::2")).status == 429
+    with pytest.raises(ConfigError, match=r"rate_limits\.per_user\.ipv6_prefix: must be"):
+        parse(BASE.replace("burst: 200", "burst: 200, ipv6_prefix: 0"), "gw.yaml")
+
+
+def test_route_limits_key_ipv6_clients_by_prefix() -> None:
+    from gwcore.limits import source_key
+    from gwcore.runtime import FilterContext, filter_chains
+
+    assert source_key("::ffff:192.0.2.7") == "192.0.2.7" == source_key("192.0.2.7")
+    assert source_key("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
+    assert source_key("2001:db8:1:2:3:4:5:6", 48) == "2001:db8:1::/48"
+    assert source_key("unknown") == "unknown"
+    assert source_key("not:an:address") == "not:an:address"
+    cfg = parse(BASE.replace("[per_user]", "[per_ip, per_ip128]").replace(
+        "  per_user: {key: {jwt_claim: sub}, rate: 100/s, burst: 200}",
+        "  per_ip: {key: source_ip, rate: 2/h}\n"
+        "  per_ip128: {key: source_ip, rate: 1/h, ipv6_prefix: 128}"))
+    context = FilterContext(rate_limit_table=cfg.rate_limit_table)
+    filter_chains(cfg, context)
+    limits = context.route_limits["route-0"]
+    assert limits.prefixes == (64, 128)
+    assert limits.check_py("2001:db8:5:6::1", "route-0") is None
+    r = limits.check_py("2001:db8:5:6::1", "route-0")                    # per_ip128: 1/h
+    assert r.headers.get(b"ratelimit").startswith(b'"per_ip128"')
+    r = limits.check_py("2001:db8:5:6::2", "route-0")                    # per_ip: same /64
+    assert r.headers.get(b"ratelimit").startswith(b'"per_ip"')
+    assert limits.check_py("::ffff:192.0.2.9", "route-0") is None
+    assert limits.check_py("192.0.2.9", "route-0").status == 429        # per_ip128: mapped
+
+
+def _global_limit(timeout: float, max_connections: int, url: str = "redis://127.0.0.1:1/0"
+                  ) -> tuple[Any, Any]:
+    from gwcore.config import Duration, RateLimit, Redis
+    from gwcore.limits.redis_limits import RedisLimits
+
+    owner = RedisLimits(Redis(url=url, timeout=Duration(timeout),
+                              max_connections=max_connections))
+    spec = RateLimit(key="route", rate="1000/s", scope="global", sync=Duration(0.05))
+    return owner, owner.limit("batched", spec)
+
+
+def test_redis_sync_flush_is_concurrent_and_bounded() -> None:
+    owner, limit = _global_limit(1.0, 8)
+    assert owner._client.connection_pool.max_connections == 8
+    in_flight, peak, delay = 0, 0, 0.05
+
+    async def script(keys: list[bytes], args: list[int]) -> list[int]:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(delay)
+        in_flight -= 1
+        return [1, 5, 1000, 0]
+
+    owner.script = lambda: script
+    limit.local = {b"k%d" % i: [0, 3, 0.0] for i in range(20)}
+    t0 = time.monotonic()
+    asyncio.run(limit.flush())
+    # at once, at most half the pool in flight: 5 rounds of 4, not 20 round trips in a row
+    assert peak == 4 and time.monotonic() - t0 < 10 * delay
+    assert all(e[1] == 0 and e[0] == 5 for e in limit.local.values())
+
+    owner, limit = _global_limit(0.2, 8)                 # Redis slower than the pass's bound
+    delay = 30.0
+    owner.script = lambda: script
+    limit.local = {b"k%d" % i: [0, 3, 0.0] for i in range(20)}
+    t0 = time.monotonic()
+    asyncio.run(limit.flush())
+    assert time.monotonic() - t0 < 2.0                   # bounded by max(sync, timeout)
+    assert all(e[1] == 3 for e in limit.local.values())  # every count kept for the next pass
+
+
+def test_redis_pool_is_bounded_and_exhaustion_is_an_error() -> None:
+    import socket
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    silent = socket.socket()                     # a "Redis" that accepts and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        _, limit = _global_limit(0.5, 2, f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
+
+        async def three() -> list[Any]:
+            async def timed() -> Any:
+                t0 = time.monotonic()
+                try:
+                    return await limit.take("k")
+                except Exception as e:      # noqa: BLE001
+                    return e, time.monotonic() - t0
+            return await asyncio.gather(timed(), timed(), timed())
+
+        results = asyncio.run(three())
+        exhausted = [r for r in results if isinstance(r[0], RedisConnectionError)]
+        assert len(exhausted) == 1 and exhausted[0][1] < 0.25, results   # at once
+        assert sum(isinstance(r[0], TimeoutError) for r in results) == 2, results
+    finally:
+        silent.close()
