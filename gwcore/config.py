@@ -215,11 +215,14 @@ _SERVER_NAME = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*"
 class Certificate(_Section):
     """A certificate chain (PEM, leaf first) and its private key (PEM), files relative to
     the config file's directory. ``server_names``: the SNI names it serves (exact, or
-    ``*.suffix`` for one label); None: the DNS names of the certificate's SANs."""
+    ``*.suffix`` for one label); None: the DNS names of the certificate's SANs.
+    ``ocsp_staple``: a DER OCSP response for this certificate, stapled when a client asks
+    (status_request); read again on every reload."""
 
     cert: str
     key: str
     server_names: list[str] | None = None
+    ocsp_staple: str | None = None
 
     def __post_init__(self) -> None:
         if self.server_names is not None:
@@ -256,7 +259,8 @@ class ListenerTls(_Section):
     (keys shared by all workers of a generation); ``ticket_key_rotation``: start a new
     generation (new ticket keys) this often (None: only on reload); ``client_auth``: mTLS;
     ``max_handshakes``: TLS handshakes under way at once per worker (None: no bound; over it
-    a new connection is closed at once)."""
+    a new connection is closed at once); ``ocsp_staple``: the first (default) certificate's
+    OCSP staple, as ``certificates[0].ocsp_staple`` (give one or the other)."""
 
     certificates: list[Certificate]
     min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
@@ -266,12 +270,16 @@ class ListenerTls(_Section):
     ticket_key_rotation: Duration | None = None
     client_auth: ClientAuth | None = None
     max_handshakes: int | None = None
+    ocsp_staple: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_handshakes is not None and not 1 <= self.max_handshakes <= 1 << 20:
             raise ValueError("max_handshakes: must be between 1 and 1048576")
         if not self.certificates:
             raise ValueError("certificates: at least one certificate is needed")
+        if self.ocsp_staple is not None and self.certificates[0].ocsp_staple is not None:
+            raise ValueError("ocsp_staple: also given as certificates[0].ocsp_staple; "
+                             "give one")
         for i, proto in enumerate(self.alpn):
             if proto != "http/1.1":
                 raise ValueError(f"alpn[{i}]: {proto!r} is not supported (only http/1.1)")
@@ -1191,8 +1199,8 @@ def _load_yaml(text: str) -> Any:
 
 def _resolve_paths(cfg: Config, base_dir: str) -> None:
     """Make the config's relative file paths (``jwt_providers.*.jwks.file``,
-    ``access_log.path``, TLS certificates, keys and CAs) relative to ``base_dir``, the config file's directory; absolute
-    paths stay as written."""
+    ``access_log.path``, TLS certificates, keys, OCSP staples and CAs) relative to
+    ``base_dir``, the config file's directory; absolute paths stay as written."""
     for provider in cfg.jwt_providers.values():
         if provider.jwks.file is not None:
             provider.jwks.file = os.path.join(base_dir, provider.jwks.file)
@@ -1202,6 +1210,10 @@ def _resolve_paths(cfg: Config, base_dir: str) -> None:
         if lst.tls is not None:
             for c in lst.tls.certificates:
                 c.cert, c.key = os.path.join(base_dir, c.cert), os.path.join(base_dir, c.key)
+                if c.ocsp_staple is not None:
+                    c.ocsp_staple = os.path.join(base_dir, c.ocsp_staple)
+            if lst.tls.ocsp_staple is not None:
+                lst.tls.ocsp_staple = os.path.join(base_dir, lst.tls.ocsp_staple)
             if lst.tls.client_auth is not None:
                 lst.tls.client_auth.ca = os.path.join(base_dir, lst.tls.client_auth.ca)
     for cluster in cfg.clusters:

@@ -15,6 +15,12 @@ resumes whichever worker it reaches. A new generation (a reload, or ``ticket_key
 builds new contexts, hence new keys: a client presenting a ticket of an older generation gets
 a full handshake (and a new ticket), never an error.
 
+OCSP stapling (``ocsp_staple``, a DER OCSPResponse per certificate): Python's ssl has no
+server-side API for it, so gwcore._ocsp (src_c/ocsp.c) installs OpenSSL's status callback on
+the context's ``SSL_CTX``; the staple is read and checked (a successful response for that
+certificate, within its validity, not revoked) whenever the contexts are built: by ``gwcore
+check``, at start and on every reload.
+
 Every listener context: TLS 1.2 or 1.3 at least (1.0/1.1 never), no renegotiation, no
 compression, the server's cipher preference.
 """
@@ -27,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gwcore import _ocsp
 from gwcore.config import Certificate, Config, ConfigError, ListenerTls, UpstreamTls
 
 __all__ = ["ListenerContexts", "build_listeners", "certificate_names", "check",
@@ -48,6 +55,25 @@ def _readable(path: str, where: str) -> None:
             f.read(1)
     except OSError as e:
         raise ConfigError(f"{where}: cannot read {path}: {e.strerror}") from None
+
+
+def _staple(ctx: ssl.SSLContext, path: str, where: str) -> None:
+    """Staple the DER OCSP response in ``path`` for the certificate ctx loaded last
+    (ConfigError naming the key path and the file)."""
+    try:
+        with open(path, "rb") as f:
+            der = f.read(_OCSP_MAX + 1)
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read {path}: {e.strerror}") from None
+    if len(der) > _OCSP_MAX:
+        raise ConfigError(f"{where}: {path} is larger than {_OCSP_MAX} bytes")
+    try:
+        _ocsp.staple(ctx, der)
+    except _ocsp.OcspError as e:
+        raise ConfigError(f"{where}: {path}: {e}") from None
+
+
+_OCSP_MAX = 1 << 20     # src_c/ocsp.h GW_OCSP_MAX_DER
 
 
 def certificate_names(c: Certificate, where: str, now: float | None = None) -> list[str]:
@@ -149,6 +175,10 @@ def listener_contexts(tls: ListenerTls, where: str = "tls") -> ListenerContexts:
         if ctx is None:
             ctx = groups[key] = _server_context(tls, where)
         ctx.load_cert_chain(c.cert, c.key)
+        if c.ocsp_staple is not None:
+            _staple(ctx, c.ocsp_staple, f"{w}.ocsp_staple")
+        elif i == 0 and tls.ocsp_staple is not None:
+            _staple(ctx, tls.ocsp_staple, f"{where}.ocsp_staple")
         if out is None:
             out = ListenerContexts(ctx)
         for name in names:

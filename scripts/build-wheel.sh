@@ -41,6 +41,6 @@ echo "== wheel from $(basename "$sdist")"
 raw="$(ls "$work"/raw/gwcore-*.whl)"
 cp "$raw" "$out/"
 
-echo "== auditwheel repair --plat $plat --only-plat --strip --exclude libcrypto.so.3"
-auditwheel repair --plat "$plat" --only-plat --strip --exclude libcrypto.so.3 --wheel-dir "$out" "$raw"
+echo "== auditwheel repair --plat $plat --only-plat --strip --exclude libcrypto.so.3 --exclude libssl.so.3"
+auditwheel repair --plat "$plat" --only-plat --strip --exclude libcrypto.so.3 --exclude libssl.so.3 --wheel-dir "$out" "$raw"
 auditwheel show "$(ls -t "$out"/gwcore-*manylinux*.whl | head -n1)"

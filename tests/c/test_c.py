@@ -41,6 +41,7 @@ def test_c_program(test_c: Path, tmp_path: Path) -> None:
             *([str(source)] if source.exists() else []),
             "-o",
             str(exe),
+            "-lssl",  # src_c/ocsp.c; the other programs need libcrypto only
             "-lcrypto",
         ],
         capture_output=True,

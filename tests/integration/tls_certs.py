@@ -1,6 +1,6 @@
 """Test certificates made with ``cryptography`` at test time (no private key is committed):
 a CA, server and client certificates signed by it (ECDSA P-256 or RSA 2048), written as PEM
-files."""
+files, and OCSP responses (DER) for them signed by the CA."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -81,3 +82,27 @@ def issue(ca: Pem, cn: str, dns: tuple[str, ...] = (), ips: tuple[str, ...] = ()
     if sans:
         b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     return Pem(b.sign(ca.key, hashes.SHA256()), key)
+
+
+def ocsp_response(ca: Pem, leaf: Pem, status: str = "good",
+                  valid: tuple[int, int] = (-60, 86400)) -> bytes:
+    """A successful OCSP response (DER) for leaf, signed by ca: ``status`` good, revoked or
+    unknown; thisUpdate and nextUpdate at now + valid seconds."""
+    now = dt.datetime.now(dt.UTC)
+    cert_status = {"good": ocsp.OCSPCertStatus.GOOD, "revoked": ocsp.OCSPCertStatus.REVOKED,
+                   "unknown": ocsp.OCSPCertStatus.UNKNOWN}[status]
+    revoked = status == "revoked"
+    b = ocsp.OCSPResponseBuilder().add_response(
+        cert=leaf.cert, issuer=ca.cert, algorithm=hashes.SHA1(), cert_status=cert_status,
+        this_update=now + dt.timedelta(seconds=valid[0]),
+        next_update=now + dt.timedelta(seconds=valid[1]),
+        revocation_time=now - dt.timedelta(hours=1) if revoked else None,
+        revocation_reason=x509.ReasonFlags.key_compromise if revoked else None)
+    b = b.responder_id(ocsp.OCSPResponderEncoding.HASH, ca.cert)
+    return b.sign(ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+def ocsp_unsuccessful() -> bytes:
+    """An OCSP response whose responseStatus is tryLater (no basic response)."""
+    return ocsp.OCSPResponseBuilder.build_unsuccessful(
+        ocsp.OCSPResponseStatus.TRY_LATER).public_bytes(serialization.Encoding.DER)

@@ -56,7 +56,7 @@ ARCH = platform.machine()
 TAG = f"{PY}-{PY}-manylinux_2_34_{ARCH}"
 MODULES = sorted([".".join(p.relative_to(REPO).with_suffix("").parts)
                   for p in (REPO / "gwcore").rglob("_*.pyx")] + ["gwcore.http._cffi_http1"])
-ALLOWED_NEEDED = {"libc.so.6", "libm.so.6", "libpthread.so.0", "libcrypto.so.3"}
+ALLOWED_NEEDED = {"libc.so.6", "libm.so.6", "libpthread.so.0", "libcrypto.so.3", "libssl.so.3"}
 
 
 # --------------------------------------------------------------------------- the wheel itself
@@ -123,7 +123,10 @@ def test_extensions_need_glibc_2_34_and_openssl_3_0_only(artefacts: Artefacts,
             crypto_users.append(module)
             # Amazon Linux 2023 and Debian 12 ship OpenSSL 3.0: nothing from 3.1+
             assert versions["libcrypto.so.3"] == {"OPENSSL_3.0.0"}, (module, versions)
-    assert sorted(crypto_users) == ["gwcore.jwt._jws", "gwcore.proxy._ring"]
+        if "libssl.so.3" in needed:         # gwcore._ocsp: the SSL_CTX of Python's ssl
+            assert module == "gwcore._ocsp", module
+            assert versions["libssl.so.3"] == {"OPENSSL_3.0.0"}, (module, versions)
+    assert sorted(crypto_users) == ["gwcore._ocsp", "gwcore.jwt._jws", "gwcore.proxy._ring"]
 
 
 def test_the_build_left_the_checkout_alone(artefacts: Artefacts) -> None:
@@ -231,12 +234,13 @@ def _tokens() -> list[list[str]]:
 SSL_FIRST = """
 import json, ssl, sys
 ssl.create_default_context()     # CPython's _ssl has loaded the host's libcrypto
-import gwcore.http.cffi, gwcore.jwt, gwcore.proxy._ring
+import gwcore.http.cffi, gwcore.jwt, gwcore.proxy._ring, gwcore._ocsp
 claims = [gwcore.jwt.decode(t, k, algorithms=[a])["sub"] for a, t, k in json.load(sys.stdin)]
 maps = [ln.split()[-1] for ln in open("/proc/self/maps") if ln.rstrip().endswith(".so")
         or ".so." in ln.rsplit("/", 1)[-1]]
 print(json.dumps({"claims": claims, "openssl": ssl.OPENSSL_VERSION,
                   "libcrypto": sorted({p for p in maps if "libcrypto" in p}),
+                  "libssl": sorted({p for p in maps if "libssl" in p}),
                   "gwcore": sorted({p for p in maps if "/gwcore/" in p}),
                   "parsed": gwcore.http.cffi.Parser().parse_request(
                       b"GET / HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n").consumed}))
@@ -254,6 +258,7 @@ def test_extensions_after_ssl_share_the_hosts_libcrypto(venv: Venv) -> None:
     assert got["openssl"].startswith("OpenSSL 3.")
     assert len(got["libcrypto"]) == 1, got["libcrypto"]         # one copy: the host's
     assert not got["libcrypto"][0].startswith(str(venv.path))
+    assert len(got["libssl"]) == 1 and not got["libssl"][0].startswith(str(venv.path))
     site = str(venv.path / "lib")
     assert got["gwcore"] and all(p.startswith(site) for p in got["gwcore"]), got["gwcore"]
     print(f"\n{got['openssl']}, libcrypto {got['libcrypto'][0]}, "

@@ -18,7 +18,7 @@ from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerNeedSection
 
-USERS = ["gwcore.jwt._jws", "gwcore.proxy._ring"]
+USERS = ["gwcore._ocsp", "gwcore.jwt._jws", "gwcore.proxy._ring"]
 
 
 def _needs(path: str) -> tuple[set[str], dict[str, set[str]]]:
@@ -40,6 +40,11 @@ def test_libcrypto_symbols_are_openssl_3_0(module: str) -> None:
     needed, versions = _needs(importlib.import_module(module).__file__)
     assert "libcrypto.so.3" in needed
     assert versions["libcrypto.so.3"] == {"OPENSSL_3.0.0"}
+    if module == "gwcore._ocsp":        # the only libssl user (the SSL_CTX of Python's ssl)
+        assert "libssl.so.3" in needed
+        assert versions["libssl.so.3"] == {"OPENSSL_3.0.0"}
+    else:
+        assert "libssl.so.3" not in needed
 
 
 def test_no_other_module_links_openssl() -> None:

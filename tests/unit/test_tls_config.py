@@ -99,3 +99,16 @@ def test_sni_selection_order() -> None:
     assert lc.select("x.test") is b and lc.select("X.TEST.") is b
     assert lc.select("www.x.test") is c and lc.select("a.www.x.test") is a
     assert lc.select(None) is a and lc.select("y.test") is a
+
+
+def test_ocsp_staple_paths_and_one_place_for_the_default() -> None:
+    cfg = parse("{certificates: [{cert: a.pem, key: a.key, ocsp_staple: a.ocsp.der}, "
+                "{cert: b.pem, key: b.key}]}", base_dir="/etc/gw")
+    t = cfg.listeners[0].tls
+    assert t.certificates[0].ocsp_staple == "/etc/gw/a.ocsp.der" and t.ocsp_staple is None
+    assert t.certificates[1].ocsp_staple is None
+    cfg = parse("{certificates: [{cert: a.pem, key: a.key}], ocsp_staple: /s/a.der}",
+                base_dir="/etc/gw")
+    assert cfg.listeners[0].tls.ocsp_staple == "/s/a.der"
+    with pytest.raises(config.ConfigError, match=r"listeners\[0\]\.tls.*ocsp_staple: also"):
+        parse("{certificates: [{cert: a, key: b, ocsp_staple: x}], ocsp_staple: y}")
