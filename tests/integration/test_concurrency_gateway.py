@@ -69,7 +69,9 @@ def test_route_places_queue_and_timeout(gw_cc, origin) -> None:
     assert full.header("retry-after") == "1"
     r = queued.read_response()
     assert r.status == 503 and b"queued too long" in r.body
-    assert 0.3 <= time.monotonic() - start <= 1.0
+    # queue_timeout is 300 ms; loop timers have a 1 ms grain (uvloop), so allow a little
+    # early, and a loaded machine late
+    assert 0.25 <= time.monotonic() - start <= 3.0
     waiting = send(gw_cc.port, "/hold?key=cc1")          # queued again
     origin.release("cc1")
     assert [c.read_response().status for c in held] == [200, 200]
