@@ -28,9 +28,6 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "gwcore-dashboard.json"
 CATALOG = ROOT / "docs" / "metrics.md"
 RUNBOOK = ROOT / "docs" / "runbook.md"
 
-# Metric families the dashboard may show before docs/metrics.md has them (placeholder panels).
-FUTURE_PREFIXES = ("gwcore_ratelimit_",)
-FUTURE_NOTE = "appears once rate limits land"
 # Labels Prometheus adds to every scraped series.
 TARGET_LABELS = {"instance", "job"}
 # Labels whose values are config names (free text), not enumerated in the catalog.
@@ -208,7 +205,7 @@ def test_parse_promql_finds_names_matchers_and_grouping() -> None:
     assert ("foo", [("a", "!=", "}b")]) in p["selectors"]
 
 
-def _check_names(exprs: dict[str, str], allowed_extra: set[str], future: bool) -> list[str]:
+def _check_names(exprs: dict[str, str], allowed_extra: set[str]) -> list[str]:
     """Problems with the metric names and labels of ``exprs`` (where -> PromQL)."""
     catalog = _catalog()
     problems = []
@@ -220,8 +217,6 @@ def _check_names(exprs: dict[str, str], allowed_extra: set[str], future: bool) -
                 known_labels |= catalog[name]["labels"]
             elif name in allowed_extra:
                 known_labels |= {"job", "route"}        # the recording rules' labels
-            elif future and name.startswith(FUTURE_PREFIXES):
-                known_labels |= {"route", "outcome", "decision"}
             else:
                 problems.append(f"{where}: {name} is not in docs/metrics.md")
         for name, matchers in p["selectors"]:
@@ -255,7 +250,7 @@ def test_promtool_test_rules(promtool: str) -> None:
 
 def test_rules_use_only_catalog_metrics() -> None:
     exprs = {r.get("alert") or r["record"]: r["expr"] for r in _rules()}
-    assert _check_names(exprs, _records(), future=False) == []
+    assert _check_names(exprs, _records()) == []
     for name in _records():         # level:metric:operations, never a catalog-like name
         assert name.count(":") == 2 and ":gwcore_" in name, name
 
@@ -401,31 +396,16 @@ def test_dashboard_structure() -> None:
         assert needle in exprs, needle
 
 
-def test_dashboard_future_families_are_placeholders_apart() -> None:
-    d = _dashboard()
-    seen = set()
-    row = None
-    for p in d["panels"]:
-        if p["type"] == "row":
-            row = p["title"]
-            continue
-        names = set().union(*(parse_promql(t["expr"])["metrics"] for t in p["targets"]))
-        future = {n for n in names if n.startswith(FUTURE_PREFIXES)}
-        if not future:
-            continue
-        seen |= {n.split("_")[1] for n in future}
-        assert FUTURE_NOTE in p["description"], p["title"]
-        assert names == future, f"{p['title']}: mixes future and catalog metrics"
-        assert row is not None and "not in the metric catalog yet" in row.lower(), p["title"]
-    assert seen == {"ratelimit"}
-    assert 'gwcore_cache_requests_total{' in json.dumps(d)
-    assert 'decision=\\"limited\\"' in json.dumps(d)
+def test_dashboard_shows_the_cache_and_rate_limit_families() -> None:
+    text = json.dumps(_dashboard())
+    assert 'gwcore_cache_requests_total{' in text
+    assert 'gwcore_rate_limit_refused_total{' in text
 
 
 def test_dashboard_uses_only_catalog_metrics() -> None:
     d = _dashboard()
     exprs = {**_dashboard_exprs(d), **_variable_selectors(d)}
-    assert _check_names(exprs, set(), future=True) == []
+    assert _check_names(exprs, set()) == []
 
 
 def test_dashboard_promql_parses(promtool: str, tmp_path: Path) -> None:
