@@ -45,6 +45,7 @@ Name resolution
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
 import json
 import os
@@ -55,6 +56,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -674,6 +676,48 @@ def request_bytes(method: str, target: str, headers: dict[str, str] | None = Non
         h["Content-Length"] = str(len(body))
     lines = "".join(f"{k}: {v}\r\n" for k, v in h.items())
     return f"{method} {target} {version}\r\n{lines}\r\n".encode() + body
+
+
+def offer_load(ports: list[int], target: str, seconds: float, conns: int = 8
+               ) -> tuple[Counter, float]:
+    """``conns`` keep-alive clients per port sending ``GET target`` (Host gw.test) back to
+    back for ``seconds``: (responses by status, seconds from the first request to the last)."""
+    statuses: Counter[int] = Counter()
+    stamps: list[float] = []
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def client(port: int) -> None:
+        conn = http.client.HTTPConnection(HOST, port, timeout=10)
+        seen: Counter[int] = Counter()
+        first = last = 0.0
+        while (now := time.monotonic()) < stop:
+            first = first or now
+            conn.request("GET", target, headers={"Host": "gw.test"})
+            resp = conn.getresponse()
+            resp.read()
+            seen[resp.status] += 1
+            last = now
+        conn.close()
+        with lock:
+            statuses.update(seen)
+            stamps.extend((first, last))
+
+    threads = [threading.Thread(target=client, args=(ports[i % len(ports)],))
+               for i in range(conns * len(ports))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses, max(stamps) - min(stamps)
+
+
+def get_as(port: int, target: str, headers: dict | None = None) -> Resp:
+    """``GET target`` with Host gw.test and these fields, on a new connection."""
+    with RawConn(port) as c:
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        c.send(f"GET {target} HTTP/1.1\r\nHost: gw.test\r\n{extra}\r\n".encode())
+        return c.read_response()
 
 
 # --------------------------------------------------------------------------- fixtures

@@ -9,17 +9,15 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import threading
-import time
-from collections import Counter
 
 import pytest
 from conftest import (
     HOST,
-    RawConn,
     free_port,
     gateway_config,
+    get_as,
     held_connections,
+    offer_load,
     start_gateway_on_free_port,
     tree_pids,
     wait_for,
@@ -61,46 +59,13 @@ def workers(gw) -> list[int]:
     return [p for p in tree_pids(gw.pid) if p != gw.pid]
 
 
-def get(port: int, target: str, headers: dict | None = None):
-    with RawConn(port) as c:
-        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-        c.send(f"GET {target} HTTP/1.1\r\nHost: gw.test\r\n{extra}\r\n".encode())
-        return c.read_response()
-
-
 def test_two_workers_share_one_limit(gw_rl, origin) -> None:
-    statuses: Counter[int] = Counter()
-    stamps: list[float] = []
-    lock = threading.Lock()
-    stop = time.monotonic() + SECONDS
-
-    def client() -> None:
-        conn = http.client.HTTPConnection(HOST, gw_rl.port, timeout=10)
-        seen: Counter[int] = Counter()
-        first = last = 0.0
-        while (now := time.monotonic()) < stop:
-            first = first or now
-            conn.request("GET", "/hello", headers={"Host": "gw.test"})
-            resp = conn.getresponse()
-            resp.read()
-            seen[resp.status] += 1
-            last = now
-        conn.close()
-        with lock:
-            statuses.update(seen)
-            stamps.extend((first, last))
-
     pids = workers(gw_rl)
     assert len(pids) == 2
-    threads = [threading.Thread(target=client) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    statuses, elapsed = offer_load([gw_rl.port], "/hello", SECONDS, conns=16)
     # both workers forwarded: each keeps its connections to the origin in its idle pool
     wait_for(lambda: all(held_connections(p, origin.port) for p in pids), timeout=10,
              what="both workers holding origin connections")
-    elapsed = max(stamps) - min(stamps)
     expected = BURST + RATE * elapsed
     offered = sum(statuses.values())
     print(f"offered {offered} requests in {elapsed:.2f} s ({offered / elapsed:.0f}/s) through "
@@ -113,15 +78,15 @@ def test_two_workers_share_one_limit(gw_rl, origin) -> None:
 
 def test_429_on_the_wire(gw_rl) -> None:
     h = {"X-Client": "wire"}
-    assert [get(gw_rl.port, "/slow-limit/a", h).status for _ in range(2)] == [404, 404]
-    r = get(gw_rl.port, "/slow-limit/a", h)
+    assert [get_as(gw_rl.port, "/slow-limit/a", h).status for _ in range(2)] == [404, 404]
+    r = get_as(gw_rl.port, "/slow-limit/a", h)
     assert r.status == 429
     assert 1790 <= int(r.header("retry-after")) <= 1800        # 2/h: one every 30 min
     assert r.header("ratelimit-policy") == '"hourly";q=2;w=3600;gwcore-burst=2'
     assert r.header("ratelimit") == f'"hourly";r=0;t={r.header("retry-after")}'
     assert r.body == b"429 Too Many Requests: rate limit exceeded\n"
-    assert get(gw_rl.port, "/slow-limit/a", {"X-Client": "other"}).status == 404
-    assert get(gw_rl.port, "/slow-limit/a").status == 404          # no X-Client: no limit
+    assert get_as(gw_rl.port, "/slow-limit/a", {"X-Client": "other"}).status == 404
+    assert get_as(gw_rl.port, "/slow-limit/a").status == 404          # no X-Client: no limit
 
 
 def metric(gw, line_start: str) -> float | None:
@@ -141,7 +106,7 @@ def metric(gw, line_start: str) -> float | None:
 
 def test_refusals_are_counted(gw_rl) -> None:
     h = {"X-Client": "counted"}
-    assert [get(gw_rl.port, "/slow-limit/c", h).status for _ in range(4)] == [404, 404, 429,
+    assert [get_as(gw_rl.port, "/slow-limit/c", h).status for _ in range(4)] == [404, 404, 429,
                                                                            429]
     wait_for(lambda: (metric(gw_rl, 'gwcore_rate_limit_refused_total{limit="hourly"}') or 0)
              >= 2, what="the refusals in /metrics")
@@ -149,7 +114,7 @@ def test_refusals_are_counted(gw_rl) -> None:
 
 
 def test_fields_on_admitted_responses(gw_rl) -> None:
-    r = get(gw_rl.port, "/shown/x", {"X-Client": "shown"})
+    r = get_as(gw_rl.port, "/shown/x", {"X-Client": "shown"})
     assert r.status == 404                                          # the origin's answer
     assert r.header("ratelimit-policy") == '"shown";q=10;w=1;gwcore-burst=10'
     assert r.header("ratelimit") == '"shown";r=9;t=1'
@@ -157,12 +122,12 @@ def test_fields_on_admitted_responses(gw_rl) -> None:
 
 def test_counters_survive_reload_and_worker_death(gw_rl) -> None:
     h = {"X-Client": "survivor"}
-    assert [get(gw_rl.port, "/slow-limit/b", h).status for _ in range(3)] == [404, 404, 429]
+    assert [get_as(gw_rl.port, "/slow-limit/b", h).status for _ in range(3)] == [404, 404, 429]
     before = set(workers(gw_rl))
     os.kill(gw_rl.pid, signal.SIGHUP)
     gw_rl.proc.wait_for_log("generation 2 serving", timeout=20)
     wait_for(lambda: not (set(workers(gw_rl)) & before), timeout=20, what="old workers gone")
-    assert get(gw_rl.port, "/slow-limit/b", h).status == 429        # a new generation
+    assert get_as(gw_rl.port, "/slow-limit/b", h).status == 429        # a new generation
     victim = workers(gw_rl)[0]
     os.kill(victim, signal.SIGKILL)
     gw_rl.proc.wait_for_log("respawning", timeout=20)
@@ -170,4 +135,4 @@ def test_counters_survive_reload_and_worker_death(gw_rl) -> None:
              what="worker respawned")
     gw_rl.proc.wait_for_log("serving", count=5, timeout=20)
     for _ in range(4):                                             # whichever worker answers
-        assert get(gw_rl.port, "/slow-limit/b", h).status == 429
+        assert get_as(gw_rl.port, "/slow-limit/b", h).status == 429

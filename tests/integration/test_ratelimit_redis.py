@@ -9,23 +9,21 @@ is missing, and starts its own on a free port, stopped by PID."""
 
 from __future__ import annotations
 
-import http.client
 import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 from conftest import (
     HOST,
     Proc,
-    RawConn,
     free_port,
     gateway_config,
+    get_as,
+    offer_load,
     start_gateway_on_free_port,
     wait_for,
 )
@@ -115,54 +113,16 @@ def gateways(origin, dead_port, redis_server, tmp_path_factory):
             g.proc.stop()
 
 
-def get(port: int, target: str, headers: dict | None = None):
-    with RawConn(port) as c:
-        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-        c.send(f"GET {target} HTTP/1.1\r\nHost: gw.test\r\n{extra}\r\n".encode())
-        return c.read_response()
-
-
 def timed(port: int, target: str, headers: dict) -> tuple[int, float]:
     start = time.monotonic()
-    status = get(port, target, headers).status
+    status = get_as(port, target, headers).status
     return status, time.monotonic() - start
-
-
-def load(ports: list[int], target: str, seconds: float, conns: int = 8) -> tuple[Counter, float]:
-    statuses: Counter[int] = Counter()
-    stamps: list[float] = []
-    lock = threading.Lock()
-    stop = time.monotonic() + seconds
-
-    def client(port: int) -> None:
-        conn = http.client.HTTPConnection(HOST, port, timeout=10)
-        seen: Counter[int] = Counter()
-        first = last = 0.0
-        while (now := time.monotonic()) < stop:
-            first = first or now
-            conn.request("GET", target, headers={"Host": "gw.test"})
-            resp = conn.getresponse()
-            resp.read()
-            seen[resp.status] += 1
-            last = now
-        conn.close()
-        with lock:
-            statuses.update(seen)
-            stamps.extend((first, last))
-
-    threads = [threading.Thread(target=client, args=(ports[i % len(ports)],))
-               for i in range(conns * len(ports))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return statuses, max(stamps) - min(stamps)
 
 
 def test_two_masters_share_one_global_limit(gateways) -> None:
     for g in gateways:            # each worker's connection made and the script loaded
-        assert get(g.port, "/open/warm-up", {"X-Client": "warm-up"}).status == 404
-    statuses, elapsed = load([g.port for g in gateways], "/hello", SECONDS)
+        assert get_as(g.port, "/open/warm-up", {"X-Client": "warm-up"}).status == 404
+    statuses, elapsed = offer_load([g.port for g in gateways], "/hello", SECONDS)
     expected = BURST + RATE * elapsed
     offered = sum(statuses.values())
     print(f"offered {offered} in {elapsed:.2f} s ({offered / elapsed:.0f}/s) through 2 masters: "
@@ -174,7 +134,7 @@ def test_two_masters_share_one_global_limit(gateways) -> None:
 
 
 def test_sync_batches_locally_within_its_bound(gateways) -> None:
-    statuses, elapsed = load([g.port for g in gateways], "/batched/x", 3.0, conns=4)
+    statuses, elapsed = offer_load([g.port for g in gateways], "/batched/x", 3.0, conns=4)
     expected = 20 + 20 * elapsed
     # each of the 2 hosts may admit up to rate x sync (2 requests) more per sync interval
     bound = 2 * 20 * 0.1 * (elapsed / 0.1 + 1)
@@ -188,9 +148,9 @@ def test_sync_batches_locally_within_its_bound(gateways) -> None:
 def test_redis_down_slow_and_back(gateways, redis_server) -> None:
     a, b = gateways
     h = {"X-Client": "down-test"}
-    assert [get(a.port, "/closed/x", h).status for _ in range(2)] == [404, 404]
-    assert get(b.port, "/closed/x", h).status == 429                # global across masters
-    r = get(b.port, "/closed/x", h)
+    assert [get_as(a.port, "/closed/x", h).status for _ in range(2)] == [404, 404]
+    assert get_as(b.port, "/closed/x", h).status == 429                # global across masters
+    r = get_as(b.port, "/closed/x", h)
     assert r.header("ratelimit") == f'"closed";r=0;t={r.header("retry-after")}'
     bound = (TIMEOUT_MS + 10) / 1000
     # frozen: connections are accepted but nothing answers → the timeout, then on_error
@@ -210,14 +170,14 @@ def test_redis_down_slow_and_back(gateways, redis_server) -> None:
     print("stopped redis:", [(s, round(t * 1000, 1)) for s, t in results])
     assert [s for s, _ in results] == [404] * 5 + [503] * 5
     assert max(t for _, t in results) <= bound
-    r = get(a.port, "/closed/x", h)
+    r = get_as(a.port, "/closed/x", h)
     assert r.status == 503 and r.header("retry-after") == "1"
     # one log line per log_interval (1h here), however many failures
     assert a.proc.log().count("rate limit") == 1, a.proc.log_tail()
     # restarted (empty): limits resume, the script is loaded again
     redis_server.start()
     h = {"X-Client": "after-restart"}
-    wait_for(lambda: get(a.port, "/closed/x", h).status == 404, timeout=10,
+    wait_for(lambda: get_as(a.port, "/closed/x", h).status == 404, timeout=10,
              what="limits served again")
-    assert get(b.port, "/closed/x", h).status == 404
-    assert get(a.port, "/closed/x", h).status == 429
+    assert get_as(b.port, "/closed/x", h).status == 404
+    assert get_as(a.port, "/closed/x", h).status == 429
