@@ -1,0 +1,1 @@
+"""Inference gateway: model routing on the request, versions and weighted splits, mirroring, fallbacks."""
