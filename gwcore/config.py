@@ -916,8 +916,131 @@ class Redis(_Section):
             raise ValueError("max_connections: must be between 1 and 10000")
 
 
+class WeightedCluster(_Section):
+    """One cluster of a route's weighted split (``cluster: [{name: a, weight: 90}, ...]``):
+    its share of requests is weight / the sum of the weights (0: none)."""
+
+    name: str
+    weight: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.weight <= 1_000_000:
+            raise ValueError("weight: must be between 0 and 1000000")
+
+
+class ModelFrom(_Section):
+    """Where a model route reads the model a request names (gwcore/inference): exactly one
+    of ``json_field`` (a top-level or dotted field of a JSON request body, RFC 8259),
+    ``path_regex`` (a regular expression searched in the normalised path; its group
+    ``model``, else its first group) or ``header`` (a request field). ``max_body_bytes``:
+    the request body is buffered whole up to this size before the model is chosen (larger:
+    413), so that it can be read, retried on a fallback and mirrored."""
+
+    json_field: str | None = None
+    path_regex: str | None = None
+    header: str | None = None
+    max_body_bytes: Size = Size(1 << 20)
+
+    def __post_init__(self) -> None:
+        given = [k for k in ("json_field", "path_regex", "header") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("json_field: give exactly one of json_field, path_regex, header")
+        if self.path_regex is not None:
+            try:
+                rx = re.compile(self.path_regex)
+            except re.error as e:
+                raise ValueError(f"path_regex: {e}") from None
+            if rx.groups == 0:
+                raise ValueError("path_regex: needs a group (?P<model>...) for the model")
+        if self.header is not None and not _TOKEN.match(self.header):
+            raise ValueError(f"header: {self.header!r} is not a field name")
+        if not 1 <= self.max_body_bytes <= 1 << 30:
+            raise ValueError("max_body_bytes: must be between 1B and 1GiB")
+
+
+class ModelVersion(_Section):
+    """One version of a model: the cluster serving it and its weight in the model's split."""
+
+    name: str
+    cluster: str
+    weight: int = 1
+
+    def __post_init__(self) -> None:
+        if not _ROUTE_NAME.match(self.name):
+            raise ValueError(f"name: {self.name!r} is not a name (1-128 of A-Z a-z 0-9 _ . : "
+                             f"-, starting with a letter or digit)")
+        if not 0 <= self.weight <= 1_000_000:
+            raise ValueError("weight: must be between 0 and 1000000")
+
+
+class StickyOn(_Section):
+    """What keeps one client on one version: exactly one of ``jwt_claim`` (a verified claim
+    of the route's JWT), ``header`` (a request field) or ``source_ip: true``."""
+
+    jwt_claim: str | None = None
+    header: str | None = None
+    source_ip: bool = False
+
+    def __post_init__(self) -> None:
+        if sum((self.jwt_claim is not None, self.header is not None, self.source_ip)) != 1:
+            raise ValueError("jwt_claim: give exactly one of jwt_claim, header, source_ip")
+
+
+class ModelMirror(_Section):
+    """Shadow traffic: a copy of ``percent`` of the model's requests (the body included) goes
+    to ``cluster``, fire-and-forget; at most ``max_in_flight`` copies are under way per
+    worker (more are dropped and counted)."""
+
+    cluster: str
+    percent: float = 100.0
+    max_in_flight: int = 64
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.percent <= 100.0:
+            raise ValueError("percent: must be more than 0 and at most 100")
+        if not 1 <= self.max_in_flight <= 100000:
+            raise ValueError("max_in_flight: must be between 1 and 100000")
+
+
+class Model(_Section):
+    """A model clients name (gwcore/inference): its ``versions`` (a weighted split,
+    ``sticky_on`` a client), a ``mirror`` for shadow traffic, ``fallback`` clusters (or
+    version names) tried in order when the chosen version's cluster fails to connect,
+    answers 429 or 503, or times out; ``max_in_flight`` requests per version and worker
+    (None: no bound), up to ``queue`` more waiting at most ``queue_timeout`` (then 503)."""
+
+    versions: list[ModelVersion]
+    sticky_on: Literal["source_ip"] | StickyOn | None = None
+    mirror: ModelMirror | None = None
+    fallback: list[str] = msgspec.field(default_factory=list)
+    max_in_flight: int | None = None
+    queue: int = 1024
+    queue_timeout: Duration = Duration(2.0)
+
+    def __post_init__(self) -> None:
+        if not self.versions:
+            raise ValueError("versions: a model needs at least one version")
+        names = [v.name for v in self.versions]
+        if len(set(names)) != len(names):
+            raise ValueError("versions: the same version name is listed twice")
+        if not any(v.weight for v in self.versions):
+            raise ValueError("versions: at least one version needs a weight above 0")
+        if self.sticky_on == "source_ip":
+            self.sticky_on = StickyOn(source_ip=True)
+        if self.max_in_flight is not None and self.max_in_flight < 1:
+            raise ValueError("max_in_flight: must be at least 1")
+        if self.queue < 0:
+            raise ValueError("queue: must be 0 or more")
+        self._positive("queue_timeout")
+
+
 class Route(_Section):
     """``name``: the route's label in exchanges, metrics and logs (default ``route-<index>``).
+    ``cluster``: where its requests go — a cluster's name, or a weighted split
+    ``[{name: a, weight: 90}, {name: b, weight: 10}]`` (a canary; gwcore/inference/split.py);
+    none on a model route (``model_from``: the model's versions decide; ``models``: the
+    models it serves, default all; ``version_header``: a request field that may pin a version,
+    also the response field naming the version that answered, default ``X-Model-Version``).
     ``rate_limit``: names of ``rate_limits`` checked after the ``jwt`` shorthand and before
     the cache. ``concurrency``: requests under way on the route (after the cache lookup: a
     hit takes no place); ``priority``: how important its requests are, 0 the most (the
@@ -927,9 +1050,12 @@ class Route(_Section):
     ``forward_normalized_path``: send the normalised path upstream instead of the
     request-target as received (RFC 9110 §7.7 has a proxy forward it unchanged)."""
 
-    cluster: str
+    cluster: str | list[WeightedCluster] | None = None
     name: str | None = None
     match: Match = msgspec.field(default_factory=Match)
+    model_from: ModelFrom | None = None
+    models: list[str] | None = None
+    version_header: str | None = None
     jwt: str | RouteJwt | None = None
     filters: list[FilterSpec] = msgspec.field(default_factory=list)
     timeouts: RouteTimeouts = msgspec.field(default_factory=RouteTimeouts)
@@ -938,6 +1064,35 @@ class Route(_Section):
     rate_limit: list[str] = msgspec.field(default_factory=list)
     concurrency: Concurrency | None = None
     priority: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.cluster is None) == (self.model_from is None):
+            raise ValueError("cluster: a route has a cluster or model_from (not both)")
+        if isinstance(self.cluster, list):
+            if not self.cluster:
+                raise ValueError("cluster: a weighted split needs at least one cluster")
+            if not any(c.weight for c in self.cluster):
+                raise ValueError("cluster: at least one cluster needs a weight above 0")
+        if self.model_from is None and (self.models is not None
+                                        or self.version_header is not None):
+            raise ValueError("models: only a route with model_from serves models")
+        if self.version_header is not None and not _TOKEN.match(self.version_header):
+            raise ValueError(f"version_header: {self.version_header!r} is not a field name")
+
+    @property
+    def cluster_names(self) -> list[str]:
+        """The clusters the route's requests may go to without a model: one, a split's, or
+        none (a model route)."""
+        if isinstance(self.cluster, str):
+            return [self.cluster]
+        return [c.name for c in self.cluster or ()]
+
+    @property
+    def cluster_label(self) -> str:
+        """The ``cluster`` label of the route's metrics: its cluster, a split's first
+        cluster, or "" for a model route (its versions are counted by model)."""
+        names = self.cluster_names
+        return names[0] if names else ""
 
     @property
     def jwt_policy(self) -> RouteJwt | None:
@@ -1026,6 +1181,7 @@ class Config(_Section):
     rate_limits: dict[str, RateLimit] = msgspec.field(default_factory=dict)
     rate_limit_table: RateLimitTable = msgspec.field(default_factory=RateLimitTable)
     redis: Redis | None = None
+    models: dict[str, Model] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._positive("heartbeat_timeout", "drain_timeout")
@@ -1048,8 +1204,19 @@ def _check_references(cfg: Config) -> None:
     clusters = unique(cfg.clusters, "clusters")
     _check_route_names(cfg.routes)
     for i, route in enumerate(cfg.routes):
-        if route.cluster not in clusters:
-            raise ConfigError(f"routes[{i}].cluster: unknown cluster {route.cluster!r}")
+        for j, name in enumerate(route.cluster_names):
+            if name not in clusters:
+                where = "cluster" if isinstance(route.cluster, str) else f"cluster[{j}].name"
+                raise ConfigError(f"routes[{i}].{where}: unknown cluster {name!r}")
+        if route.model_from is not None and not cfg.models:
+            raise ConfigError(f"routes[{i}].model_from: the config has no models section")
+        for j, name in enumerate(route.models or ()):
+            if name not in cfg.models:
+                raise ConfigError(f"routes[{i}].models[{j}]: unknown model {name!r}")
+        if route.model_from is not None and route.model_from.json_field is not None and (
+                route.match.methods and not set(route.match.methods) & {"POST", "PUT", "PATCH"}):
+            raise ConfigError(f"routes[{i}].model_from.json_field: the route matches no "
+                              "method that carries a body")
         policy = route.jwt_policy
         if policy is not None and policy.provider not in cfg.jwt_providers:
             where = "jwt" if isinstance(route.jwt, str) else "jwt.provider"
@@ -1063,6 +1230,7 @@ def _check_references(cfg: Config) -> None:
                         f"routes[{i}].cache.{name}: {waits:g}s must be less than "
                         f"listeners[{j}].timeouts.filter ({lst.timeouts.filter:g}s): it is "
                         "waited for while the request's filters run")
+    _check_models(cfg, clusters)
     for name, limit in cfg.rate_limits.items():
         if not _LIMIT_NAME.match(name):
             raise ConfigError(f"rate_limits.{name}: {name!r} is not a name (1-64 of A-Z a-z "
@@ -1079,6 +1247,40 @@ def _check_references(cfg: Config) -> None:
         raise ConfigError("workers: must be 'auto' or between 1 and 1024")
     if not cfg.listeners:
         raise ConfigError("listeners: at least one listener is needed")
+
+
+def _check_models(cfg: Config, clusters: set[str]) -> None:
+    """Every cluster a model names exists; fallbacks name a cluster or one of its versions;
+    the mirror is not a cluster the model already serves from; a sticky JWT claim needs a
+    route with JWT."""
+    for name, model in cfg.models.items():
+        if not _ROUTE_NAME.match(name):
+            raise ConfigError(f"models.{name}: {name!r} is not a name (1-128 of A-Z a-z 0-9 "
+                              f"_ . : -, starting with a letter or digit)")
+        for j, v in enumerate(model.versions):
+            if v.cluster not in clusters:
+                raise ConfigError(f"models.{name}.versions[{j}].cluster: unknown cluster "
+                                  f"{v.cluster!r}")
+        versions = {v.name for v in model.versions}
+        for j, fb in enumerate(model.fallback):
+            if fb not in clusters and fb not in versions:
+                raise ConfigError(f"models.{name}.fallback[{j}]: {fb!r} is neither a cluster "
+                                  f"nor a version of {name!r}")
+        if model.mirror is not None:
+            if model.mirror.cluster not in clusters:
+                raise ConfigError(f"models.{name}.mirror.cluster: unknown cluster "
+                                  f"{model.mirror.cluster!r}")
+            if model.mirror.cluster in {v.cluster for v in model.versions}:
+                raise ConfigError(f"models.{name}.mirror.cluster: {model.mirror.cluster!r} "
+                                  f"already serves a version of {name!r}")
+        sticky = model.sticky_on
+        if isinstance(sticky, StickyOn) and sticky.jwt_claim is not None:
+            for i, route in enumerate(cfg.routes):
+                serves = route.model_from is not None and (route.models is None
+                                                           or name in route.models)
+                if serves and route.jwt_policy is None:
+                    raise ConfigError(f"models.{name}.sticky_on.jwt_claim: routes[{i}] serves "
+                                      f"{name!r} without jwt, so it has no claims")
 
 
 def _check_route_names(routes: list[Route]) -> None:

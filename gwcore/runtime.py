@@ -196,10 +196,14 @@ def _concurrency_build(r: int, cfg: Config, context: FilterContext) -> Any:
     from gwcore.limits.concurrency import ConcurrencyFilter
 
     route = cfg.routes[r]
-    cluster = next(c for c in cfg.clusters if c.name == route.cluster)
     limiters = []
     if route.concurrency is not None:
         limiters.append(context.limiter("route", route.name or f"route-{r}", route.concurrency))
+    if not isinstance(route.cluster, str):
+        # a split or a model route: its cluster is chosen per request; a model's versions
+        # have their own max_in_flight (gwcore/inference)
+        return ConcurrencyFilter(limiters, route.priority) if limiters else None
+    cluster = next(c for c in cfg.clusters if c.name == route.cluster)
     if cluster.concurrency is not None:
         limiters.append(context.limiter("cluster", cluster.name, cluster.concurrency))
     shedder = None

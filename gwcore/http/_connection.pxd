@@ -81,6 +81,9 @@ cdef class Http1Connection(ResponseSink):
     cdef object req_body            # body bytes to write right after the head, or None
     cdef bint body_buffered         # req_body is the whole body: a retry can send it again
     cdef list body_parts            # D_BUFFER: the body received so far
+    cdef int64_t buffer_limit       # D_BUFFER: bytes held at most (buffer_body_bytes...)
+    cdef int64_t must_buffer        # ...or this request's bound: the body is needed whole
+                                    # (a model route; larger: 413), 0 for none
     # response
     cdef list pending               # response bytes of this upstream read, for one writev
     cdef int out_mode

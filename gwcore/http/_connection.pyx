@@ -285,6 +285,7 @@ cdef class Http1Connection(ResponseSink):
             self._error(gw_http_error_status(h.error), gw_http_error_name(h.error).decode(), True)
             return False
         self.pos += r
+        self.must_buffer = 0
         self.body_unread = h.chunked or h.content_length > 0
         self.deadline = 0
         self.head_started = False
@@ -314,7 +315,8 @@ cdef class Http1Connection(ResponseSink):
         if h.expect_continue and not self.http10:
             self._write(CONTINUE)
         self.deadline = self.settings.clock.now + self.settings.idle_timeout
-        if h.chunked or h.content_length <= self.settings.buffer_body:
+        self.buffer_limit = self.must_buffer or self.settings.buffer_body
+        if h.chunked or h.content_length <= self.buffer_limit:
             self.state = D_BUFFER
             self.body_parts = []
             return True
@@ -338,7 +340,10 @@ cdef class Http1Connection(ResponseSink):
             r = self._decode_chunks(n, self.body_parts, False)
             if r < 0:
                 return False
-            if r == 0 and self.body_seen > self.settings.buffer_body:
+            if r == 0 and self.body_seen > self.buffer_limit:
+                if self.must_buffer:
+                    self._error(413, "body over limit", True)
+                    return False
                 # too large to hold: stream it, starting with what was received
                 self.req_body = b"".join([chunk_line(self.body_seen)] + self.body_parts
                                          + [CRLF])
@@ -422,7 +427,7 @@ cdef class Http1Connection(ResponseSink):
                 if framed:
                     out.append(LAST_CHUNK)
                 return 1
-            if not framed and self.body_seen > self.settings.buffer_body:
+            if not framed and self.body_seen > self.buffer_limit:
                 return 0
         return 0
 

@@ -376,6 +376,21 @@ cdef class AccessLog:
         except Exception:
             log.exception("access log: a line could not be written")
 
+    def record_line(self, bytes line) -> None:
+        """Logs one line made elsewhere (a JSON object and its newline, bytes; e.g. a
+        mirrored request's outcome, gwcore/inference), never sampled; nothing after close."""
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(line)
+        if self.closed or self.thread is None:
+            return
+        self._reserve(n)
+        memcpy(self.buf + self.len, PyBytes_AS_STRING(line), n)
+        self.len += n
+        self.batch_lines += 1
+        if self.len >= self.batch_bytes:
+            self._handoff()
+        elif self.timer is None and self.loop is not None:
+            self.timer = self.loop.call_later(self.flush_interval, self._tick)
+
     def line(self, Exchange ex not None, now=None) -> bytes:
         """The line ``record`` would write for ex at ``now`` (seconds since the epoch, float;
         default: now), newline included; neither sampled nor buffered."""
@@ -647,7 +662,9 @@ cdef class AccessLog:
         cdef const char *tp = NULL
         cdef const char *qp = NULL
         cdef Py_ssize_t tn = 0, qn = -1, rid_n, trace_n, client_n, ep_n, route_n, cl_n, end_n
-        cdef Py_ssize_t cache_n, auth_n, bound
+        cdef Py_ssize_t cache_n, auth_n, model_n, version_n, bound
+        cdef const char *model_s
+        cdef const char *version_s
         cdef const char *rid_s
         cdef const char *trace_s
         cdef const char *client_s
@@ -682,8 +699,10 @@ cdef class AccessLog:
         end_s = _utf8(ex.end, &end_n)
         cache_s = _utf8(ex.cache, &cache_n)
         auth_s = _utf8(ex.auth, &auth_n)
-        bound = 600 + 6 * (rid_n + trace_n + client_n + ep_n + route_n + cl_n + end_n + cache_n
-                           + auth_n) + 16 * tn + 16
+        model_s = _utf8(ex.model, &model_n)
+        version_s = _utf8(ex.model_version, &version_n)
+        bound = 640 + 6 * (rid_n + trace_n + client_n + ep_n + route_n + cl_n + end_n + cache_n
+                           + auth_n + model_n + version_n) + 16 * tn + 16
         if method is not None:
             bound += 6 * PyBytes_GET_SIZE(method)
         if path is not None:
@@ -724,6 +743,9 @@ cdef class AccessLog:
         o = _jstr(_put(o, b',"end":'), end_s, end_n)
         o = _jstr(_put(o, b',"cache":'), cache_s, cache_n)
         o = _jstr(_put(o, b',"auth":'), auth_s, auth_n)
+        if ex.model is not None:
+            o = _jstr(_put(o, b',"model":'), model_s, model_n)
+            o = _jstr(_put(o, b',"model_version":'), version_s, version_n)
         o = _put(o, b"}\n")
         self.len = o - self.buf
         return 0

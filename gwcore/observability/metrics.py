@@ -141,7 +141,7 @@ class Registry:
 
     def layout(self, cfg: Config) -> Layout:
         names = route_names(cfg)
-        routes = {n: self.block(("route", n, r.cluster), ROUTE_WIDTH)
+        routes = {n: self.block(("route", n, r.cluster_label), ROUTE_WIDTH)
                   for n, r in zip(names, cfg.routes)}
         providers = {p: self.block(("jwt", p), len(JWT_OUTCOMES) + 2)
                      for p in cfg.jwt_providers}

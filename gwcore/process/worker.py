@@ -159,10 +159,28 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
         lr.global_on_log = global_on_log
         lr.access_log = access_log
         lr.spans = spans
+    _route_choices(cfg, router, clusters, access_log)
     if metrics is not None:
         _record_into(metrics, router, clusters, [lr for _, lr in listeners])
     return Runtime(clusters, providers, access_log, spans, context.cached(),
                    context.policies()), listeners
+
+
+def _route_choices(cfg: Config, router: Router, clusters: dict[str, Cluster],
+                   access_log: AccessLog | None) -> None:
+    """Routes whose cluster is chosen per request: a weighted split between clusters, or a
+    model route (gwcore/inference), built only when the config has one."""
+    if not cfg.models and all(isinstance(r.cluster, str) for r in cfg.routes):
+        return
+    from gwcore.inference import models
+
+    runtimes = models.build(cfg, clusters, access_log)
+    for route, rc in zip(router.routes(), cfg.routes):
+        if isinstance(rc.cluster, list):
+            route.split = models.ClusterSplit([clusters[c.name] for c in rc.cluster],
+                                              [c.weight for c in rc.cluster])
+        elif rc.model_from is not None:
+            route.model = models.ModelRoute(rc, runtimes, access_log)
 
 
 def _cert_fields(lst: Listener) -> tuple[str, str] | None:

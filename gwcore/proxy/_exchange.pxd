@@ -20,6 +20,8 @@ cdef class Exchange:
     cdef public bint sampled
     cdef public str auth                  # the JWT filter's outcome (ok, or why not), or None
     cdef public str cache                 # the cache's outcome (HIT, MISS...), or None
+    cdef public str model, model_version  # a model route: the model named, the version
+                                          # (or fallback cluster) that served it, or None
     cdef object _state
     cdef readonly list upstream_fields     # [(name, value)] added upstream, or None
     cdef readonly set removed_fields       # lower-case names not forwarded, or None

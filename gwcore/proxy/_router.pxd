@@ -9,6 +9,8 @@ cdef class Route:
     cdef public long m_base               # its metrics block (gwcore.observability.metrics)
     cdef public long m_jwt                # its JWT provider's metrics block, or -1
     cdef public object limits             # gwcore.limits._gcra.RouteLimits, or None
+    cdef public object split              # gwcore.inference.models.ClusterSplit, or None
+    cdef public object model              # gwcore.inference.models.ModelRoute, or None
 
 cdef class Router:
     cdef list _matchers

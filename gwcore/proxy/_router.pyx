@@ -11,7 +11,8 @@ from libc.string cimport memchr, memcmp
 
 cdef class Route:
     """A matched route: its config (gwcore.config.Route), ``name`` (str), the runtime cluster
-    its requests go to, its filters in order (global ones first; gwcore.filters), and for
+    its requests go to (None when chosen per request: ``split``, a weighted split between
+    clusters, or ``model``, a model route; gwcore/inference), its filters in order (global ones first; gwcore.filters), and for
     each phase the bound methods of the filters that implement it (``on_request``,
     ``on_response_head``, ``on_response_body``, ``on_log``: tuples, empty when none does)."""
 
@@ -72,7 +73,8 @@ cdef class Router:
         ``filters(route_config)`` gives each route's filters in order (default: none).
         A route is named by its config's ``name``, else ``route-<index>``."""
         self._matchers = [
-            _Matcher(Route(r, clusters[r.cluster], filters(r) if filters else (),
+            _Matcher(Route(r, clusters[r.cluster] if isinstance(r.cluster, str) else None,
+                           filters(r) if filters else (),
                            getattr(r, "name", None) or f"route-{i}"))
             for i, r in enumerate(routes)]
 

@@ -15,6 +15,7 @@ framing, limits, timeouts, keep-alive) with this session's hooks filled in."""
 
 import logging
 import os
+from asyncio import isfuture
 
 from gwcore.filters.base import Response, reason, run_request_filters
 from gwcore.http._parser import METHOD_NAMES
@@ -297,6 +298,10 @@ cdef class Downstream(Http1Connection):
     cdef bytes tracestate_line  # tracing: the tracestate fields received, combined, or None
     cdef bint keep_tracestate   # tracing: the one valid tracestate field is forwarded as is
     cdef list cert_lines        # mTLS: the verified client certificate's fields (or [])
+    # a model route (gwcore/inference): (method, target, host, replace_host) until its
+    # version is chosen, and the response field naming the version that serves it
+    cdef tuple model_req
+    cdef bytes model_line
 
     def __cinit__(self, ListenerRuntime lr):
         self.lr = lr
@@ -352,6 +357,8 @@ cdef class Downstream(Http1Connection):
         cdef RouteLimits limits
         cdef int refused
         self.ex = ex
+        self.model_req = None
+        self.model_line = None
         self.m_method = h.method
         if self.lr.access_log is not None and self.lr.access_log.combined:
             self._log_fields(base, h, ex)
@@ -392,13 +399,19 @@ cdef class Downstream(Http1Connection):
             return
         ex.route = route
         ex.route_name = route.name
-        ex.cluster = route.cluster
+        if route.split is not None:
+            ex.cluster = route.split.pick()     # a weighted split: a cluster per request
+        else:
+            ex.cluster = route.cluster          # None for a model route: chosen later
         if h.content_length > self.settings.max_body:
             self._error(413, "body over limit", True)
             return
+        if route.model is not None and h.content_length > route.model.max_body:
+            self._local(route.model.too_large(), True)
+            return
         if route.forward_normalized_path and target[0] == 47:
             target = path + target[PyBytes_GET_SIZE(_path_part(target)):]
-        self.cluster = route.cluster
+        self.cluster = ex.cluster
         if route.limits is not None:        # local limits keyed by source_ip / route alone
             limits = <RouteLimits>route.limits
             refused = limits.check(self.client_str, route.name)
@@ -406,8 +419,9 @@ cdef class Downstream(Http1Connection):
                 self._local(limits.refusers[refused](limits.retry),
                             h.chunked or h.content_length > 0)
                 return
-        if route.filters:
-            # the Request view filters read: the parsed fields copied, not parsed again
+        if route.filters or route.model is not None:
+            # the Request view filters (and a model route, once the body is in) read: the
+            # parsed fields copied, not parsed again
             ex.request = request_view(self.buf, base - PyBytes_AS_STRING(self.buf), h,
                                       self.pos - (base - PyBytes_AS_STRING(self.buf)),
                                       head_fields)
@@ -589,10 +603,17 @@ cdef class Downstream(Http1Connection):
     cdef void _proceed(self, const char *base, gw_head *h, bytes method, bytes target,
                        bytes host, bint filtered):
         """Builds the upstream request head, then receives the body first (small bodies) or
-        picks an endpoint at once. ``filtered``: the exchange's fields apply."""
+        picks an endpoint at once. ``filtered``: the exchange's fields apply. A model route
+        receives the whole body first, then chooses its cluster (_model_choose)."""
         self.has_body = h.chunked or h.content_length > 0
         self.tries = 0
         self.retried = False
+        if (<Route>self.ex.route).model is not None:
+            self.model_req = (method, target, host, h.host_index == -2)
+            self.must_buffer = (<Route>self.ex.route).model.max_body
+            if not self._begin_body(h):
+                self._model_choose()
+            return
         self.hash_key = (self.cluster.hash_key(base, head_fields, h.num_fields, target,
                                                self.client_ip, self.ex)
                          if self.cluster.balancer.is_hash() else None)
@@ -701,13 +722,102 @@ cdef class Downstream(Http1Connection):
                 extra.append(name + b": " + value + CRLF)
 
     cdef void _body_ready(self):
+        if self.model_req is not None:
+            self._model_choose()
+            return
         if self.state == D_WAIT and self.body_chunked:
-            # a buffered chunked body goes with Content-Length: its length is known now
-            # (RFC 9112 §7.1.3)
-            self.up_head = (self.up_head[:PyBytes_GET_SIZE(self.up_head)
-                                         - PyBytes_GET_SIZE(TE_CHUNKED) - 2]
-                            + b"Content-Length: %d\r\n\r\n" % PyBytes_GET_SIZE(self.req_body))
+            self._length_head()
         self._dispatch(None, False)
+
+    cdef void _length_head(self):
+        """A buffered chunked body goes with Content-Length: its length is known now (RFC 9112
+        §7.1.3). Transfer-Encoding is the head's last field (_upstream_head)."""
+        self.up_head = (self.up_head[:PyBytes_GET_SIZE(self.up_head)
+                                     - PyBytes_GET_SIZE(TE_CHUNKED) - 2]
+                        + b"Content-Length: %d\r\n\r\n" % PyBytes_GET_SIZE(self.req_body))
+
+    # -- model routes (gwcore/inference/models.py) ----------------------------------------
+
+    cdef void _model_choose(self):
+        """The body is in (or there is none): the route's model routing picks the version,
+        answers (400, 404, 503), or queues the request (reading paused, as a filter wait)."""
+        cdef Route route = self.ex.route
+        try:
+            got = route.model.choose(self.ex, self.req_body)
+        except Exception:
+            log.exception("model routing of route %s failed", route.name)
+            self._error(500, "model routing error", self.body_unread)
+            return
+        if isinstance(got, Response):
+            self._local(got, self.body_unread)
+        elif not isfuture(got):     # a gwcore.inference.models.Version
+            self._model_go(got, True)
+        else:       # queued for a place among the version's max_in_flight
+            self.waiting = (None, None, None, False, got)
+            self.state = D_FILTERING
+            self.deadline = self.settings.clock.now + route.model.wait_bound
+            self._pause(P_FILTERING, True)
+            got.add_done_callback(self._model_granted)
+
+    def _model_granted(self, fut):
+        if self.state != D_FILTERING or self.waiting is None or self.waiting[4] is not fut:
+            return              # the client went away meanwhile
+        self.waiting = None
+        self.state = D_WAIT
+        self.deadline = 0
+        self._pause(P_FILTERING, False)
+        if fut.cancelled() or fut.exception() is not None:
+            if not fut.cancelled():
+                log.error("model queue failed", exc_info=fut.exception())
+            self._error(500, "model routing error", self.body_unread)
+        else:
+            got = (<Route>self.ex.route).model.granted(self.ex, fut.result())
+            if isinstance(got, Response):
+                self._local(got, self.body_unread)
+            else:
+                self._model_go(got, True)
+        self._process()
+
+    cdef void _model_go(self, object version, bint first):
+        """Sends the request to ``version``'s cluster (gwcore.inference.models.Version): the
+        upstream head is built now, from the Request view, with the version field; the first
+        time, a copy may go to the model's mirror."""
+        cdef gw_head h
+        cdef const char *base
+        cdef Exchange ex = self.ex
+        cdef Route route = ex.route
+        method, target, host, replace_host = self.model_req
+        self.cluster = version.cluster
+        ex.cluster = self.cluster
+        self.model_line = route.model.field + b": " + version.value + CRLF
+        base = request_fields(ex.request, &h, head_fields)
+        if replace_host:
+            h.host_index = -2
+        self.hash_key = (self.cluster.hash_key(base, head_fields, h.num_fields, target,
+                                               self.client_ip, ex)
+                         if self.cluster.balancer.is_hash() else None)
+        self.up_head = self._upstream_head(base, &h, method, target, host, True)
+        if h.chunked:
+            self._length_head()
+        if first:
+            try:
+                route.model.mirror(ex, self.up_head, self.req_body)
+            except Exception:
+                log.exception("mirroring of route %s failed", route.name)
+        self.state = D_WAIT
+        self._dispatch(None, False)
+
+    cdef object _fallback(self, object retry_after):
+        """A model route's version failed (connect failure, timeout, 429, 503) and its
+        cluster will not retry: the model's next fallback, if its cluster's retry budget
+        allows one more try; else None (the failure is answered)."""
+        cdef Route route = self.ex.route if self.ex is not None else None
+        if route is None or route.model is None or (self.has_body and not self.body_buffered):
+            return None
+        version = route.model.fallback(self.ex, retry_after)
+        if version is None or not (<Cluster>version.cluster).retry_allowed():
+            return None
+        return version
 
     cdef void _dispatch(self, Endpoint exclude, bint fresh):
         """Starts a try: picks an endpoint (not ``exclude`` when there is another), sends on
@@ -888,8 +998,15 @@ cdef class Downstream(Http1Connection):
                 else:
                     self._dispatch(failed, False)
                 return
+        if (h.status == 429 or h.status == 503) and self.model_req is not None:
+            i = gw_find_field(buf, fields, h.num_fields, b"retry-after", 11)
+            if self._model_refused(up, PyBytes_FromStringAndSize(
+                    buf + fields[i].value_off, fields[i].value_len) if i >= 0 else None):
+                return
         self._response_framing(up.body_mode == BODY_CHUNKED or up.body_mode == BODY_CLOSE,
                                extra)
+        if self.model_line is not None:
+            extra.append(self.model_line)
         extra.append(VIA10 if h.version_minor == 0 else VIA)    # RFC 9110 §7.6.3
         if h.connection & GW_CONN_OTHER:
             memset(_drop, 0, h.num_fields)
@@ -912,6 +1029,20 @@ cdef class Downstream(Http1Connection):
         ex.bytes_sent += PyBytes_GET_SIZE(head)
         self.taps = route.on_response_body
         self.pending = [head]
+
+    cdef bint _model_refused(self, Upstream up, bytes retry_after):
+        """A model version answered 429 or 503: its response is dropped and the request goes
+        to the next fallback, if there is one (``Retry-After`` in seconds keeps the version
+        out of new splits until then)."""
+        version = self._fallback(float(retry_after) if retry_after is not None
+                                 and retry_after.isdigit() else None)
+        if version is None:
+            return False
+        self._end_try()
+        up.abandon()
+        self.up = None
+        self._model_go(version, False)
+        return True
 
     cdef bytes _filtered_head(self, Upstream up, const char *buf, const gw_field *fields,
                               const unsigned char *drop, list extra, Route route):
@@ -1027,6 +1158,12 @@ cdef class Downstream(Http1Connection):
             if self.state == D_BODY:
                 self._process()     # a pooled connection: send the buffered body now
             return
+        if (condition == RETRY_CONNECT_FAILURE or condition == RETRY_TIMEOUT) and \
+                self.model_req is not None:
+            version = self._fallback(None)
+            if version is not None:
+                self._model_go(version, False)
+                return
         body_pending = body_pending or self.state == D_BODY
         if error == UE_CONNECT_TIMEOUT or error == UE_TIMEOUT:
             self._error(504, "upstream timed out", body_pending)
@@ -1049,6 +1186,11 @@ cdef class Downstream(Http1Connection):
         self.ex = None
         ex.end = end
         ex.t_end = now_ns()
+        if ex.route is not None and (<Route>ex.route).model is not None:
+            try:
+                (<Route>ex.route).model.on_log(ex)
+            except Exception:
+                log.exception("model routing of route %s failed", ex.route_name)
         if self.lr.mrow != NULL:
             self._record(ex, self.lr.mrow)
         phases = (<Route>ex.route).on_log if ex.route is not None else self.lr.global_on_log

@@ -401,11 +401,13 @@ class Origin:
 
 
 def start_origin(tmp_dir: Path, name: str = "origin", host: str = HOST, port: int = 0,
-                 args: Sequence[str] = ()) -> Origin:
+                 args: Sequence[str] = (), script: str = "origin.py") -> Origin:
     """An origin process on host:port (port 0: a free one), once it listens. ``args``: more
-    of origin.py's options (``--tls-cert C --tls-key K``: it serves TLS)."""
-    proc = Proc(name, [PYTHON, str(HERE / "origin.py"), "--host", host, "--port", str(port),
-                       *args],
+    of origin.py's options (``--tls-cert C --tls-key K``: it serves TLS). ``script``: another
+    origin in this directory that prints ``READY <port>`` the same way (it is given only
+    ``--port`` and ``args``)."""
+    where = ["--host", host] if script == "origin.py" else []
+    proc = Proc(name, [PYTHON, str(HERE / script), *where, "--port", str(port), *args],
                 tmp_dir / f"{name}.log", stdout=subprocess.PIPE)
     sel = selectors.DefaultSelector()
     sel.register(proc.popen.stdout, selectors.EVENT_READ)
