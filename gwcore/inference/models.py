@@ -118,6 +118,7 @@ class ModelRuntime:
         self._mirror_acc = 0.0
         self.fallbacks_taken = 0
         self.refused = 0                    # 503: queue full or queued too long
+        self.mirror_seconds = 0.0           # the mirrored copies' time, summed
 
     def sticky_key(self, ex: Any) -> bytes | None:
         """The client's key for a sticky split, or None (no sticky_on, or the key is
@@ -311,9 +312,12 @@ class MirrorLog:
 
     def __init__(self, cluster: str, access_log: Any = None) -> None:
         self.cluster, self.access_log = cluster, access_log
+        self.model: ModelRuntime | None = None      # whose copies these are (set by build)
 
     def __call__(self, context: Any, status: int, seconds: float, error: str | None) -> None:
         ex, model, started = context
+        if self.model is not None:
+            self.model.mirror_seconds += seconds
         if self.access_log is None:
             return
         primary = ex.duration if ex.t_end else None
@@ -337,9 +341,11 @@ def build(cfg: Config, clusters: dict[str, Any], access_log: Any = None
 
     out = {}
     for name, m in cfg.models.items():
-        mirror = None
+        mirror = done = None
         if m.mirror is not None:
             done = MirrorLog(m.mirror.cluster, access_log)
             mirror = Mirror(clusters[m.mirror.cluster], m.mirror.max_in_flight, done)
         out[name] = ModelRuntime(name, m, clusters, mirror)
+        if done is not None:
+            done.model = out[name]
     return out

@@ -86,6 +86,11 @@ A_LINES, A_DROPPED = 0, 1
 S_BYTES, S_ENTRIES, S_EVICTIONS, S_EXPIRATIONS = range(4)
 # a rate limit's block: requests refused (429), keys counted in overflow cells, store errors
 RL_REFUSED, RL_OVERFLOWS, RL_ERRORS = range(3)
+# a model's block (gwcore/inference): requests refused by a version's queue (503), fallbacks
+MD_REFUSED, MD_FALLBACKS = range(2)
+# a mirror's block: copies by outcome (MIRROR_OUTCOMES), then the seconds they took, in ns
+MIRROR_OUTCOMES = ("2xx", "3xx", "4xx", "5xx", "failed", "dropped")
+MR_NS = len(MIRROR_OUTCOMES)
 
 
 def endpoint_address(ep: Any) -> str:
@@ -114,6 +119,10 @@ class Layout:
     access_log: int
     cache: int
     rate_limits: dict[str, int] = field(default_factory=dict)   # limit name → block
+    models: dict[str, int] = field(default_factory=dict)        # model → block
+    # (model, version or fallback cluster) → its served requests' column
+    model_versions: dict[tuple[str, str], int] = field(default_factory=dict)
+    mirrors: dict[str, int] = field(default_factory=dict)       # model → its mirror's block
 
 
 @dataclass
@@ -161,6 +170,12 @@ class Registry:
             access_log=self.block(("access_log",), 2),
             cache=self.block(("cache",), 4, range(S_EVICTIONS)),
             rate_limits={n: self.block(("rate_limit", n), 3) for n in cfg.rate_limits},
+            models={n: self.block(("model", n), 2) for n in cfg.models},
+            model_versions={(n, v): self.block(("model_version", n, v), 1)
+                            for n, m in cfg.models.items()
+                            for v in dict.fromkeys([x.name for x in m.versions] + m.fallback)},
+            mirrors={n: self.block(("mirror", n, m.mirror.cluster), MR_NS + 1)
+                     for n, m in cfg.models.items() if m.mirror is not None},
         )
 
 
@@ -174,7 +189,8 @@ class Recorder:
 
     def sync(self, listeners: list[tuple[str, Any]], clusters: dict[str, Any],
              providers: dict[str, Any], access_log: Any, cache: Any = None,
-             rate_limits: dict[str, Any] | None = None) -> None:
+             rate_limits: dict[str, Any] | None = None,
+             models: dict[str, Any] | None = None) -> None:
         row, lay = self.row, self.layout
         for name, lr in listeners:
             base = lay.listeners[name]
@@ -206,6 +222,29 @@ class Recorder:
                 row.set(base + RL_REFUSED, policy.refused)
                 row.set(base + RL_OVERFLOWS, getattr(policy.limit, "overflows", 0))
                 row.set(base + RL_ERRORS, getattr(policy.limit, "errors", 0))
+        for name, model in (models or {}).items():
+            self._sync_model(name, model)
+
+    def _sync_model(self, name: str, model: Any) -> None:
+        """A gwcore.inference.models.ModelRuntime's counters."""
+        row, lay = self.row, self.layout
+        base = lay.models.get(name)
+        if base is None:
+            return
+        row.set(base + MD_REFUSED, model.refused)
+        row.set(base + MD_FALLBACKS, model.fallbacks_taken)
+        for v in (*model.versions, *model.fallbacks):
+            col = lay.model_versions.get((name, v.label))
+            if col is not None:
+                row.set(col, v.requests)
+        mirror, base = model.mirror, lay.mirrors.get(name)
+        if mirror is not None and base is not None:
+            statuses = mirror.statuses
+            for i, outcome in enumerate(MIRROR_OUTCOMES[:4]):
+                row.set(base + i, statuses.get(outcome, 0))
+            row.set(base + 4, mirror.failed)
+            row.set(base + 5, mirror.dropped)
+            row.set(base + MR_NS, int(model.mirror_seconds * 1e9))
 
 
 @dataclass
@@ -437,6 +476,36 @@ def _other_families(v: list[int], by_kind: dict[str, list[tuple[tuple[str, ...],
         for i, fam in enumerate(limits):
             fam.add_metric([name], v[base + i])
     yield from (open_, accepted, jwt, jwks, lines, dropped, *store, *limits)
+    yield from _model_families(v, by_kind)
+
+
+def _model_families(v: list[int], by_kind: dict[str, list[tuple[tuple[str, ...], int]]]
+                    ) -> Iterator[Any]:
+    served = _family(CounterMetricFamily, "gwcore_model_requests",
+                     "Model requests by the version (or fallback cluster) sent to.",
+                     ["model", "version"])
+    for (_, model, version), base in by_kind.get("model_version", []):
+        served.add_metric([model, version], v[base])
+    refused = _family(CounterMetricFamily, "gwcore_model_refused",
+                      "Model requests refused (503): a version's queue full or waited on "
+                      "too long.", ["model"])
+    fallbacks = _family(CounterMetricFamily, "gwcore_model_fallbacks",
+                        "Model requests sent on to a fallback.", ["model"])
+    for (_, model), base in by_kind.get("model", []):
+        refused.add_metric([model], v[base + MD_REFUSED])
+        fallbacks.add_metric([model], v[base + MD_FALLBACKS])
+    copies = _family(CounterMetricFamily, "gwcore_mirror_requests",
+                     "Mirrored copies by outcome: the status class of the candidate's "
+                     "answer, failed (no whole answer) or dropped (max_in_flight reached).",
+                     ["model", "cluster", "outcome"])
+    seconds = _family(CounterMetricFamily, "gwcore_mirror_seconds",
+                      "Seconds the mirrored copies took, from sending to their end.",
+                      ["model", "cluster"])
+    for (_, model, cluster), base in by_kind.get("mirror", []):
+        for i, outcome in enumerate(MIRROR_OUTCOMES):
+            copies.add_metric([model, cluster, outcome], v[base + i])
+        seconds.add_metric([model, cluster], v[base + MR_NS] / 1e9)
+    yield from (served, refused, fallbacks, copies, seconds)
 
 
 def _master_families(state: MasterState) -> Iterator[Any]:

@@ -64,6 +64,7 @@ class Runtime:
     spans: Any = None       # gwcore.observability.tracing.OtlpSpans (tracing.otlp), or None
     cache: Any = None       # gwcore.filters.cache.CacheRuntime (a route caches), or None
     rate_limits: Any = None     # name → gwcore.filters.ratelimit.Policy (this worker's)
+    models: Any = None          # name → gwcore.inference.models.ModelRuntime
 
 
 def make_cluster(c: ClusterConfig, clock: Clock, loop: asyncio.AbstractEventLoop) -> Cluster:
@@ -159,19 +160,20 @@ def build_runtime(cfg: Config, loop: asyncio.AbstractEventLoop, clock: Clock,
         lr.global_on_log = global_on_log
         lr.access_log = access_log
         lr.spans = spans
-    _route_choices(cfg, router, clusters, access_log)
+    models = _route_choices(cfg, router, clusters, access_log)
     if metrics is not None:
         _record_into(metrics, router, clusters, [lr for _, lr in listeners])
     return Runtime(clusters, providers, access_log, spans, context.cached(),
-                   context.policies()), listeners
+                   context.policies(), models), listeners
 
 
 def _route_choices(cfg: Config, router: Router, clusters: dict[str, Cluster],
-                   access_log: AccessLog | None) -> None:
+                   access_log: AccessLog | None) -> dict[str, Any]:
     """Routes whose cluster is chosen per request: a weighted split between clusters, or a
-    model route (gwcore/inference), built only when the config has one."""
+    model route (gwcore/inference), built only when the config has one. Returns the models'
+    runtimes by name."""
     if not cfg.models and all(isinstance(r.cluster, str) for r in cfg.routes):
-        return
+        return {}
     from gwcore.inference import models
 
     runtimes = models.build(cfg, clusters, access_log)
@@ -181,6 +183,7 @@ def _route_choices(cfg: Config, router: Router, clusters: dict[str, Cluster],
                                               [c.weight for c in rc.cluster])
         elif rc.model_from is not None:
             route.model = models.ModelRoute(rc, runtimes, access_log)
+    return runtimes
 
 
 def _cert_fields(lst: Listener) -> tuple[str, str] | None:
@@ -265,7 +268,7 @@ def serve(cfg: Config, sockets: list[list[socket.socket]] | None = None, *,
 
         def sync() -> None:
             metrics.sync(named, rt.clusters, rt.providers, access_log, rt.cache,
-                         rt.rate_limits)
+                         rt.rate_limits, rt.models)
 
         upkeep.append(loop.create_task(_every(SYNC_INTERVAL, sync)))
     if purges is not None:
