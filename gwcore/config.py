@@ -1454,6 +1454,7 @@ def parse(text: str, source: str = "<config>",
         raise ConfigError(f"{source}: {e}") from None
     try:
         _check_named(data, "rate_limits", RateLimit)
+        _check_named(data, "models", Model)
         cfg = msgspec.convert(data, Config, dec_hook=_dec_hook)
         _check_references(cfg)
         _check_listener_addresses(cfg.listeners)
