@@ -1076,6 +1076,13 @@ class Route(_Section):
         if self.model_from is None and (self.models is not None
                                         or self.version_header is not None):
             raise ValueError("models: only a route with model_from serves models")
+        if self.models is not None and not self.models:
+            raise ValueError("models: list the models the route serves (or leave it out: "
+                             "all)")
+        if self.model_from is not None and (self.cache is not None or any(
+                f.use == "cache" for f in self.filters)):
+            raise ValueError("cache: a model route is not cached (its cluster is chosen "
+                             "after its filters, from the body)")
         if self.version_header is not None and not _TOKEN.match(self.version_header):
             raise ValueError(f"version_header: {self.version_header!r} is not a field name")
 
@@ -1210,6 +1217,17 @@ def _check_references(cfg: Config) -> None:
                 raise ConfigError(f"routes[{i}].{where}: unknown cluster {name!r}")
         if route.model_from is not None and not cfg.models:
             raise ConfigError(f"routes[{i}].model_from: the config has no models section")
+        if isinstance(route.cluster, list):
+            for j, wc in enumerate(route.cluster):
+                c = next((c for c in cfg.clusters if c.name == wc.name), None)
+                if c is not None and (c.concurrency is not None or c.shedding is not None):
+                    raise ConfigError(
+                        f"routes[{i}].cluster[{j}].name: cluster {wc.name!r} has "
+                        f"{'concurrency' if c.concurrency is not None else 'shedding'}, "
+                        "which applies to routes sending to that cluster alone (not a split)")
+        if route.model_from is not None and any(f.use == "cache" for f in cfg.filters):
+            raise ConfigError(f"routes[{i}].model_from: the global filters cache, and a model "
+                              "route is not cached")
         for j, name in enumerate(route.models or ()):
             if name not in cfg.models:
                 raise ConfigError(f"routes[{i}].models[{j}]: unknown model {name!r}")
@@ -1273,6 +1291,15 @@ def _check_models(cfg: Config, clusters: set[str]) -> None:
             if model.mirror.cluster in {v.cluster for v in model.versions}:
                 raise ConfigError(f"models.{name}.mirror.cluster: {model.mirror.cluster!r} "
                                   f"already serves a version of {name!r}")
+        for j, cname in enumerate([v.cluster for v in model.versions] + model.fallback):
+            c = next((c for c in cfg.clusters if c.name == cname), None)
+            if c is not None and (c.concurrency is not None or c.shedding is not None):
+                key = "concurrency" if c.concurrency is not None else "shedding"
+                where = (f"versions[{j}].cluster" if j < len(model.versions)
+                         else f"fallback[{j - len(model.versions)}]")
+                raise ConfigError(f"models.{name}.{where}: cluster {cname!r} has {key}, which "
+                                  "applies to routes sending to that cluster alone; bound a "
+                                  "model's versions with max_in_flight")
         sticky = model.sticky_on
         if isinstance(sticky, StickyOn) and sticky.jwt_claim is not None:
             for i, route in enumerate(cfg.routes):

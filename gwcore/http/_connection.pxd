@@ -127,4 +127,5 @@ cdef class Http1Connection(ResponseSink):
     cdef void _abandon_upstream(self)           # before an error answer or a close
     cdef bint _session_deadline(self)           # the deadline, in filtering or connecting
     cdef void _client_gone(self)
+    cdef void _too_large(self)                  # a must_buffer body over its bound: 413
     cdef void _finish(self, str end)            # the one end of an exchange

@@ -266,7 +266,8 @@ cdef class Http1Connection(ResponseSink):
             else:
                 # only while waiting for a response are the buffered bytes later requests;
                 # while connecting or filtering they may be this request's body
-                if n > PIPELINE_BUFFER and self.state == D_WAIT:
+                if n > PIPELINE_BUFFER and (self.state == D_WAIT or (
+                        self.state == D_FILTERING and not self.body_unread)):
                     self._pause(P_PIPELINE_FULL, True)
                 return
 
@@ -342,7 +343,7 @@ cdef class Http1Connection(ResponseSink):
                 return False
             if r == 0 and self.body_seen > self.buffer_limit:
                 if self.must_buffer:
-                    self._error(413, "body over limit", True)
+                    self._too_large()
                     return False
                 # too large to hold: stream it, starting with what was received
                 self.req_body = b"".join([chunk_line(self.body_seen)] + self.body_parts
@@ -767,6 +768,10 @@ cdef class Http1Connection(ResponseSink):
 
     cdef void _client_gone(self):
         """The client connection is lost."""
+
+    cdef void _too_large(self):
+        """A body that had to be received whole (``must_buffer``) grew past its bound."""
+        self._error(413, "body over limit", True)
 
     cdef void _finish(self, str end):
         """The exchange under way (if any) ended: ``end`` says how."""

@@ -272,28 +272,47 @@ class ModelRoute:
         if model is not None and model.mirrors():
             model.mirror.send(head, body, (ex, model.name, time.time()))
 
-    def fallback(self, ex: Any, retry_after: float | None) -> Version | None:
-        """The next fallback after the version that just failed (None: none left). A
-        Retry-After (seconds) on a 429/503 keeps that version out of new splits until it
-        passes."""
+    def next_fallback(self, ex: Any, retry_after: float | None) -> tuple[int, Version] | None:
+        """The next fallback after the version that just failed, and its place in the list
+        (None: none left), not taken yet: a version whose max_in_flight is reached is passed
+        over (a fallback never queues). A Retry-After (seconds) on a 429/503 keeps the failed
+        version out of new splits until it passes."""
         model = self.models.get(ex.model)
         if model is None:
             return None
-        state = ex.state
-        i = state.get("model_fallback", 0)
-        current = next((v for v in (*model.versions, *model.fallbacks)
-                        if v.label == ex.model_version), None)
+        current = self._current(ex, model)
         if retry_after is not None and current is not None:
             current.backoff_until = max(current.backoff_until, time.monotonic() + retry_after)
-        while i < len(model.fallbacks):
+        for i in range(ex.state.get("model_fallback", 0), len(model.fallbacks)):
             nxt = model.fallbacks[i]
-            i += 1
-            if nxt is not current:
-                state["model_fallback"] = i
-                model.fallbacks_taken += 1
-                return self._take(ex, nxt)
-        state["model_fallback"] = i
+            lim = nxt.limiter
+            if nxt is not current and (lim is None or (lim.in_flight < lim.max
+                                                       and not lim.waiters)):
+                return i, nxt
         return None
+
+    def take_fallback(self, ex: Any, i: int, version: Version) -> Version:
+        """The request goes to ``version``, ``i``-th of the fallbacks: the failed version's
+        place among its max_in_flight is given back, one of this version's taken."""
+        model = version.model
+        current = self._current(ex, model)
+        state = ex.state
+        held = state.get("concurrency")
+        if current is not None and current.limiter is not None and held \
+                and current.limiter in held:
+            held.remove(current.limiter)
+            current.limiter.release()
+        if version.limiter is not None:
+            version.limiter.acquire(ex, self.priority)      # free: next_fallback checked
+        state["model_fallback"] = i + 1
+        model.fallbacks_taken += 1
+        return self._take(ex, version)
+
+    @staticmethod
+    def _current(ex: Any, model: ModelRuntime) -> Version | None:
+        """The version (or fallback) the exchange was last sent to."""
+        return next((v for v in (*model.versions, *model.fallbacks)
+                     if v.label == ex.model_version), None)
 
     # -- the end --------------------------------------------------------------------------
 

@@ -658,7 +658,9 @@ cdef class Downstream(Http1Connection):
         if rid < 0 or not _request_id_ok(base + head_fields[rid].value_off,
                                          head_fields[rid].value_len):
             drop_kinds |= DROP_REQUEST_ID
-            line = self.lr.request_id_line()
+            # the exchange's own id when this head is built again (a model's fallback)
+            line = (self.lr.request_id_line() if self.ex.request_id is None
+                    else b"X-Request-Id: " + self.ex.request_id.encode() + CRLF)
             extra.append(line)
             # "X-Request-Id: " before the id, CRLF after it
             self.ex.request_id = PyUnicode_DecodeASCII(PyBytes_AS_STRING(line) + 14,
@@ -754,9 +756,10 @@ cdef class Downstream(Http1Connection):
             self._model_go(got, True)
         else:       # queued for a place among the version's max_in_flight
             self.waiting = (None, None, None, False, got)
+            # reading goes on (the body is in: what comes is pipelined, bounded by
+            # _process), so a client that goes away is seen at once and never queued for
             self.state = D_FILTERING
             self.deadline = self.settings.clock.now + route.model.wait_bound
-            self._pause(P_FILTERING, True)
             got.add_done_callback(self._model_granted)
 
     def _model_granted(self, fut):
@@ -765,7 +768,6 @@ cdef class Downstream(Http1Connection):
         self.waiting = None
         self.state = D_WAIT
         self.deadline = 0
-        self._pause(P_FILTERING, False)
         if fut.cancelled() or fut.exception() is not None:
             if not fut.cancelled():
                 log.error("model queue failed", exc_info=fut.exception())
@@ -809,15 +811,15 @@ cdef class Downstream(Http1Connection):
 
     cdef object _fallback(self, object retry_after):
         """A model route's version failed (connect failure, timeout, 429, 503) and its
-        cluster will not retry: the model's next fallback, if its cluster's retry budget
-        allows one more try; else None (the failure is answered)."""
+        cluster will not retry: the model's next fallback, taken if its cluster's retry
+        budget allows one more try; else None (the failure is answered)."""
         cdef Route route = self.ex.route if self.ex is not None else None
         if route is None or route.model is None or (self.has_body and not self.body_buffered):
             return None
-        version = route.model.fallback(self.ex, retry_after)
-        if version is None or not (<Cluster>version.cluster).retry_allowed():
+        got = route.model.next_fallback(self.ex, retry_after)
+        if got is None or not (<Cluster>got[1].cluster).retry_allowed():
             return None
-        return version
+        return route.model.take_fallback(self.ex, got[0], got[1])
 
     cdef void _dispatch(self, Endpoint exclude, bint fresh):
         """Starts a try: picks an endpoint (not ``exclude`` when there is another), sends on
@@ -962,6 +964,13 @@ cdef class Downstream(Http1Connection):
                 self._go_on()
             return True
         return False
+
+    cdef void _too_large(self):
+        cdef Route route = self.ex.route if self.ex is not None else None
+        if route is not None and route.model is not None:
+            self._local(route.model.too_large(), True)
+        else:
+            self._error(413, "body over limit", True)
 
     cdef void _client_gone(self):
         if self.state == D_FILTERING:

@@ -4,10 +4,12 @@ Run as its own process: ``python tests/integration/model_origin.py --name v7 --p
 ``READY <port>`` once listening, exits on SIGTERM. Every request (Content-Length bodies only:
 the gateway sends a model route's body whole) is answered with JSON ``{"served_by": NAME,
 "version_field": <X-Model-Version received or null>, "body_length": N, "body_sha256": HEX,
-"path": PATH}`` — unless ``--status C`` (then that status, with ``Retry-After: R`` when
+"path": PATH, "request_id": <X-Request-Id>}`` (``version_field`` joins every
+X-Model-Version field received with ", ") — unless ``--status C`` (then that status, with ``Retry-After: R`` when
 ``--retry-after R``). Request fields steer one answer: ``X-Sleep: S`` waits S seconds first.
 ``GET /stats`` (on a connection of its own, not counted) gives ``{"requests", "in_flight",
-"max_in_flight", "versions": {field value: count}, "closed_early"}``.
+"max_in_flight", "versions": {field value: count}, "closed_early", "request_ids": [the last
+100 X-Request-Id received]}``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import signal
 import sys
 
 STATS = {"requests": 0, "in_flight": 0, "max_in_flight": 0, "versions": {},
-         "closed_early": 0}
+         "closed_early": 0, "request_ids": []}
 
 
 def answer(status: int, body: bytes, extra: bytes = b"") -> bytes:
@@ -35,11 +37,12 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             _method, target, _ = lines[0].split(" ", 2)
-            fields = {}
+            fields: dict[str, str] = {}
             for line in lines[1:]:
                 if line:
                     name, _, value = line.partition(":")
-                    fields[name.strip().lower()] = value.strip()
+                    name, value = name.strip().lower(), value.strip()
+                    fields[name] = f"{fields[name]}, {value}" if name in fields else value
             body = await reader.readexactly(int(fields.get("content-length", "0")))
             if target.startswith("/stats"):
                 writer.write(answer(200, json.dumps(STATS).encode()))
@@ -48,6 +51,7 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
             STATS["requests"] += 1
             version = fields.get("x-model-version")
             STATS["versions"][str(version)] = STATS["versions"].get(str(version), 0) + 1
+            STATS["request_ids"] = [*STATS["request_ids"][-99:], fields.get("x-request-id")]
             STATS["in_flight"] += 1
             STATS["max_in_flight"] = max(STATS["max_in_flight"], STATS["in_flight"])
             try:
@@ -62,6 +66,7 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
             else:
                 writer.write(answer(200, json.dumps({
                     "served_by": args.name, "version_field": version, "path": target,
+                    "request_id": fields.get("x-request-id"),
                     "body_length": len(body),
                     "body_sha256": hashlib.sha256(body).hexdigest()}).encode()))
             await writer.drain()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -207,9 +209,10 @@ def test_oversized_chunked_body_is_413(setup):
     c.request("POST", "/small/x", body=iter([b"x" * 1500, b"y" * 1500]), encode_chunked=True,
               headers={"Host": "gw.test", "Transfer-Encoding": "chunked"})
     r = c.getresponse()
-    r.read()
+    data = r.read()
     c.close()
     assert r.status == 413
+    assert json.loads(data)["error"]["code"] == "body_too_large"
 
 
 def test_split_95_5_over_10000_requests(setup):
@@ -307,8 +310,12 @@ def test_fallbacks_are_taken_in_order(setup):
     before = served(s)
     status, fields, data = post(gw.port, "/v1/x", body_for("fallible"))
     assert status == 200, data
-    assert json.loads(data)["served_by"] == "v6eu"
+    got = json.loads(data)
+    assert got["served_by"] == "v6eu"
     assert fields["x-model-version"] == "ranker-v6eu"          # the answer says who served
+    assert got["version_field"] == "ranker-v6eu"                # sent upstream once
+    # one request, one id: every try carried the id of the first
+    assert s.origins["busy"].stats()["request_ids"][-1] == got["request_id"]
     after = served(s)
     # the dead version, then the 503 cluster, then the 429 one, then the one that answered
     assert after["busy"] - before["busy"] == 1
@@ -370,14 +377,16 @@ def test_weighted_cluster_split_on_a_plain_route(setup):
     assert abs(v8 - 100) <= 2 * WORKERS, (v7, v8)      # smooth WRR: exact per 10 per worker
 
 
-def test_a_more_important_route_displaces_a_queued_sheddable_one(setup):
+@pytest.fixture(scope="module")
+def one_place(setup) -> Iterator[int]:
+    """A one-worker gateway whose model ``queued`` has one place and one queue slot (so the
+    worker's place and queue are the whole bound): its port."""
     s, _, _ = setup
-    q = s.origins["q"]
     port = free_port()
     config = {
-        "workers": 1,       # one worker: its one place and queue are the whole bound
+        "workers": 1,
         "listeners": [{"name": "public", "address": f"{HOST}:{port}"}],
-        "clusters": [{"name": "q", "endpoints": [f"{HOST}:{q.port}"]}],
+        "clusters": [{"name": "q", "endpoints": [f"{HOST}:{s.origins['q'].port}"]}],
         "models": {"queued": {"versions": [{"name": "v1", "cluster": "q"}],
                               "max_in_flight": 1, "queue": 1, "queue_timeout": "5s"}},
         "routes": [
@@ -387,32 +396,61 @@ def test_a_more_important_route_displaces_a_queued_sheddable_one(setup):
              "model_from": {"json_field": "model"}},
         ],
     }
-    gw = start_gateway(config, s.tmp, "gateway-priority")
-    results: dict[str, tuple[int, dict, bytes]] = {}
-
-    def one(name: str, target: str, sleep: str) -> threading.Thread:
-        def run() -> None:
-            results[name] = post(port, target, body_for("queued"), {"X-Sleep": sleep})
-        t = threading.Thread(target=run)
-        t.start()
-        return t
-
+    gw = start_gateway(config, s.tmp, "gateway-one-place")
     try:
-        before = q.stats()["requests"]
-        held = one("held", "/shed/x", "1.0")
-        wait_for(lambda: q.stats()["in_flight"] == 1, 10, "the one place taken")
-        queued = one("queued", "/shed/x", "0")
-        time.sleep(0.3)     # ordering only: the sheddable request waits before the critical
-        critical = one("critical", "/v1/x", "0")
-        for t in (held, queued, critical):
-            t.join()
-        assert q.stats()["requests"] - before == 2
+        yield port
     finally:
         gw.proc.stop()
+
+
+def in_thread(results: dict, name: str, port: int, target: str, sleep: str
+              ) -> threading.Thread:
+    def run() -> None:
+        results[name] = post(port, target, body_for("queued"), {"X-Sleep": sleep})
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+def test_a_more_important_route_displaces_a_queued_sheddable_one(setup, one_place):
+    s, _, _ = setup
+    q = s.origins["q"]
+    results: dict[str, tuple[int, dict, bytes]] = {}
+    wait_for(lambda: q.stats()["in_flight"] == 0, 10, "the origin idle")
+    before = q.stats()["requests"]
+    held = in_thread(results, "held", one_place, "/shed/x", "1.0")
+    wait_for(lambda: q.stats()["in_flight"] == 1, 10, "the one place taken")
+    queued = in_thread(results, "queued", one_place, "/shed/x", "0")
+    time.sleep(0.3)     # ordering only: the sheddable request waits before the critical
+    critical = in_thread(results, "critical", one_place, "/v1/x", "0")
+    for t in (held, queued, critical):
+        t.join()
+    assert q.stats()["requests"] - before == 2
     assert results["held"][0] == 200 and results["critical"][0] == 200
     status, fields, data = results["queued"]
     assert status == 503 and fields["retry-after"] == "1"
     assert json.loads(data)["error"]["code"] == "model_overloaded"
+
+
+def test_a_client_gone_while_queued_is_never_sent(setup, one_place):
+    s, _, _ = setup
+    q = s.origins["q"]
+    results: dict[str, tuple[int, dict, bytes]] = {}
+    wait_for(lambda: q.stats()["in_flight"] == 0, 10, "the origin idle")
+    before = q.stats()
+    held = in_thread(results, "held", one_place, "/v1/x", "1.0")
+    wait_for(lambda: q.stats()["in_flight"] == 1, 10, "the one place taken")
+    gone = socket.create_connection((HOST, one_place))
+    body = body_for("queued")
+    gone.sendall(b"POST /v1/x HTTP/1.1\r\nHost: gw.test\r\nContent-Length: %d\r\n\r\n"
+                 % len(body) + body)
+    time.sleep(0.2)     # ordering only: it is queued before it goes
+    gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    gone.close()        # RST
+    held.join()
+    after = q.stats()
+    assert results["held"][0] == 200
+    assert after["requests"] - before["requests"] == 1      # the one that left never went
 
 
 def test_models_and_mirrors_in_metrics(setup):
