@@ -271,6 +271,9 @@ class Server:
     # fields every client request must carry (e.g. a bearer token): the readiness check and
     # wrk send them
     headers: tuple[tuple[str, str], ...] = ()
+    # a wrk Lua script (`wrk -s`) shaping the measured requests (method, path, body); None:
+    # GET /<size> (bench/macro/inference.py's POSTs)
+    wrk_script: Path | None = None
 
     def exited(self) -> str | None:
         rc = self.proc.poll()
@@ -283,11 +286,12 @@ class Server:
 @dataclass(frozen=True)
 class Spawn:
     """How a server process is run besides its argv: working directory, extra environment,
-    and the fields every client request must carry."""
+    the fields every client request must carry and the wrk script shaping them."""
 
     cwd: Path | None = None
     env: tuple[tuple[str, str], ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
+    wrk_script: Path | None = None
 
 
 def spawn(name: str, argv: list[str], cpus: str | None, log: Path, port: int,
@@ -297,7 +301,8 @@ def spawn(name: str, argv: list[str], cpus: str | None, log: Path, port: int,
         proc = subprocess.Popen(pinned(cpus, argv), stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 cwd=how.cwd, env=env)
-    return Server(name=name, port=port, proc=proc, log=log, headers=how.headers)
+    return Server(name=name, port=port, proc=proc, log=log, headers=how.headers,
+                  wrk_script=how.wrk_script)
 
 
 def stop(server: Server) -> None:
@@ -413,25 +418,31 @@ def build_haproxy(tools: dict[str, str | None]) -> Builder:
 
 
 def build_gwcore(pin_cpus: bool, python: str = sys.executable, route_opts: str = "",
-                 top_opts: str = "") -> Builder:
+                 top_opts: str = "", template: str = "gwcore.yaml.tmpl",
+                 values: dict[str, str] | None = None) -> Builder:
     """gwcore run by `python -m gwcore serve`; route_opts are YAML lines added to its one route
-    (indented by 4), top_opts top-level YAML sections (bench/macro/routes.py's variants)."""
+    (indented by 4), top_opts top-level YAML sections (bench/macro/routes.py's variants);
+    template and values: another config template and its own placeholders
+    (bench/macro/inference.py)."""
     def build(d: Path, port: int, origin_port: int, workers: int) -> list[str]:
-        cfg = render("gwcore.yaml.tmpl", d / "gwcore.yaml",
+        cfg = render(template, d / "gwcore.yaml",
                      {"PORT": str(port), "ORIGIN_PORT": str(origin_port),
                       "WORKERS": str(workers), "PIN_CPUS": "true" if pin_cpus else "false",
-                      "ROUTE_OPTS": route_opts, "TOP_OPTS": top_opts})
+                      "ROUTE_OPTS": route_opts, "TOP_OPTS": top_opts, **(values or {})})
         return [python, "-m", "gwcore", "serve", "--config", str(cfg)]
     return build
 
 
-def build_origin(tools: dict[str, str | None], server_opts: str = "") -> Builder:
+def build_origin(tools: dict[str, str | None], server_opts: str = "", http_opts: str = ""
+                 ) -> Builder:
     """The origin NGINX; server_opts are directives added to its server block (indented by 8;
-    bench/macro/cache.py's Cache-Control and access log), none for run.py."""
+    bench/macro/cache.py's Cache-Control and access log), http_opts to its http block
+    (indented by 4; bench/macro/inference.py's second server block), none for run.py."""
     def build(d: Path, port: int, _origin_port: int, workers: int) -> list[str]:
         render("nginx_origin.conf.tmpl", d / "nginx.conf",
                {"PORT": str(port), "WORKERS": str(workers), "BODY_1K": BODIES["1k"].decode(),
-                "LISTEN_OPTS": nginx_listen_opts(workers), "SERVER_OPTS": server_opts})
+                "LISTEN_OPTS": nginx_listen_opts(workers), "SERVER_OPTS": server_opts,
+                "HTTP_OPTS": http_opts})
         return nginx_argv(str(tools["nginx"]), d)
     return build
 
@@ -464,7 +475,7 @@ def launch(name: str, build: Builder, d: Path, origin_port: int, workers: int,
 
 
 def start_origin(tmp: Path, tools: dict[str, str | None], layout: Layout,
-                 server_opts: str = "") -> Server:
+                 server_opts: str = "", http_opts: str = "") -> Server:
     d = tmp / "origin"
     (d / "www").mkdir(parents=True)
     (d / "www" / "64k").write_bytes(BODIES["64k"])
@@ -472,8 +483,8 @@ def start_origin(tmp: Path, tools: dict[str, str | None], layout: Layout,
     for p in (tmp, d, d / "www"):
         p.chmod(0o755)
     (d / "www" / "64k").chmod(0o644)
-    origin, why = launch("origin", build_origin(tools, server_opts), d, 0, layout.origin_workers,
-                         layout.origin_cpus)
+    origin, why = launch("origin", build_origin(tools, server_opts, http_opts), d, 0,
+                         layout.origin_workers, layout.origin_cpus)
     if origin is None:
         raise BenchError(f"the origin NGINX did not start: {why}")
     return origin
@@ -647,10 +658,13 @@ def parse_wrk(output: str, body_size: int) -> WrkResult:
 
 
 def run_wrk(wrk: str, port: int, size: str, duration: str, args: argparse.Namespace,
-            layout: Layout, headers: tuple[tuple[str, str], ...] = ()
-            ) -> tuple[WrkResult, str]:
+            layout: Layout, headers: tuple[tuple[str, str], ...] = (),
+            script: Path | None = None) -> tuple[WrkResult, str]:
+    """One wrk run of GET /<size> on port (or what script, a wrk Lua file, makes of it)."""
     url = f"http://127.0.0.1:{port}/{size}"
     fields = [arg for name, value in headers for arg in ("-H", f"{name}: {value}")]
+    if script is not None:
+        fields += ["-s", str(script)]
     argv = pinned(layout.wrk_cpus, [wrk, f"-t{args.threads}", f"-c{args.connections}",
                                     f"-d{duration}", "--latency", *fields, url])
     timeout = parse_duration_s(duration) + 30
@@ -1057,14 +1071,16 @@ def measure(wrk: str, variant: Variant, server: Server, origin: Server, size: st
             warmups: dict[tuple[Variant, str], list[WrkResult]]) -> None:
     """One warm-up and one measured wrk run of a variant; both are recorded (the warm-up only
     for its failed requests)."""
-    warm, _ = run_wrk(wrk, server.port, size, args.warmup, args, layout, server.headers)
+    warm, _ = run_wrk(wrk, server.port, size, args.warmup, args, layout, server.headers,
+                      server.wrk_script)
     warmups.setdefault((variant, size), []).append(warm)
     if warm.errors:
         print(f"round {rnd} {size:>3} {variant.key:<15} warm-up: {describe_run(warm)}",
               flush=True)
     pgids = [server.proc.pid, origin.proc.pid]  # group leaders (start_new_session)
     before = cpu_sample(pgids)
-    res, out = run_wrk(wrk, server.port, size, args.duration, args, layout, server.headers)
+    res, out = run_wrk(wrk, server.port, size, args.duration, args, layout, server.headers,
+                       server.wrk_script)
     res.cpu = cpu_shares(before, cpu_sample(pgids), server.proc.pid, origin.proc.pid)
     for s in (origin, server):
         died = s.exited()
