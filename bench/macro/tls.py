@@ -8,6 +8,9 @@ wrk on CPU 0, the proxy under test with 1 worker on CPU 1):
                    full TLS 1.3 handshake (wrk resumes no session): handshakes/s
   plain-close      (only when named in ``--modes``) the same without TLS, on a plain listener
                    of the same proxy: what a connection per request costs without a handshake
+With ``--floor`` a third server is measured alongside: bench/macro/tls_floor.py, uvloop
+terminating TLS with the context gwcore.tls builds and answering every request itself (1 KiB,
+no proxying, no gwcore code per request): the floor of uvloop's TLS transport plus OpenSSL.
 Each run also gives the proxy's CPU time per request (µs, its process group's utime + stime
 from /proc), which moves less with the machine's load than req/s, and the CPU the rest of the
 machine used meanwhile. The load average is printed at start and end.
@@ -151,6 +154,9 @@ def ready(port: int) -> bool:
     except (OSError, ssl.SSLError):
         return False
 
+
+# tls_floor.py's arguments (--floor); paths of the run's temporary directory have no spaces
+FLOOR_ARGS = "--cert @CERT@ --key @KEY@ --port @PORT@ --plain-port @PLAIN_PORT@"
 
 PLAIN_PORTS: dict[str, int] = {}     # proxy name → its plain-HTTP listener's port
 
@@ -309,6 +315,9 @@ def main() -> int:
                     help="then profile each proxy with perf for SECONDS (0: no profile)")
     ap.add_argument("--perf-modes", default="keep-alive-1k",
                     help="the loads to profile under, comma-separated (default keep-alive-1k)")
+    ap.add_argument("--floor", action="store_true",
+                    help="also measure tls_floor.py: uvloop TLS with gwcore's context, "
+                         "answering every request itself (no proxying)")
     ap.add_argument("--perf-dir", type=Path, default=None,
                     help="keep the perf data and reports here (default: discarded)")
     args = ap.parse_args()
@@ -341,9 +350,14 @@ def main() -> int:
                 return [sys.executable, "-m", "gwcore", "serve", "--config",
                         str(d / "gwcore.yaml")]
 
+            def floor_argv(d: Path, text: str) -> list[str]:
+                return [sys.executable, str(HERE / "tls_floor.py"), *text.split()]
+
             proxies = {}
-            for name, text, argv_for in (("gwcore", GWCORE_TLS, gwcore_argv),
-                                         ("nginx", NGINX_TLS, nginx_argv)):
+            chosen = [("gwcore", GWCORE_TLS, gwcore_argv), ("nginx", NGINX_TLS, nginx_argv)]
+            if args.floor:
+                chosen.append(("floor", FLOOR_ARGS, floor_argv))
+            for name, text, argv_for in chosen:
                 d = tmp / name
                 d.mkdir()
                 proxies[name] = start(name, d, text, values, argv_for, layout.proxy_cpus)
@@ -377,6 +391,11 @@ def main() -> int:
                 print(f"{mode:14}  gwcore {g:9.0f} {unit}  nginx {n:9.0f} {unit}  "
                       f"ratio {g / n:.2f} (per round {per_round})  "
                       f"CPU µs/req gwcore {gu:.1f} nginx {nu:.1f}")
+                if args.floor:
+                    f = statistics.median(x[0] for x in results[("floor", mode)])
+                    fu = statistics.median(x[1] for x in results[("floor", mode)])
+                    print(f"{'':14}  floor (uvloop TLS, answers itself) {f:9.0f} {unit}  "
+                          f"CPU µs/req {fu:.1f}")
             if args.perf > 0:
                 out_dir = args.perf_dir or tmp / "perf"
                 out_dir.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,10 @@ gwcore's code per connection (group ``per connection``), beyond OpenSSL:
   with the counter, is measured with a coroutine of the same shape (``start_tls`` itself is
   uvloop's and not included).
 
+On an established connection (group ``1 KiB response over TLS``): a response head and a 1 KiB
+body written as two ``SSLObject.write`` calls (two records: what uvloop's SSL transport does
+with ``writelines``) against one write of the joined bytes (one record).
+
     .venv/bin/python -m pytest bench/micro/test_tls_handshake_bench.py \\
         --benchmark-columns=min,median,ops --benchmark-group-by=group
 
@@ -530,3 +534,58 @@ def test_handshake_task_floor(benchmark: Any, loop: asyncio.AbstractEventLoop) -
             f.set_result(None)
 
     benchmark(lambda: loop.run_until_complete(batch()))
+
+
+# -- on an established connection: one 1 KiB response as one or two TLS records ------------
+
+GROUP_RECORDS = "1 KiB response over TLS"
+HEAD = (b"HTTP/1.1 200 OK\r\nServer: origin\r\nContent-Type: text/plain\r\n"
+        b"Content-Length: 1024\r\nVia: 1.1 gwcore\r\n\r\n")
+BODY = b"x" * 1024
+
+
+@pytest.fixture(scope="module")
+def established(setup: Setup) -> tuple[ssl.SSLObject, ssl.MemoryBIO]:
+    """A server SSLObject after a full handshake and the BIO its records go out to (the
+    client is not needed: the records are encrypted and dropped)."""
+    s_in, s_out, c_in, c_out = (ssl.MemoryBIO() for _ in range(4))
+    client = setup.client.wrap_bio(c_in, c_out, server_hostname="bench.test")
+    server = setup.contexts["one"].default.wrap_bio(s_in, s_out, server_side=True)
+    for _ in range(8):
+        for side, src, dst in ((client, c_out, s_in), (server, s_out, c_in)):
+            try:
+                side.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            dst.write(src.read())
+    assert server.version() == "TLSv1.3"
+    s_out.read()
+    return server, s_out
+
+
+@pytest.mark.benchmark(group=GROUP_RECORDS)
+def test_response_two_records(benchmark: Any, established: tuple[ssl.SSLObject, ssl.MemoryBIO]
+                              ) -> None:
+    """Head and body written separately, as uvloop's SSL transport does for writelines
+    (one ``SSLObject.write`` per item: two records), then read out of the BIO once."""
+    server, out = established
+
+    def two() -> bytes:
+        server.write(HEAD)
+        server.write(BODY)
+        return out.read()
+
+    assert len(benchmark(two)) == len(HEAD) + len(BODY) + 2 * 22
+
+
+@pytest.mark.benchmark(group=GROUP_RECORDS)
+def test_response_one_record(benchmark: Any, established: tuple[ssl.SSLObject, ssl.MemoryBIO]
+                             ) -> None:
+    """The same bytes joined first and written once: one record."""
+    server, out = established
+
+    def one() -> bytes:
+        server.write(HEAD + BODY)
+        return out.read()
+
+    assert len(benchmark(one)) == len(HEAD) + len(BODY) + 22
