@@ -39,6 +39,10 @@ cdef class Mirror:
     cdef _Copy free                      # free list of ended copies
     cdef int nfree
     cdef unsigned long token
+    # after a copy could not connect, copies are dropped until paused_until (monotonic ns):
+    # backoff seconds, doubled per failure from 0.25 s to 10 s, cleared by a response
+    cdef readonly int64_t paused_until
+    cdef double backoff
     cpdef bint send(self, bytes head, object body, object context)
     cdef bint _start(self, _Copy c)
     cdef void _recycle(self, _Copy c)

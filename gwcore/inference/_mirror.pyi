@@ -67,7 +67,8 @@ class Mirror:
         True: the copy is under way and on_done will be called exactly once, later, from a
         loop callback (never from within send()). False: dropped and counted in
         ``dropped``, and on_done is not called, because ``max_in_flight`` copies are
-        already under way, or a circuit breaker of the cluster refused it
+        already under way, or the mirror is paused after a copy could not connect
+        (``paused_until``), or a circuit breaker of the cluster refused it
         (``max_requests``, or ``max_pending_requests`` when no connection slot is free;
         counted in ``cluster.overflows``), or ``head`` is None. Never raises for such
         arguments (an unexpected exception is logged and the copy dropped)."""
@@ -89,6 +90,11 @@ class Mirror:
     @property
     def dropped(self) -> int:
         """Copies send() refused (returned False)."""
+    @property
+    def paused_until(self) -> int:
+        """Monotonic ns (CLOCK_MONOTONIC) until which copies are dropped because the last
+        one could not connect (0: not paused): 0.25 s after a first failure, doubled per
+        failure up to 10 s; a response clears it."""
     @property
     def completed(self) -> int:
         """Copies whose response ended cleanly (whatever its status)."""

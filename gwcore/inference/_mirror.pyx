@@ -5,7 +5,10 @@ cluster's balancer picks, on a pooled keep-alive connection when one is idle, el
 (the cluster's circuit breakers apply). The response is parsed by the Upstream and discarded
 chunk by chunk as it arrives; the connection goes back to the pool when the response ended
 cleanly. At most ``max_in_flight`` copies are under way: a copy beyond that is dropped and
-counted, never queued. Copies are never retried. Each copy counts in the cluster's in-flight
+counted, never queued. Copies are never retried. A copy that cannot connect pauses the
+mirror: copies are dropped (counted) for 0.25 s, doubled per failure up to 10 s, until one is
+answered — a candidate that is down would otherwise cost a connect attempt per request. Each
+copy counts in the cluster's in-flight
 accounting and reports endpoint health like a client request's try, so the cluster's circuit
 breakers and outlier detection see mirrored traffic. When a copy ends, ``on_done(context,
 status, seconds, error)`` runs on the loop; send() itself never raises and never waits.
@@ -146,7 +149,8 @@ cdef class Mirror:
         included, framed with Content-Length for ``body`` or without a body; ``body``: bytes
         or None). True: under way, on_done follows; False: dropped (counted), nothing does."""
         cdef _Copy c
-        if head is None or self.in_flight >= self.max_in_flight:
+        if head is None or self.in_flight >= self.max_in_flight or (
+                self.paused_until and _now_ns() < self.paused_until):
             self.dropped += 1
             return False
         if self.free is not None:
@@ -244,6 +248,14 @@ cdef class Mirror:
             self.completed += 1
         else:
             self.failed += 1
+        if error == ME_CONNECT_FAILED:
+            # a candidate that is down costs a connect per request: back off, as an
+            # ejection would (a cluster of one endpoint is never ejected)
+            self.backoff = min(max(self.backoff * 2.0, 0.25), 10.0)
+            self.paused_until = _now_ns() + <int64_t>(self.backoff * 1e9)
+        elif status > 0:
+            self.backoff = 0.0
+            self.paused_until = 0
         if status > 0:
             key = _CLASSES[(status // 100) % 10]
             self.statuses[key] = self.statuses.get(key, 0) + 1

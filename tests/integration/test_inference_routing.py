@@ -301,8 +301,9 @@ def test_mirror_down_fails_no_client_request(setup):
         status, _, data = post(gw.port, "/v1/x", body_for("shadow-down"), conn=c)
         assert status == 200, data
     c.close()
-    wait_for(lambda: access_log.read_text().count('"error":"connect_failed"') >= 50, 10,
-             "failed copies logged")
+    # the first copy fails to connect; then the mirror backs off and drops the rest
+    wait_for(lambda: '"error":"connect_failed"' in access_log.read_text(), 10,
+             "a failed copy logged")
 
 
 def test_fallbacks_are_taken_in_order(setup):

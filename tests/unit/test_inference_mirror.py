@@ -245,6 +245,14 @@ def test_dead_endpoint_is_connect_failed() -> None:
         assert 0 <= seconds < 1.5
         assert (m.failed, m.completed, m.in_flight) == (1, 0, 0)
         assert cluster.in_flight == 0
+        # a candidate that is down: copies are dropped for 0.25 s, then one tries again
+        assert m.paused_until > 0
+        assert m.send(head("/x"), None, "paused") is False and m.dropped == 1
+        await asyncio.sleep(0.3)
+        assert m.send(head("/x"), None, "probe") is True
+        *_, (ctx, _, _, error) = await rec.wait(2)
+        assert (ctx, error) == ("probe", "connect_failed")
+        assert m.send(head("/x"), None, "paused again") is False     # now for 0.5 s
 
     run(test, None, ports=[free_port()])
 
