@@ -134,12 +134,12 @@ class ModelRuntime:
         value = claims.get(s.jwt_claim) if claims else None
         return None if value is None else str(value).encode()
 
-    def pick(self, ex: Any, now: float) -> Version:
+    def pick(self, ex: Any) -> Version:
         """A version by the split (sticky or smooth weighted round-robin), avoiding one
         backed off by a Retry-After while another version or a fallback can serve."""
-        key = self.sticky_key(ex)
+        key = self.sticky_key(ex) if self.sticky is not None else None
         v = self.versions[self.split.pick() if key is None else self.split.pick_sticky(key)]
-        if v.backoff_until > now:
+        if v.backoff_until and v.backoff_until > (now := time.monotonic()):
             return next((o for o in self.standby if o.backoff_until <= now), v)
         return v
 
@@ -181,6 +181,8 @@ class ModelRoute:
         # seconds a queued request may wait before the session gives up on it: the longest
         # queue_timeout of its models, and a second for the queue's own answer to arrive
         self.wait_bound = max(m.cfg.queue_timeout for m in self.models.values()) + 1.0
+        # whether on_log has places to give back (the session skips it otherwise)
+        self.limited = any(m.cfg.max_in_flight is not None for m in self.models.values())
 
     def too_large(self) -> Response:
         """The 413 for a body over ``model_from.max_body_bytes``."""
@@ -235,7 +237,7 @@ class ModelRoute:
                                         "invalid_request_error", "version_not_found",
                                         self.field.decode())
         if version is None:
-            version = model.pick(ex, time.monotonic())
+            version = model.pick(ex)
         if version.limiter is not None:
             got = version.limiter.acquire(ex, self.priority)
             if isinstance(got, Response):
@@ -260,9 +262,9 @@ class ModelRoute:
                             "under way", "server_error", "model_overloaded", None, 1)
 
     def _take(self, ex: Any, version: Version) -> Version:
+        # the session sends ``field: value`` upstream (the client's own field dropped)
         version.requests += 1
         ex.model_version = version.label
-        ex.set_upstream_field(self.field_lower, version.value)
         return version
 
     def mirror(self, ex: Any, head: bytes, body: bytes | None) -> None:

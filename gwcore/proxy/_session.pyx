@@ -609,7 +609,7 @@ cdef class Downstream(Http1Connection):
         self.tries = 0
         self.retried = False
         if (<Route>self.ex.route).model is not None:
-            self.model_req = (method, target, host, h.host_index == -2)
+            self.model_req = (method, target, host, h.host_index == -2, filtered)
             self.must_buffer = (<Route>self.ex.route).model.max_body
             if not self._begin_body(h):
                 self._model_choose()
@@ -679,6 +679,12 @@ cdef class Downstream(Http1Connection):
                 memset(_drop, 0, h.num_fields)
                 drop = _drop
             self._trace_fields(base, h, extra, filtered)
+        if self.model_line is not None:     # a model route: the version chosen, not the client's
+            if drop == NULL:
+                memset(_drop, 0, h.num_fields)
+                drop = _drop
+            self._drop_named(base, h, (<Route>self.ex.route).model.field_lower)
+            extra.append(self.model_line)
         if self.cert_lines is not None:     # mTLS: the client's own such fields never pass
             if drop == NULL:
                 memset(_drop, 0, h.num_fields)
@@ -788,7 +794,7 @@ cdef class Downstream(Http1Connection):
         cdef const char *base
         cdef Exchange ex = self.ex
         cdef Route route = ex.route
-        method, target, host, replace_host = self.model_req
+        method, target, host, replace_host, filtered = self.model_req
         self.cluster = version.cluster
         ex.cluster = self.cluster
         self.model_line = route.model.field + b": " + version.value + CRLF
@@ -798,10 +804,10 @@ cdef class Downstream(Http1Connection):
         self.hash_key = (self.cluster.hash_key(base, head_fields, h.num_fields, target,
                                                self.client_ip, ex)
                          if self.cluster.balancer.is_hash() else None)
-        self.up_head = self._upstream_head(base, &h, method, target, host, True)
+        self.up_head = self._upstream_head(base, &h, method, target, host, filtered)
         if h.chunked:
             self._length_head()
-        if first:
+        if first and version.model.mirror is not None:
             try:
                 route.model.mirror(ex, self.up_head, self.req_body)
             except Exception:
@@ -1195,7 +1201,8 @@ cdef class Downstream(Http1Connection):
         self.ex = None
         ex.end = end
         ex.t_end = now_ns()
-        if ex.route is not None and (<Route>ex.route).model is not None:
+        if ex.route is not None and (<Route>ex.route).model is not None and \
+                (<Route>ex.route).model.limited:
             try:
                 (<Route>ex.route).model.on_log(ex)
             except Exception:

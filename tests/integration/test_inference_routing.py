@@ -174,9 +174,12 @@ def test_path_and_header_routing(setup):
     status, fields, data = post(gw.port, "/v1/models/sticky:predict", b'{"x": 1}',
                                 {"X-User": "u1"})
     assert status == 200 and json.loads(data)["served_by"] in ("sticky-a", "sticky-b")
-    status, fields, data = post(gw.port, "/h/predict", b"", {"X-Model": "ranker"})
-    assert status == 200 and json.loads(data)["served_by"] in ("v7", "v8")
-    assert fields["x-model-version"] == json.loads(data)["served_by"]
+    # this route lets no request pin a version: a forged field is replaced upstream
+    status, fields, data = post(gw.port, "/h/predict", b"",
+                                {"X-Model": "ranker", "X-Model-Version": "forged"})
+    got = json.loads(data)
+    assert status == 200 and got["served_by"] in ("v7", "v8")
+    assert fields["x-model-version"] == got["served_by"] == got["version_field"]
 
 
 @pytest.mark.parametrize("target, body, headers, status, code", [
@@ -269,6 +272,7 @@ def test_a_request_may_pin_a_version(setup):
     for _ in range(20):
         status, fields, data = post(gw.port, "/v1/x", BODY, {"X-Model-Version": "v8"})
         assert status == 200 and json.loads(data)["served_by"] == "v8"
+        assert json.loads(data)["version_field"] == "v8"       # the client's, replaced
         assert fields["x-model-version"] == "v8"
 
 
