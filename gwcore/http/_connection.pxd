@@ -71,6 +71,7 @@ cdef class Http1Connection(ResponseSink):
     cdef unsigned int paused
     cdef bint keep_alive, http10, head_method, peer_eof, head_started, partial_head
     cdef bint writing_paused        # the client's send buffer is full (asyncio flow control)
+    cdef bint join_writes           # a TLS transport: pieces joined into one write (record)
     cdef bint response_started
     cdef Exchange ex                # the request under way (None between requests)
     # request body

@@ -484,13 +484,16 @@ cdef class Http1Connection(ResponseSink):
             extra.append(CONN_KEEP_ALIVE)
 
     cdef void flush(self):
-        """Writes what this upstream read produced: one write or one writev."""
+        """Writes what this upstream read produced: one write or one writev (over TLS one
+        write, so that a small response is one TLS record, not one per piece)."""
         cdef list out = self.pending
         if out is None:
             return
         self.pending = None
         if len(out) == 1:
             self._write(out[0])
+        elif self.join_writes:
+            self._write(b"".join(out))
         else:
             self.transport.writelines(out)
 

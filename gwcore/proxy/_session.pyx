@@ -308,6 +308,7 @@ cdef class Downstream(Http1Connection):
 
     def connection_made(self, transport):
         Http1Connection.connection_made(self, transport)
+        self.join_writes = self.lr.tls
         if self.lr.cert_fields is not None:
             self.cert_lines = []
             sslobj = transport.get_extra_info("ssl_object")
