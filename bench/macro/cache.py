@@ -37,7 +37,6 @@ failed (a proxy that does not serve hits included), 130 interrupted. See bench/m
 from __future__ import annotations
 
 import argparse
-import datetime
 import http.client
 import shutil
 import sys
@@ -236,14 +235,8 @@ def setup_text(variants: list[Variant]) -> str:
 
 
 def benchmark(args: argparse.Namespace) -> int:
-    layout = macro.layout_for(1)
-    tools = macro.ensure_tools(False, install=not args.no_install)
-    problem = macro.gwcore_import_problem()
-    if problem:
-        raise BenchError(problem)
-    machine = macro.machine_description(tools)
-    started = datetime.datetime.now(datetime.UTC)
-    load_start = macro.load_average()
+    layout, tools, machine, started, load_start = macro.begin_gwcore_bench(
+        not args.no_install)
     variants = [VARIANTS[p] for p in args.proxy_list]
     skipped: dict[str, str] = {}
     misses: dict[tuple[Variant, str], list[int]] = {}

@@ -40,7 +40,6 @@ failed, 130 interrupted. See bench/macro/README.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import http.client
 import json
 import socket
@@ -51,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import run as macro
-from routes import ratio_text
+from routes import ratio_text, route_names
 from run import BenchError, Results, Server, Spawn, Summary, Variant
 
 VARIANTS = ("post_plain", "model", "model_mirror", "model_mirror_down")
@@ -309,14 +308,8 @@ def setup_text() -> str:
 
 
 def benchmark(args: argparse.Namespace) -> int:
-    layout = macro.layout_for(1)
-    tools = macro.ensure_tools(False, install=not args.no_install)
-    problem = macro.gwcore_import_problem()
-    if problem:
-        raise BenchError(problem)
-    machine = macro.machine_description(tools)
-    started = datetime.datetime.now(datetime.UTC)
-    load_start = macro.load_average()
+    layout, tools, machine, started, load_start = macro.begin_gwcore_bench(
+        not args.no_install)
     variants = [InferenceVariant("gwcore", 1, route) for route in args.route_list]
     skipped: dict[str, str] = {}
     counts: dict[str, list[MirrorCount]] = {}
@@ -387,10 +380,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     macro.check_common_args(ap, args, argv)
     if args.size_list != list(SIZES):
         ap.error("--sizes: only 1k (the origin's answer to the POST)")
-    args.route_list = [r.strip() for r in args.variants.split(",") if r.strip()]
-    for r in args.route_list:
-        if r not in VARIANTS:
-            ap.error(f"--variants: unknown variant {r!r} ({', '.join(VARIANTS)})")
+    args.route_list = route_names(ap, "--variants", args.variants, tuple(VARIANTS))
     return args
 
 

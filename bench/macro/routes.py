@@ -57,6 +57,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -422,11 +423,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def route_names(ap: argparse.ArgumentParser, option: str, text: str) -> list[str]:
+def route_names(ap: argparse.ArgumentParser, option: str, text: str,
+                known: Sequence[str] = ROUTES) -> list[str]:
+    """The comma-separated variant names of ``option`` (argparse error for one not known)."""
     names = [r.strip() for r in text.split(",") if r.strip()]
     for r in names:
-        if r not in ROUTES:
-            ap.error(f"{option}: unknown variant {r!r} ({', '.join(ROUTES)})")
+        if r not in known:
+            ap.error(f"{option}: unknown variant {r!r} ({', '.join(known)})")
     return names
 
 

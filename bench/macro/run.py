@@ -991,6 +991,21 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def begin_gwcore_bench(install: bool
+                       ) -> tuple[Layout, dict[str, str | None], str, datetime.datetime, str]:
+    """What a one-worker gwcore bench (cache.py, inference.py) starts from: (the CPU layout,
+    the tools — installed when missing with ``install`` —, the machine's description, the
+    UTC start time, the load average at the start). BenchError when gwcore does not
+    import."""
+    layout = layout_for(1)
+    tools = ensure_tools(False, install=install)
+    problem = gwcore_import_problem()
+    if problem:
+        raise BenchError(problem)
+    return layout, tools, machine_description(tools), datetime.datetime.now(datetime.UTC), \
+        load_average()
+
+
 # --------------------------------------------------------------------------------------------
 # Main
 

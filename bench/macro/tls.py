@@ -52,6 +52,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import run  # bench/macro/run.py: tools, origin, spawn, wrk parsing
 
+# the same proxying on the TLS and the plain server
+NGINX_LOCATION = """        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffer_size 16k;
+            proxy_buffers 8 16k;
+            proxy_busy_buffers_size 32k;
+            proxy_max_temp_file_size 0;
+        }"""
 NGINX_TLS = """worker_processes 1;
 daemon off;
 pid nginx.pid;
@@ -74,27 +84,11 @@ http {
         ssl_certificate_key @KEY@;
         ssl_protocols TLSv1.3;
         ssl_session_tickets on;
-        location / {
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffer_size 16k;
-            proxy_buffers 8 16k;
-            proxy_busy_buffers_size 32k;
-            proxy_max_temp_file_size 0;
-        }
+@LOCATION@
     }
     server {
         listen 127.0.0.1:@PLAIN_PORT@;
-        location / {
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffer_size 16k;
-            proxy_buffers 8 16k;
-            proxy_busy_buffers_size 32k;
-            proxy_max_temp_file_size 0;
-        }
+@LOCATION@
     }
 }
 """
@@ -354,7 +348,8 @@ def main() -> int:
                 return [sys.executable, str(HERE / "tls_floor.py"), *text.split()]
 
             proxies = {}
-            chosen = [("gwcore", GWCORE_TLS, gwcore_argv), ("nginx", NGINX_TLS, nginx_argv)]
+            chosen = [("gwcore", GWCORE_TLS, gwcore_argv),
+                      ("nginx", NGINX_TLS.replace("@LOCATION@", NGINX_LOCATION), nginx_argv)]
             if args.floor:
                 chosen.append(("floor", FLOOR_ARGS, floor_argv))
             for name, text, argv_for in chosen:

@@ -401,21 +401,14 @@ def _connection(factory: Callable[[], Any], transport: StandIn) -> Any:
 
 
 @pytest.mark.benchmark(group=GROUP_OURS)
-def test_downstream_connection(benchmark: Any, setup: Setup, runtimes: dict[str, Any]
-                               ) -> None:
-    """Downstream made, connection_made and connection_lost on a TLS listener (no mTLS)."""
-    server = handshake(setup.contexts["one"].default, setup.client)
-    lr = runtimes["one"]
-    benchmark(_connection, lr.protocol, StandIn(server))
-    assert lr.accepted >= 1
-
-
-@pytest.mark.benchmark(group=GROUP_OURS)
-def test_downstream_connection_mtls(benchmark: Any, setup: Setup, runtimes: dict[str, Any]
-                                    ) -> None:
-    """The same on an mTLS listener: also getpeercert() and the subject/SAN field values."""
-    server = handshake(setup.contexts["mtls"].default, setup.client_mtls)
-    lr = runtimes["mtls"]
+@pytest.mark.parametrize("listener", ["one", "mtls"])
+def test_downstream_connection(benchmark: Any, setup: Setup, runtimes: dict[str, Any],
+                               listener: str) -> None:
+    """Downstream made, connection_made and connection_lost on a TLS listener (``one``: no
+    mTLS; ``mtls``: also getpeercert() and the subject/SAN field values)."""
+    client = setup.client_mtls if listener == "mtls" else setup.client
+    server = handshake(setup.contexts[listener].default, client)
+    lr = runtimes[listener]
     benchmark(_connection, lr.protocol, StandIn(server))
     assert lr.accepted >= 1
 
