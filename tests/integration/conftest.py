@@ -401,10 +401,11 @@ class Origin:
 
 
 def start_origin(tmp_dir: Path, name: str = "origin", host: str = HOST, port: int = 0,
-                 args: Sequence[str] = ()) -> Origin:
+                 args: Sequence[str] = (), script: str = "origin.py") -> Origin:
     """An origin process on host:port (port 0: a free one), once it listens. ``args``: more
-    of origin.py's options (``--tls-cert C --tls-key K``: it serves TLS)."""
-    proc = Proc(name, [PYTHON, str(HERE / "origin.py"), "--host", host, "--port", str(port),
+    of origin.py's options (``--tls-cert C --tls-key K``: it serves TLS). ``script``: another
+    origin of this directory that prints ``READY <port>`` the same way (sse_origin.py)."""
+    proc = Proc(name, [PYTHON, str(HERE / script), "--host", host, "--port", str(port),
                        *args],
                 tmp_dir / f"{name}.log", stdout=subprocess.PIPE)
     sel = selectors.DefaultSelector()
