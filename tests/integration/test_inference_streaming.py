@@ -274,8 +274,8 @@ def test_a_gap_over_the_response_timeout_cuts_the_stream(
 
 
 def _assert_origin_stops(origin: Origin, key: str, read: int, closed_at: float) -> dict:
-    """The origin sees its connection closed within 2 s of the client leaving, and its writer
-    stops, having written at most a few events past what the client read."""
+    """The origin sees its connection closed within 2 s of the client leaving (``closed_at``,
+    a time.monotonic() value) and its writer stops; returns the origin's /state then."""
     s = wait_for(lambda: (st := state(origin, key))["peer_closed"] and st, 2.0,
                  "the origin to see its upstream connection closed")
     seen = time.monotonic() - closed_at
@@ -291,8 +291,9 @@ def _assert_origin_stops(origin: Origin, key: str, read: int, closed_at: float) 
 @pytest.mark.parametrize("how", ["close", "reset"])
 def test_a_client_leaving_mid_stream_closes_the_upstream_request(
         sse_gw: Gateway, sse_origin: Origin, how: str) -> None:
-    """An endless token stream (an event every 50 ms): the client reads 5 events and closes
-    (FIN) or resets; the origin sees its connection closed within 2 s and stops writing."""
+    """An endless event stream (an event every 50 ms): the client reads 5 events and closes
+    (FIN) or resets; the origin sees its connection closed within 2 s and stops writing,
+    a few events (150 ms) past what the client read at most."""
     key = new_id(f"leave-{how}")
     c = EventClient(sse_gw.port, f"/stream?id={key}&framing=chunked&kind=sse&count=0"
                     f"&pace=auto&gap=0.05")
@@ -304,7 +305,7 @@ def test_a_client_leaving_mid_stream_closes_the_upstream_request(
     else:
         c.close()
     s = _assert_origin_stops(sse_origin, key, 5, time.monotonic())
-    assert s["sent"] < 5 + 40, "the origin kept generating for 2 s"
+    assert s["sent"] <= 5 + 3, "the origin went on generating"
 
 
 @pytest.mark.parametrize("how", ["close", "reset"])
