@@ -164,18 +164,19 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def run_queue(pids: list[int]) -> tuple[int, int]:
-    """(nanoseconds spent runnable but waiting for a CPU, timeslices run) summed over pids,
-    from /proc/PID/schedstat: how much the machine's other load delayed these processes."""
-    wait = slices = 0
+def schedstat(pids: list[int]) -> tuple[int, int, int]:
+    """(nanoseconds on a CPU, nanoseconds runnable but waiting for a CPU, timeslices run)
+    summed over pids, from /proc/PID/schedstat: the wait is how much the machine's other load
+    delayed these processes."""
+    cpu = wait = slices = 0
     for p in pids:
         try:
             with open(f"/proc/{p}/schedstat") as f:
-                _, w, n = (int(x) for x in f.read().split())
+                c, w, n = (int(x) for x in f.read().split())
         except (OSError, ValueError):
             continue
-        wait, slices = wait + w, slices + n
-    return wait, slices
+        cpu, wait, slices = cpu + c, wait + w, slices + n
+    return cpu, wait, slices
 
 
 def pct(values: list[int], p: float) -> float:
@@ -204,6 +205,7 @@ def main() -> int:
     servers: list[run.Server] = []
     lat: dict[str, list[int]] = {"direct": [], "gwcore": []}
     queued: dict[str, list[int]] = {"direct": [0, 0], "gwcore": [0, 0]}
+    gw_cpu = 0                  # ns on a CPU of the gwcore processes in the measured rounds
     load_before = run.load_average()
     started = time.monotonic()
     with run.terminate_on_signals(), tempfile.TemporaryDirectory(prefix="gwcore-sse-") as tmp:
@@ -219,11 +221,15 @@ def main() -> int:
                 for name, port in ports.items():
                     pids = [os.getpid(), *tree(origin.proc.pid),
                             *([] if name == "direct" else tree(gw.proc.pid))]
-                    w0, n0 = run_queue(pids)
+                    gw_pids = tree(gw.proc.pid)
+                    _, w0, n0 = schedstat(pids)
+                    c0 = schedstat(gw_pids)[0]
                     got = measure(port, args.streams, per_stream, args.gap_ms, f"{name}{r}")
-                    w1, n1 = run_queue(pids)
+                    _, w1, n1 = schedstat(pids)
                     queued[name][0] += w1 - w0
                     queued[name][1] += n1 - n0
+                    if name == "gwcore":
+                        gw_cpu += schedstat(gw_pids)[0] - c0
                     lat[name] += got
                     print(f"round {r + 1} {name:6} {len(got):6} events  p50 "
                           f"{pct(got, 50) / 1e3:7.0f} µs  p99 {pct(got, 99) / 1e3:7.0f} µs  "
@@ -247,7 +253,9 @@ def main() -> int:
     waits = {name: q[0] / max(1, q[1]) / 1e3 for name, q in queued.items()}
     contention = (f"Run-queue wait (/proc/PID/schedstat) of the processes on the path during "
                   f"the measured rounds, per timeslice: {waits['direct']:.0f} µs direct (client, "
-                  f"origin), {waits['gwcore']:.0f} µs through gwcore (client, origin, gwcore)")
+                  f"origin), {waits['gwcore']:.0f} µs through gwcore (client, origin, gwcore); "
+                  f"gwcore's CPU time per event {gw_cpu / max(1, len(lat['gwcore'])) / 1e3:.0f} "
+                  f"µs")
     print("\n".join(["", *table, "", verdict, contention]))
     cpu = run.command_output(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"]) or "?"
     commit = run.command_output(["git", "-C", str(run.REPO), "rev-parse", "--short", "HEAD"])
