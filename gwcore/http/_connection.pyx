@@ -200,6 +200,14 @@ cdef class Http1Connection(ResponseSink):
                 or self.after_connect == D_BODY):
             self._close(True)       # the request can no longer complete
             return False
+        if (self.state == D_WAIT and self.response_started and self.out_mode != OUT_RAW
+                and self._last()):
+            # A proxied body of unknown length (an event or token stream) may never end, and
+            # a client that went away looks like a half-closed one: end it, and the upstream
+            # request with it, now (as NGINX does unless proxy_ignore_client_abort), not a
+            # write or two later.
+            self._close(True)       # the exchange ends as client_abort
+            return False
         return True                 # half-close: still answer the request in flight
 
     def pause_writing(self):

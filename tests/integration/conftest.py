@@ -404,10 +404,10 @@ def start_origin(tmp_dir: Path, name: str = "origin", host: str = HOST, port: in
                  args: Sequence[str] = (), script: str = "origin.py") -> Origin:
     """An origin process on host:port (port 0: a free one), once it listens. ``args``: more
     of origin.py's options (``--tls-cert C --tls-key K``: it serves TLS). ``script``: another
-    origin in this directory that prints ``READY <port>`` the same way (it is given only
-    ``--port`` and ``args``)."""
-    where = ["--host", host] if script == "origin.py" else []
-    proc = Proc(name, [PYTHON, str(HERE / script), *where, "--port", str(port), *args],
+    origin of this directory that takes ``--host``/``--port`` and prints ``READY <port>`` the
+    same way (sse_origin.py, model_origin.py)."""
+    proc = Proc(name, [PYTHON, str(HERE / script), "--host", host, "--port", str(port),
+                       *args],
                 tmp_dir / f"{name}.log", stdout=subprocess.PIPE)
     sel = selectors.DefaultSelector()
     sel.register(proc.popen.stdout, selectors.EVENT_READ)

@@ -79,12 +79,13 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 async def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--name", required=True)
+    p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--status", type=int, default=200)
     p.add_argument("--retry-after", type=int, default=0)
     p.add_argument("--sleep", type=float, default=0.0, help="seconds before each answer")
     args = p.parse_args()
-    server = await asyncio.start_server(lambda r, w: serve(r, w, args), "127.0.0.1", args.port)
+    server = await asyncio.start_server(lambda r, w: serve(r, w, args), args.host, args.port)
     port = server.sockets[0].getsockname()[1]
     sys.stdout.write(f"READY {port}\n")
     sys.stdout.flush()
