@@ -43,6 +43,10 @@ cdef class Mirror:
     # backoff seconds, doubled per failure from 0.25 s to 10 s, cleared by a response
     cdef readonly int64_t paused_until
     cdef double backoff
+    cdef readonly double percent         # the share of requests sample() takes (0..100]
+    cdef double acc
+    cdef readonly double seconds         # the ended copies' time, summed
+    cdef bint sample(self) noexcept
     cpdef bint send(self, bytes head, object body, object context)
     cdef bint _start(self, _Copy c)
     cdef void _recycle(self, _Copy c)

@@ -45,7 +45,7 @@ class Mirror:
     counts the copies send() refused."""
 
     def __init__(self, cluster: Cluster, max_in_flight: int,
-                 on_done: _OnDone | None = None) -> None:
+                 on_done: _OnDone | None = None, percent: float = 100.0) -> None:
         """``cluster``: the candidate (built like any cluster, e.g. by
         gwcore.process.worker.make_cluster; its timeouts, pool and circuit breakers apply).
         ``max_in_flight``: copies under way at most (0: every copy is dropped).
@@ -90,6 +90,15 @@ class Mirror:
     @property
     def dropped(self) -> int:
         """Copies send() refused (returned False)."""
+    @property
+    def percent(self) -> float:
+        """The share of requests (0..100] that ``sampled()`` (the session's ``sample``)
+        takes: every (100 / percent)th, spread evenly. ValueError outside it."""
+    def sampled(self) -> bool:
+        """Whether the next request is one to mirror (advances the accumulator)."""
+    @property
+    def seconds(self) -> float:
+        """Seconds the ended copies took, summed (send() to end or failure)."""
     @property
     def paused_until(self) -> int:
         """Monotonic ns (CLOCK_MONOTONIC) until which copies are dropped because the last

@@ -130,9 +130,13 @@ cdef class Mirror:
     """Sends fire-and-forget copies of requests to ``cluster``, at most ``max_in_flight`` at
     a time; ``on_done(context, status, seconds, error)`` is called as each one ends."""
 
-    def __cinit__(self, Cluster cluster not None, int max_in_flight, on_done=None):
+    def __cinit__(self, Cluster cluster not None, int max_in_flight, on_done=None,
+                  double percent=100.0):
         if max_in_flight < 0:
             raise ValueError(f"max_in_flight: must be >= 0, got {max_in_flight}")
+        if not 0.0 < percent <= 100.0:
+            raise ValueError(f"percent: must be in (0, 100], got {percent}")
+        self.percent = percent
         if on_done is not None and not callable(on_done):
             raise TypeError("on_done: must be callable or None")
         self.cluster = cluster
@@ -143,6 +147,19 @@ cdef class Mirror:
     def __repr__(self):
         return (f"Mirror({self.cluster.name!r}, in_flight={self.in_flight}/"
                 f"{self.max_in_flight}, sent={self.sent}, dropped={self.dropped})")
+
+    cdef bint sample(self) noexcept:
+        """Whether this request is one of the mirrored ``percent``: every (100 / percent)th,
+        spread evenly (an accumulator, not a coin)."""
+        self.acc += self.percent
+        if self.acc >= 100.0:
+            self.acc -= 100.0
+            return True
+        return False
+
+    def sampled(self) -> bool:
+        """``sample()`` from Python (tests)."""
+        return self.sample()
 
     cpdef bint send(self, bytes head, object body, object context):
         """Starts a copy of a request (``head``: the whole upstream request head, CRLF CRLF
@@ -244,6 +261,7 @@ cdef class Mirror:
         c.head = c.body = c.context = None
         self._recycle(c)
         self.in_flight -= 1
+        self.seconds += seconds
         if error == ME_NONE:
             self.completed += 1
         else:

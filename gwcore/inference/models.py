@@ -18,7 +18,8 @@ that version out of new splits until it has passed (the Kubernetes Gateway API I
 Extension's endpoint picker avoids saturated pools the same way).
 
 Shadow traffic: ``mirror`` sends a copy of ``percent`` of a model's requests (spread evenly:
-an accumulator, not a coin) to a candidate cluster through gwcore/inference/_mirror.pyx,
+an accumulator, not a coin; both in gwcore/inference/_mirror.pyx, called by the session) to a
+candidate cluster,
 fire-and-forget; its status and latency are counted and logged next to the primary's.
 
 Errors are answered in the OpenAI error shape (``{"error": {"message", "type", "param",
@@ -114,11 +115,8 @@ class ModelRuntime:
         self.sticky_field = (self.sticky.header.lower().encode()
                              if self.sticky is not None and self.sticky.header else None)
         self.mirror = mirror                # gwcore.inference._mirror.Mirror, or None
-        self.mirror_percent = cfg.mirror.percent if cfg.mirror is not None else 0.0
-        self._mirror_acc = 0.0
         self.fallbacks_taken = 0
         self.refused = 0                    # 503: queue full or queued too long
-        self.mirror_seconds = 0.0           # the mirrored copies' time, summed
 
     def sticky_key(self, ex: Any) -> bytes | None:
         """The client's key for a sticky split, or None (no sticky_on, or the key is
@@ -143,21 +141,12 @@ class ModelRuntime:
             return next((o for o in self.standby if o.backoff_until <= now), v)
         return v
 
-    def mirrors(self) -> bool:
-        """Whether this request is one of the mirrored ``percent``: every (100 / percent)th,
-        spread evenly."""
-        if self.mirror is None:
-            return False
-        self._mirror_acc += self.mirror_percent
-        if self._mirror_acc >= 100.0:
-            self._mirror_acc -= 100.0
-            return True
-        return False
 
 
 class ModelRoute:
-    """A model route's runtime in one worker (the session calls ``choose``, ``mirror``,
-    ``fallback``; ``on_log`` runs as the route's last on_log phase)."""
+    """A model route's runtime in one worker (the session calls ``choose``, then the chosen
+    version's ``model.mirror``, ``next_fallback``/``take_fallback``, and ``on_log`` where a
+    model has ``max_in_flight``)."""
 
     def __init__(self, route: RouteConfig, models: dict[str, ModelRuntime],
                  access_log: Any = None) -> None:
@@ -267,13 +256,6 @@ class ModelRoute:
         ex.model_version = version.label
         return version
 
-    def mirror(self, ex: Any, head: bytes, body: bytes | None) -> None:
-        """Sends a copy of the request (its upstream head and buffered body) to the model's
-        mirror cluster when this request is among the mirrored percent."""
-        model = self.models.get(ex.model)
-        if model is not None and model.mirrors():
-            model.mirror.send(head, body, (ex, model.name, time.time()))
-
     def next_fallback(self, ex: Any, retry_after: float | None) -> tuple[int, Version] | None:
         """The next fallback after the version that just failed, and its place in the list
         (None: none left), not taken yet: a version whose max_in_flight is reached is passed
@@ -328,24 +310,20 @@ class ModelRoute:
 
 
 class MirrorLog:
-    """What a mirrored copy did, once it ended: counted by status class, and one access log
-    line (``"mirror": true``) next to the primary request's status and duration."""
+    """The access log line of a mirrored copy once it ended (``"mirror": true``), next to the
+    primary request's status, duration and version (the Mirror's ``on_done``; its context is
+    the primary's exchange). Counting is the Mirror's own."""
 
-    def __init__(self, cluster: str, access_log: Any = None) -> None:
+    def __init__(self, cluster: str, access_log: Any) -> None:
         self.cluster, self.access_log = cluster, access_log
-        self.model: ModelRuntime | None = None      # whose copies these are (set by build)
 
-    def __call__(self, context: Any, status: int, seconds: float, error: str | None) -> None:
-        ex, model, started = context
-        if self.model is not None:
-            self.model.mirror_seconds += seconds
-        if self.access_log is None:
-            return
+    def __call__(self, ex: Any, status: int, seconds: float, error: str | None) -> None:
+        started = time.time() - seconds
         primary = ex.duration if ex.t_end else None
         line = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started))
             + f".{int(started * 1000) % 1000:03d}Z",
-            "mirror": True, "request_id": ex.request_id, "model": model,
+            "mirror": True, "request_id": ex.request_id, "model": ex.model,
             "cluster": self.cluster, "status": status, "duration": round(seconds, 6),
             "error": error, "primary_status": ex.status or None,
             "primary_duration": round(primary, 6) if primary is not None else None,
@@ -362,11 +340,10 @@ def build(cfg: Config, clusters: dict[str, Any], access_log: Any = None
 
     out = {}
     for name, m in cfg.models.items():
-        mirror = done = None
+        mirror = None
         if m.mirror is not None:
-            done = MirrorLog(m.mirror.cluster, access_log)
-            mirror = Mirror(clusters[m.mirror.cluster], m.mirror.max_in_flight, done)
+            done = MirrorLog(m.mirror.cluster, access_log) if access_log is not None else None
+            mirror = Mirror(clusters[m.mirror.cluster], m.mirror.max_in_flight, done,
+                            m.mirror.percent)
         out[name] = ModelRuntime(name, m, clusters, mirror)
-        if done is not None:
-            done.model = out[name]
     return out

@@ -244,7 +244,7 @@ class Recorder:
                 row.set(base + i, statuses.get(outcome, 0))
             row.set(base + 4, mirror.failed)
             row.set(base + 5, mirror.dropped)
-            row.set(base + MR_NS, int(model.mirror_seconds * 1e9))
+            row.set(base + MR_NS, int(mirror.seconds * 1e9))
 
 
 @dataclass

@@ -47,6 +47,7 @@ from gwcore.http._cpath cimport (
     gw_path_error_name, gw_path_error_status, gw_path_status,
 )
 from gwcore.http._parser cimport gw_find_field, request_fields, request_view
+from gwcore.inference._mirror cimport Mirror
 from gwcore.http._wire cimport (
     Clock, build_head, connection_options,
 )
@@ -808,11 +809,9 @@ cdef class Downstream(Http1Connection):
         self.up_head = self._upstream_head(base, &h, method, target, host, filtered)
         if h.chunked:
             self._length_head()
-        if first and version.model.mirror is not None:
-            try:
-                route.model.mirror(ex, self.up_head, self.req_body)
-            except Exception:
-                log.exception("mirroring of route %s failed", route.name)
+        mirror = version.model.mirror if first else None
+        if mirror is not None and (<Mirror>mirror).sample():
+            (<Mirror>mirror).send(self.up_head, self.req_body, ex)    # never raises
         self.state = D_WAIT
         self._dispatch(None, False)
 

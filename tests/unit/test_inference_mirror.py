@@ -7,6 +7,7 @@ raised), pooled connections are reused, and the cluster's circuit breakers apply
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -400,3 +401,25 @@ def test_bad_arguments() -> None:
         clock.close()
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize("percent, every", [(100.0, 1), (50.0, 2), (10.0, 10), (5.0, 20)])
+def test_sample_takes_exactly_the_percent_spread_evenly(percent: float, every: int) -> None:
+    async def test(cluster: Cluster) -> None:
+        m = Mirror(cluster, 4, None, percent)
+        taken = [i for i in range(10_000) if m.sampled()]
+        assert len(taken) == 10_000 // every
+        assert {b - a for a, b in itertools.pairwise(taken)} == {every}
+
+    run(test, None, ports=[free_port()])
+
+
+def test_sample_percent_is_checked() -> None:
+    async def test(cluster: Cluster) -> None:
+        for bad in (0.0, -1.0, 100.5):
+            with pytest.raises(ValueError, match="percent"):
+                Mirror(cluster, 4, None, bad)
+        m = Mirror(cluster, 4, None, 33.3)
+        assert abs(sum(m.sampled() for _ in range(1000)) - 333) <= 1
+
+    run(test, None, ports=[free_port()])
