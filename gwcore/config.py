@@ -1034,6 +1034,9 @@ class Model(_Section):
         self._positive("queue_timeout")
 
 
+CRITICALITY = {"critical": 0, "standard": 1, "sheddable": 2}
+
+
 class Route(_Section):
     """``name``: the route's label in exchanges, metrics and logs (default ``route-<index>``).
     ``cluster``: where its requests go — a cluster's name, or a weighted split
@@ -1043,7 +1046,8 @@ class Route(_Section):
     also the response field naming the version that answered, default ``X-Model-Version``).
     ``rate_limit``: names of ``rate_limits`` checked after the ``jwt`` shorthand and before
     the cache. ``concurrency``: requests under way on the route (after the cache lookup: a
-    hit takes no place); ``priority``: how important its requests are, 0 the most (the
+    hit takes no place); ``priority``: how important its requests are, 0 the most, or
+    ``critical`` (0), ``standard`` (1), ``sheddable`` (2) (the
     order of concurrency queues, and what a cluster's ``shedding`` refuses first: the
     highest number).
     ``filters``: run after the global ones and the ``jwt`` shorthand (docs/filters.md).
@@ -1063,9 +1067,15 @@ class Route(_Section):
     cache: RouteCache | None = None
     rate_limit: list[str] = msgspec.field(default_factory=list)
     concurrency: Concurrency | None = None
-    priority: int = 0
+    priority: int | Literal["critical", "standard", "sheddable"] = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.priority, str):
+            # the Gateway API Inference Extension's criticality, as priorities
+            self.priority = CRITICALITY[self.priority]
+        if not 0 <= self.priority <= 1000:
+            raise ValueError("priority: must be between 0 (the most important) and 1000, or "
+                             "critical | standard | sheddable")
         if (self.cluster is None) == (self.model_from is None):
             raise ValueError("cluster: a route has a cluster or model_from (not both)")
         if isinstance(self.cluster, list):

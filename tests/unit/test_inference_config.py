@@ -63,10 +63,10 @@ def _set(path: str, value):
 
 @pytest.mark.parametrize("change, message", [
     (_set("routes.0.cluster", "v7"), "routes[0].cluster: a route has a cluster or model_from"),
-    (_set("routes.1.cluster", KeyError), "routes[1].cluster: a route has a cluster or "
-                                         "model_from"),
-    (_set("routes.1.cluster", [{"name": "nope"}]), "routes[1].cluster[0].name: unknown "
-                                                   "cluster 'nope'"),
+    (_set("routes.1.cluster", KeyError), ("routes[1].cluster: a route has a cluster or "
+                                         "model_from")),
+    (_set("routes.1.cluster", [{"name": "nope"}]), ("routes[1].cluster[0].name: unknown "
+                                                   "cluster 'nope'")),
     (_set("routes.1.cluster", [{"name": "v7", "weight": 0}]),
      "routes[1].cluster: at least one cluster needs a weight above 0"),
     (_set("routes.0.model_from", {"json_field": "model", "header": "X"}),
@@ -93,9 +93,27 @@ def _set(path: str, value):
     (_set("models.ranker.sticky_on", {"header": "X", "source_ip": True}),
      "models.ranker.sticky_on.jwt_claim: give exactly one"),
     (_set("models", {}), "routes[0].model_from: the config has no models section"),
+    (_set("routes.0.models", []), "routes[0].models: list the models"),
+    (_set("routes.0.cache", {}), "routes[0].cache: a model route is not cached"),
+    (_set("routes.0.priority", "urgent"), "routes[0].priority"),
+    (_set("routes.0.priority", -1), "routes[0].priority: must be between 0"),
+    (_set("clusters.3.concurrency", {"max": 4}),
+     "models.ranker.fallback[0]: cluster 'eu' has concurrency"),
+    (_set("clusters.0.concurrency", {"max": 4}),
+     "routes[1].cluster[0].name: cluster 'v7' has concurrency"),
+    (_set("clusters.1.shedding", {"max_in_flight": 4}),
+     "routes[1].cluster[1].name: cluster 'v8' has shedding"),
 ])
+
 def test_errors_name_the_key_path(change, message):
     with pytest.raises(ConfigError) as e:
         parse(config(change), "g.yaml")
     assert str(e.value).startswith("g.yaml: " + message.split(":")[0]), str(e.value)
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize("given, priority", [("critical", 0), ("standard", 1),
+                                             ("sheddable", 2), (5, 5)])
+def test_priority_by_criticality(given, priority):
+    cfg = parse(config(_set("routes.0.priority", given)), "g.yaml")
+    assert cfg.routes[0].priority == priority
