@@ -256,6 +256,7 @@ cdef class Mirror:
         cdef int status = c.status
         cdef object context = c.context
         cdef double seconds = (_now_ns() - c.t_sent) * 1e-9
+        cdef int64_t t_sent = c.t_sent
         if c.ep is not None:
             self.cluster.finish(c.ep, False)
         c.head = c.body = c.context = None
@@ -266,7 +267,9 @@ cdef class Mirror:
             self.completed += 1
         else:
             self.failed += 1
-        if error == ME_CONNECT_FAILED:
+        if error == ME_CONNECT_FAILED and t_sent >= self.paused_until:
+            # only a copy sent since the last pause began escalates it: copies under way
+            # when the candidate went down fail together, and count once
             # a candidate that is down costs a connect per request: back off, as an
             # ejection would (a cluster of one endpoint is never ejected)
             self.backoff = min(max(self.backoff * 2.0, 0.25), 10.0)

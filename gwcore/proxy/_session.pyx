@@ -342,6 +342,14 @@ cdef class Downstream(Http1Connection):
         self.xff_line = None
 
     def eof_received(self):
+        if self.state == D_FILTERING and self.model_req is not None and \
+                (self.buf is None or self.pos >= PyBytes_GET_SIZE(self.buf)):
+            # queued for a model version's place, nothing sent yet: a client that closes
+            # now has given up (an inference it never reads is the dearest kind of waste)
+            self.peer_eof = True
+            self._client_gone()         # the queued wait is cancelled
+            self._close(True)
+            return False
         keep_open = Http1Connection.eof_received(self)
         # TLS has no half-close: the transport shuts down whatever we answer (and warns
         # about True each time)

@@ -437,7 +437,8 @@ def test_a_more_important_route_displaces_a_queued_sheddable_one(setup, one_plac
     assert json.loads(data)["error"]["code"] == "model_overloaded"
 
 
-def test_a_client_gone_while_queued_is_never_sent(setup, one_place):
+@pytest.mark.parametrize("how", ["reset", "close"])
+def test_a_client_gone_while_queued_is_never_sent(setup, one_place, how):
     s, _, _ = setup
     q = s.origins["q"]
     results: dict[str, tuple[int, dict, bytes]] = {}
@@ -450,8 +451,9 @@ def test_a_client_gone_while_queued_is_never_sent(setup, one_place):
     gone.sendall(b"POST /v1/x HTTP/1.1\r\nHost: gw.test\r\nContent-Length: %d\r\n\r\n"
                  % len(body) + body)
     time.sleep(0.2)     # ordering only: it is queued before it goes
-    gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    gone.close()        # RST
+    if how == "reset":
+        gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    gone.close()        # RST, or FIN: either way the client has given up
     held.join()
     after = q.stats()
     assert results["held"][0] == 200

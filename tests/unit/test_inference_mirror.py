@@ -258,6 +258,20 @@ def test_dead_endpoint_is_connect_failed() -> None:
     run(test, None, ports=[free_port()])
 
 
+def test_copies_failing_together_pause_the_mirror_once() -> None:
+    async def test(cluster: Cluster) -> None:
+        rec = Recorder()
+        m = Mirror(cluster, 8, rec)
+        for i in range(8):
+            assert m.send(head("/x"), None, i) is True
+        await rec.wait(8)
+        # eight copies under way when the candidate was found down count as one failure
+        left = (m.paused_until - time.monotonic_ns()) / 1e9
+        assert 0.0 < left <= 0.25
+
+    run(test, None, ports=[free_port()])
+
+
 def test_slow_origin_times_out(origin: Origin) -> None:
     async def test(cluster: Cluster) -> None:
         rec = Recorder()
