@@ -328,17 +328,9 @@ def benchmark(args: argparse.Namespace) -> int:
                              f"connections")
         logs = OriginLogs(Path(origin.log).parent)
         script = wrk_script(tmp / "post.lua")
-        proxies: dict[Variant, Server] = {}
-        for variant in variants:
-            started_or_why = start_variant(variant, tmp, origin, layout, candidate, script,
-                                           logs)
-            if isinstance(started_or_why, str):
-                skipped[variant.key] = started_or_why
-                continue
-            servers.append(started_or_why)
-            proxies[variant] = started_or_why
-        if not proxies:
-            raise BenchError("no variant could be started")
+        proxies = macro.start_variants(
+            variants, lambda v: start_variant(v, tmp, origin, layout, candidate, script, logs),
+            servers, skipped)
 
         def measure_counting(wrk: str, variant: Variant, server: Server, origin: Server,
                              size: str, rnd: int, args: argparse.Namespace,

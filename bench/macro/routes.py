@@ -374,16 +374,8 @@ def benchmark(args: argparse.Namespace) -> int:
         origin = macro.start_origin(tmp, tools, layout)
         servers.append(origin)
         print(f"origin: ready on 127.0.0.1:{origin.port} (pid {origin.proc.pid})", flush=True)
-        proxies: dict[Variant, Server] = {}
-        for variant in variants:
-            started_or_why = start_variant(variant, tmp, origin, layout)
-            if isinstance(started_or_why, str):
-                skipped[variant.key] = started_or_why
-                continue
-            servers.append(started_or_why)
-            proxies[variant] = started_or_why
-        if not proxies:
-            raise BenchError("no variant could be started")
+        proxies = macro.start_variants(
+            variants, lambda v: start_variant(v, tmp, origin, layout), servers, skipped)
         results, warmups = macro.measure_rounds(str(tools["wrk"]), origin, proxies, args,
                                                 layout, skipped, mirror=True)
 

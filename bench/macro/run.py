@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -985,6 +985,51 @@ def update_results_file(path: Path, key: str, section: str,
     else:
         text = text.rstrip("\n") + "\n\n" + block
     path.write_text(text)
+
+
+def group_pids(pgid: int) -> list[int]:
+    """The live processes of a process group (a proxy's master and workers:
+    processes started with start_new_session lead a group of their own)."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[2]) == pgid:
+                pids.append(int(entry.name))
+    return pids
+
+
+# a gwcore config's cluster of the NGINX origin and its one route (tls.py, sse_latency.py)
+GWCORE_TO_ORIGIN = """clusters:
+  - name: origin
+    endpoints: ["127.0.0.1:@ORIGIN_PORT@"]
+    pool: {max_idle: 64, idle_timeout: 60s}
+routes:
+  - match: {path_prefix: /}
+    cluster: origin
+"""
+
+
+def start_variants(variants: Iterable[Variant], start: Callable[[Variant], Server | str],
+                   servers: list[Server], skipped: dict[str, str]) -> dict[Variant, Server]:
+    """Each variant started by ``start`` (a Server, or why not: the variant is skipped with
+    that reason); the servers to stop are added to ``servers``. BenchError when none
+    started."""
+    proxies: dict[Variant, Server] = {}
+    for variant in variants:
+        started_or_why = start(variant)
+        if isinstance(started_or_why, str):
+            skipped[variant.key] = started_or_why
+            continue
+        servers.append(started_or_why)
+        proxies[variant] = started_or_why
+    if not proxies:
+        raise BenchError("no variant could be started")
+    return proxies
 
 
 def load_average() -> str:

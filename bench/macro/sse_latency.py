@@ -47,14 +47,7 @@ pin_cpus: false
 listeners:
   - name: bench
     address: 127.0.0.1:@PORT@
-clusters:
-  - name: origin
-    endpoints: ["127.0.0.1:@ORIGIN_PORT@"]
-    pool: {max_idle: 64, idle_timeout: 60s}
-routes:
-  - match: {path_prefix: /}
-    cluster: origin
-"""
+""" + run.GWCORE_TO_ORIGIN
 
 
 def start_origin(d: Path) -> run.Server:
@@ -149,21 +142,6 @@ def measure(port: int, streams: int, per_stream: int, gap_ms: float, tag: str,
     return out
 
 
-def tree(pid: int) -> list[int]:
-    """pid and its descendants (a gwcore master and its worker)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
-        except OSError:
-            pass
-    return out
-
-
 def schedstat(pids: list[int]) -> tuple[int, int, int]:
     """(nanoseconds on a CPU, nanoseconds runnable but waiting for a CPU, timeslices run)
     summed over pids, from /proc/PID/schedstat: the wait is how much the machine's other load
@@ -219,9 +197,10 @@ def main() -> int:
                 measure(port, args.streams, 100, args.gap_ms, f"warm-{name}")
             for r in range(args.rounds):
                 for name, port in ports.items():
-                    pids = [os.getpid(), *tree(origin.proc.pid),
-                            *([] if name == "direct" else tree(gw.proc.pid))]
-                    gw_pids = tree(gw.proc.pid)
+                    # both started with start_new_session: a process group each
+                    pids = [os.getpid(), *run.group_pids(origin.proc.pid),
+                            *([] if name == "direct" else run.group_pids(gw.proc.pid))]
+                    gw_pids = run.group_pids(gw.proc.pid)
                     _, w0, n0 = schedstat(pids)
                     c0 = schedstat(gw_pids)[0]
                     got = measure(port, args.streams, per_stream, args.gap_ms, f"{name}{r}")

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime as dt
-import os
 import shutil
 import socket
 import ssl
@@ -103,14 +102,7 @@ listeners:
       min_version: TLSv1.3
   - name: plain
     address: 127.0.0.1:@PLAIN_PORT@
-clusters:
-  - name: origin
-    endpoints: ["127.0.0.1:@ORIGIN_PORT@"]
-    pool: {max_idle: 64, idle_timeout: 60s}
-routes:
-  - match: {path_prefix: /}
-    cluster: origin
-"""
+""" + run.GWCORE_TO_ORIGIN
 
 
 def make_cert(d: Path) -> tuple[Path, Path]:
@@ -219,21 +211,6 @@ def measured(server: run.Server, origin: run.Server, duration: str, mode: str, c
     return rps, errors, us, shares
 
 
-def group_pids(pgid: int) -> list[int]:
-    """The live processes of a process group (the proxy's master and workers)."""
-    pids = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2:].split()[2]) == pgid:
-                pids.append(int(entry.name))
-    return pids
-
-
 GWCORE_SO = {p.name for p in (HERE.parent.parent / "gwcore").rglob("*.so")}
 
 
@@ -261,7 +238,7 @@ def profile(server: run.Server, seconds: int, cpus: str, out_dir: Path,
     if perf is None:
         return f"{server.name}: perf not found, no profile"
     data = out_dir / f"{server.name}.{mode}.perf.data"
-    pids = ",".join(str(p) for p in group_pids(server.proc.pid))
+    pids = ",".join(str(p) for p in run.group_pids(server.proc.pid))
     close = MODES[mode][2]
     load = run.subprocess.Popen(
         run.pinned(cpus, ["wrk", "-t1", "-c64", f"-d{seconds + 3}s",

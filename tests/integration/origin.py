@@ -78,6 +78,7 @@ import time
 from collections import deque
 from email.utils import formatdate
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -510,16 +511,29 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
         writer.close()
 
 
-async def main(host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+async def serve_until_stopped(handler: Any, host: str, port: int,
+                              tls: ssl.SSLContext | None = None) -> None:
+    """Serves connections with ``handler`` on host:port, prints ``READY <port>`` once
+    listening (what the tests' start_origin waits for), until SIGTERM or SIGINT. The other
+    origins of this directory (sse_origin.py) use it too."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = await asyncio.start_server(serve_connection, host, port, backlog=1024, ssl=tls)
-    bound = server.sockets[0].getsockname()[1]
-    print(f"READY {bound}", flush=True)
+    server = await asyncio.start_server(handler, host, port, backlog=1024, ssl=tls)
+    print(f"READY {server.sockets[0].getsockname()[1]}", flush=True)
     await stop.wait()
     server.close()
+
+
+def run_loop(coro: Any) -> None:
+    """Runs coro on uvloop when it is installed, else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
 
 
 def run() -> None:
@@ -537,12 +551,7 @@ def run() -> None:
         if args.tls_client_ca:
             tls.load_verify_locations(args.tls_client_ca)
             tls.verify_mode = ssl.CERT_REQUIRED
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main(args.host, args.port, tls))
-    else:
-        uvloop.run(main(args.host, args.port, tls))
+    run_loop(serve_until_stopped(serve_connection, args.host, args.port, tls))
 
 
 if __name__ == "__main__":

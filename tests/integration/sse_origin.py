@@ -35,10 +35,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
+
+from origin import run_loop, serve_until_stopped  # this directory's origin.py
 
 
 @dataclass
@@ -198,28 +199,12 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
         writer.close()
 
 
-async def main(host: str, port: int) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    server = await asyncio.start_server(serve_connection, host, port, backlog=1024)
-    print(f"READY {server.sockets[0].getsockname()[1]}", flush=True)
-    await stop.wait()
-    server.close()
-
-
 def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main(args.host, args.port))
-    else:
-        uvloop.run(main(args.host, args.port))
+    run_loop(serve_until_stopped(serve_connection, args.host, args.port))
 
 
 if __name__ == "__main__":
