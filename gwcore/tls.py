@@ -49,6 +49,16 @@ def _decode_cert(path: str) -> dict[str, Any]:
     return ssl._ssl._test_decode_cert(path)     # type: ignore[attr-defined]
 
 
+def _load_ca(ctx: ssl.SSLContext, path: str, where: str) -> None:
+    """Trust the CA certificates of the PEM file at path; ConfigError naming ``where``."""
+    _readable(path, where)
+    try:
+        ctx.load_verify_locations(cafile=path)
+    except ssl.SSLError as e:
+        raise ConfigError(f"{where}: {path}: no usable CA certificate "
+                          f"({e.reason or e})") from None
+
+
 def _readable(path: str, where: str) -> None:
     try:
         with open(path, "rb") as f:
@@ -152,12 +162,7 @@ def _server_context(tls: ListenerTls, where: str) -> ssl.SSLContext:
         ctx.num_tickets = 0
     ca = tls.client_auth
     if ca is not None:
-        _readable(ca.ca, f"{where}.client_auth.ca")
-        try:
-            ctx.load_verify_locations(cafile=ca.ca)
-        except ssl.SSLError as e:
-            raise ConfigError(f"{where}.client_auth.ca: {ca.ca}: no usable CA certificate "
-                              f"({e.reason or e})") from None
+        _load_ca(ctx, ca.ca, f"{where}.client_auth.ca")
         ctx.verify_mode = ssl.CERT_REQUIRED if ca.required else ssl.CERT_OPTIONAL
     return ctx
 
@@ -207,12 +212,7 @@ def client_context(t: UpstreamTls, where: str = "tls") -> ssl.SSLContext:
         if t.ca == "system":
             ctx.load_default_certs()
         else:
-            _readable(t.ca, f"{where}.ca")
-            try:
-                ctx.load_verify_locations(cafile=t.ca)
-            except ssl.SSLError as e:
-                raise ConfigError(f"{where}.ca: {t.ca}: no usable CA certificate "
-                                  f"({e.reason or e})") from None
+            _load_ca(ctx, t.ca, f"{where}.ca")
     else:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE

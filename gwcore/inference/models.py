@@ -165,6 +165,9 @@ class ModelRoute:
                     if route.version_header is not None else None)
         self.field = name.encode()
         self.field_lower = name.lower().encode()
+        # each version's (and fallback's) field line, sent upstream and to the client
+        self.lines = {v: self.field + b": " + v.value + b"\r\n"
+                      for m in self.models.values() for v in (*m.versions, *m.fallbacks)}
         self.priority = route.priority
         self.access_log = access_log
         # seconds a queued request may wait before the session gives up on it: the longest

@@ -87,10 +87,13 @@ cdef class Exchange:
         (so a client can never forge it). ValueError as add_upstream_header."""
         _check_field(name, value)
         self.remove_upstream_field(name)
-        low = name.lower()
-        # set again: the earlier value goes (a model route's fallback re-sets its version)
-        self.upstream_fields = [(n, v) for n, v in self.upstream_fields if n.lower() != low]
-        self.upstream_fields.append((name, value))
+        cdef bytes low = name.lower()
+        cdef list fields = self.upstream_fields
+        cdef Py_ssize_t i
+        for i in range(len(fields) - 1, -1, -1):      # set again: the earlier value goes
+            if (<bytes>fields[i][0]).lower() == low:
+                del fields[i]
+        fields.append((name, value))
 
     def remove_upstream_field(self, bytes name) -> None:
         """Do not forward the client's ``name`` field(s) upstream (case-insensitive)."""

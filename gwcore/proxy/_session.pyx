@@ -807,7 +807,7 @@ cdef class Downstream(Http1Connection):
         method, target, host, replace_host, filtered = self.model_req
         self.cluster = version.cluster
         ex.cluster = self.cluster
-        self.model_line = route.model.field + b": " + version.value + CRLF
+        self.model_line = route.model.lines[version]
         base = request_fields(ex.request, &h, head_fields)
         if replace_host:
             h.host_index = -2
