@@ -460,3 +460,37 @@ def test_redirect_http_to_https(origin, tmp_path: Path, raw) -> None:
         assert origin.served("/a/b") == 0
     finally:
         gw.proc.stop()
+
+
+# -- a large body over TLS ------------------------------------------------------------------
+
+@pytest.mark.timeout(180)
+def test_1gib_download_over_tls_in_bounded_memory(tls_gw: TlsGateway, rss_sampler,
+                                                  pattern) -> None:
+    """1 GiB from the origin through a TLS listener: every byte arrives, and the gateway's
+    memory grows by less than 64 MiB (reading the origin pauses while the client is behind)."""
+    mib, gib = 1 << 20, 1 << 30
+    ctx = client_ctx(tls_gw.pki)
+    for _ in range(3):      # warm-up: pools, buffers, code paths
+        with connect(tls_gw.port, ctx) as s:
+            assert get(s, f"/big?size={8 * mib}")[0] == 200
+    buf = bytearray(mib)
+    view = memoryview(buf)
+    with connect(tls_gw.port, ctx) as s, rss_sampler(tls_gw.gw.pid) as rss:
+        s.sendall(f"GET /big?size={gib} HTTP/1.1\r\nHost: example.test\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            assert chunk, f"closed after {data!r}"
+            data += chunk
+        head, _, first = data.partition(b"\r\n\r\n")
+        assert head.split()[1] == b"200" and f"content-length: {gib}".encode() in head.lower()
+        assert first == pattern(0, len(first))
+        count = len(first)
+        s.settimeout(30)
+        while count < gib:
+            n = s.recv_into(view, min(mib, gib - count))
+            assert n, f"EOF after {count} of {gib} bytes"
+            count += n
+    assert count == gib
+    assert rss.growth < 64 * mib, f"RSS grew by {rss.growth / mib:.1f} MiB ({rss.summary()})"
